@@ -1,0 +1,219 @@
+//! The RAM buffer: items appended since the last flush, grouped into one [`Segment`] per
+//! data file, and the placement rule that decides each item's location.
+//!
+//! Placement: an item goes at the tail's logical end unless the file (header included)
+//! would pass `max_file_size` or the position would pass `u32::MAX`; then it starts the
+//! next index. An item never straddles two files.
+
+use crate::error::{Error, Result};
+use crate::format::HEADER_LEN;
+use crate::location::ItemLocation;
+use crate::store::Segment;
+
+/// Where the next item goes: the last data file and its logical end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tail {
+    pub(crate) index: u32,
+    pub(crate) end: u32,
+    pub(crate) trim_offset: u32,
+}
+
+impl Tail {
+    fn file_len(&self) -> u64 {
+        HEADER_LEN + u64::from(self.end - self.trim_offset)
+    }
+}
+
+/// Limits the placement rule needs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) max_file_size: u64,
+    pub(crate) max_index: u64,
+    pub(crate) padding: usize,
+    /// Bytes to reserve up front for a new segment.
+    pub(crate) reserve: usize,
+}
+
+/// Items not yet persisted.
+#[derive(Debug, Default)]
+pub(crate) struct Buffer {
+    pub(crate) segments: Vec<Segment>,
+    pub(crate) bytes: u64,
+    pub(crate) items: usize,
+}
+
+impl Buffer {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.items == 0
+    }
+
+    /// Appends `data` after `tail`, moving the tail; returns the item's location.
+    ///
+    /// # Errors
+    /// [`Error::DatabaseFull`] when a new file is needed and no index number is left.
+    pub(crate) fn push(
+        &mut self,
+        tail: &mut Tail,
+        data: &[u8],
+        limits: &Limits,
+    ) -> Result<ItemLocation> {
+        let size = u32::try_from(data.len()).map_err(|_| Error::ItemTooLarge {
+            size: data.len() as u64,
+            limit: u64::from(u32::MAX),
+        })?;
+        let fits_file = tail.file_len() + u64::from(size) <= limits.max_file_size;
+        let fits_positions = u64::from(tail.end) + u64::from(size) <= u64::from(u32::MAX);
+        let mut new_file = false;
+        if !(fits_file && fits_positions) {
+            let next = u64::from(tail.index) + 1;
+            if next > limits.max_index {
+                return Err(Error::DatabaseFull {
+                    index: next,
+                    padding: limits.padding,
+                });
+            }
+            *tail = Tail {
+                index: u32::try_from(next).expect("max_index fits u32"),
+                end: 0,
+                trim_offset: 0,
+            };
+            new_file = true;
+        }
+        let loc = ItemLocation {
+            index: tail.index,
+            position: tail.end,
+            size,
+        };
+        match self.segments.last_mut() {
+            Some(seg) if seg.index == tail.index && !new_file => seg.data.extend_from_slice(data),
+            _ => {
+                let mut buf = Vec::with_capacity(limits.reserve.max(data.len()));
+                buf.extend_from_slice(data);
+                self.segments.push(Segment {
+                    index: tail.index,
+                    start: tail.end,
+                    new_file,
+                    data: buf,
+                });
+            }
+        }
+        tail.end += size;
+        self.bytes += u64::from(size);
+        self.items += 1;
+        Ok(loc)
+    }
+
+    /// The bytes of `loc` if they lie wholly inside one buffered segment.
+    pub(crate) fn get(&self, loc: ItemLocation) -> Option<&[u8]> {
+        self.segments.iter().find_map(|seg| {
+            if seg.index != loc.index || loc.position < seg.start {
+                return None;
+            }
+            let from = (loc.position - seg.start) as usize;
+            let to = from.checked_add(loc.size as usize)?;
+            seg.data.get(from..to)
+        })
+    }
+
+    /// Whether `loc` starts inside a buffered segment (it is not on disk yet).
+    pub(crate) fn covers(&self, loc: ItemLocation) -> bool {
+        self.segments
+            .iter()
+            .any(|s| s.index == loc.index && loc.position >= s.start && loc.position < s.end())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(max_file_size: u64) -> Limits {
+        Limits {
+            max_file_size,
+            max_index: 99_999,
+            padding: 5,
+            reserve: 0,
+        }
+    }
+
+    #[test]
+    fn items_fill_a_file_then_roll_over() {
+        let mut tail = Tail {
+            index: 0,
+            end: 0,
+            trim_offset: 0,
+        };
+        let mut b = Buffer::default();
+        let l = limits(HEADER_LEN + 10);
+        let a = b.push(&mut tail, &[1; 6], &l).unwrap();
+        let c = b.push(&mut tail, &[2; 4], &l).unwrap();
+        let d = b.push(&mut tail, &[3; 5], &l).unwrap();
+        assert_eq!((a.index, a.position), (0, 0));
+        assert_eq!((c.index, c.position), (0, 6), "exactly fills the file");
+        assert_eq!((d.index, d.position), (1, 0), "does not fit: next index");
+        assert_eq!(b.segments.len(), 2);
+        assert!(!b.segments[0].new_file);
+        assert!(b.segments[1].new_file);
+        assert_eq!(b.get(c), Some(&[2u8; 4][..]));
+        assert_eq!(b.get(d), Some(&[3u8; 5][..]));
+        assert_eq!(
+            b.get(ItemLocation {
+                index: 0,
+                position: 8,
+                size: 3
+            }),
+            None,
+            "past the segment end"
+        );
+        assert_eq!((b.items, b.bytes), (3, 15));
+    }
+
+    #[test]
+    fn trimmed_tail_counts_physical_bytes_and_u32_positions() {
+        let mut tail = Tail {
+            index: 2,
+            end: 1000,
+            trim_offset: 995,
+        };
+        let mut b = Buffer::default();
+        let loc = b
+            .push(&mut tail, &[0; 5], &limits(HEADER_LEN + 10))
+            .unwrap();
+        assert_eq!(
+            (loc.index, loc.position),
+            (2, 1000),
+            "5 physical bytes used"
+        );
+        let mut high = Tail {
+            index: 0,
+            end: u32::MAX - 2,
+            trim_offset: u32::MAX - 2,
+        };
+        let loc = b.push(&mut high, &[0; 5], &limits(1 << 20)).unwrap();
+        assert_eq!((loc.index, loc.position), (1, 0), "positions must stay u32");
+    }
+
+    #[test]
+    fn database_full_when_no_index_is_left() {
+        let mut tail = Tail {
+            index: 9,
+            end: 10,
+            trim_offset: 0,
+        };
+        let l = Limits {
+            max_file_size: HEADER_LEN + 10,
+            max_index: 9,
+            padding: 1,
+            reserve: 0,
+        };
+        let err = Buffer::default().push(&mut tail, &[0; 1], &l).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::DatabaseFull {
+                index: 10,
+                padding: 1
+            }
+        ));
+        assert_eq!(tail.index, 9, "tail unchanged on error");
+    }
+}

@@ -1,0 +1,354 @@
+//! The builder, its defaults, and the validation `open` performs.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::db::AioDiskDb;
+use crate::error::{Error, Result};
+use crate::events::{Hooks, WriteEvent};
+use crate::format::{Naming, DEFAULT_GENESIS, HEADER_LEN};
+
+/// When an item counts as persisted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// Persisted means synced to the device (`fdatasync` of the data, then of the commit
+    /// record; the directory after creating, renaming or removing a file). Survives power
+    /// loss and OS crashes. The default.
+    #[default]
+    Sync,
+    /// Persisted means handed to the operating system (written, not synced), as in the
+    /// Python library. Survives a crash of the process only. Atomicity still holds.
+    Os,
+}
+
+/// Largest accepted `max_file_size`: positions and sizes are `u32`.
+pub(crate) const MAX_FILE_SIZE_LIMIT: u64 = u32::MAX as u64;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) path: PathBuf,
+    pub(crate) create_if_missing: bool,
+    pub(crate) max_file_size: u64,
+    pub(crate) max_buffer_size: u64,
+    pub(crate) max_buffer_items: usize,
+    pub(crate) flush_interval: Duration,
+    pub(crate) timeout: Duration,
+    pub(crate) concurrency: usize,
+    pub(crate) naming: Naming,
+    pub(crate) genesis: [u8; 4],
+    pub(crate) overwrite: bool,
+    pub(crate) clean_stale_data: bool,
+    pub(crate) durability: Durability,
+}
+
+impl Config {
+    /// The largest item `add` accepts: it must fit the buffer and a fresh file.
+    pub(crate) fn max_item_size(&self) -> u64 {
+        self.max_buffer_size.min(self.max_file_size - HEADER_LEN)
+    }
+
+    /// The largest item a transaction accepts: it must fit a fresh file.
+    pub(crate) fn max_tx_item_size(&self) -> u64 {
+        self.max_file_size - HEADER_LEN
+    }
+
+    pub(crate) fn sync(&self) -> bool {
+        self.durability == Durability::Sync
+    }
+}
+
+/// Configures and opens an [`AioDiskDb`]. Every option is checked by [`Builder::open`].
+///
+/// ```no_run
+/// # async fn demo() -> aiodiskdb::Result<()> {
+/// use std::time::Duration;
+/// use aiodiskdb::{AioDiskDb, Durability};
+///
+/// let db = AioDiskDb::builder("/tmp/blocks")
+///     .max_file_size(16 << 20)
+///     .max_buffer_size(1 << 20)
+///     .max_buffer_items(100)
+///     .flush_interval(Duration::from_secs(60))
+///     .durability(Durability::Sync)
+///     .open()
+///     .await?;
+/// # db.stop().await }
+/// ```
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `open` is awaited"]
+pub struct Builder {
+    path: PathBuf,
+    create_if_missing: bool,
+    max_file_size: u64,
+    max_buffer_size: u64,
+    max_buffer_items: usize,
+    flush_interval: Duration,
+    timeout: Duration,
+    concurrency: usize,
+    file_prefix: String,
+    file_padding: usize,
+    genesis: [u8; 4],
+    overwrite: bool,
+    clean_stale_data: bool,
+    durability: Durability,
+    hooks: Hooks,
+}
+
+impl Builder {
+    pub(crate) fn new(path: impl AsRef<Path>) -> Self {
+        Builder {
+            path: path.as_ref().to_path_buf(),
+            create_if_missing: true,
+            max_file_size: 128 << 20,
+            max_buffer_size: 16 << 20,
+            max_buffer_items: 1000,
+            flush_interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(30),
+            concurrency: 32,
+            file_prefix: "data".to_owned(),
+            file_padding: 5,
+            genesis: DEFAULT_GENESIS,
+            overwrite: false,
+            clean_stale_data: true,
+            durability: Durability::Sync,
+            hooks: Hooks::default(),
+        }
+    }
+
+    /// Create the directory (and parents) if it does not exist. Default `true`.
+    pub fn create_if_missing(mut self, yes: bool) -> Self {
+        self.create_if_missing = yes;
+        self
+    }
+
+    /// Bytes per data file, its 24-byte header included. Default 128 MiB; must be more than
+    /// 24 and less than 4 GiB.
+    pub fn max_file_size(mut self, bytes: u64) -> Self {
+        self.max_file_size = bytes;
+        self
+    }
+
+    /// Bytes of items held in RAM before a flush. Default 16 MiB; at least 1, at most
+    /// `max_file_size`. Also the largest item `add` accepts.
+    pub fn max_buffer_size(mut self, bytes: u64) -> Self {
+        self.max_buffer_size = bytes;
+        self
+    }
+
+    /// Items held in RAM before a flush. Default 1000; at least 1.
+    pub fn max_buffer_items(mut self, items: usize) -> Self {
+        self.max_buffer_items = items;
+        self
+    }
+
+    /// Longest time buffered items wait before a flush. Default 30 s; more than zero.
+    pub fn flush_interval(mut self, interval: Duration) -> Self {
+        self.flush_interval = interval;
+        self
+    }
+
+    /// Longest wait for buffer space in `add`, and for `stop`. Default 30 s; more than zero.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Most disk reads in flight at once. Default 32; at least 1.
+    pub fn concurrency(mut self, reads: usize) -> Self {
+        self.concurrency = reads;
+        self
+    }
+
+    /// Data file name prefix: letters only. Default `"data"`.
+    pub fn file_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.file_prefix = prefix.into();
+        self
+    }
+
+    /// Digits of the zero-padded index in file names, 1 to 10. Default 5
+    /// (`data00000.dat`, at most 100,000 files).
+    pub fn file_padding(mut self, digits: usize) -> Self {
+        self.file_padding = digits;
+        self
+    }
+
+    /// The 4 magic bytes at the start of every data file. Default `0d ce 8f 37`.
+    pub fn genesis_bytes(mut self, genesis: [u8; 4]) -> Self {
+        self.genesis = genesis;
+        self
+    }
+
+    /// Allow `rtrim`, `ltrim` and `drop_index`. Default `false`.
+    pub fn overwrite(mut self, yes: bool) -> Self {
+        self.overwrite = yes;
+        self
+    }
+
+    /// On open, finish or undo an interrupted flush or trim and delete temp files. Default
+    /// `true`; with `false`, `open` fails with [`Error::InvalidDbState`] if anything is
+    /// pending.
+    pub fn clean_stale_data(mut self, yes: bool) -> Self {
+        self.clean_stale_data = yes;
+        self
+    }
+
+    /// What "persisted" means. Default [`Durability::Sync`].
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Called after each range is persisted, with the time and the range.
+    pub fn on_write<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(SystemTime, WriteEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.on_write = Some(Arc::new(move |at, ev| Box::pin(hook(at, ev))));
+        self
+    }
+
+    /// Called once the database has opened.
+    pub fn on_start<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(SystemTime) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.on_start = Some(Arc::new(move |at| Box::pin(hook(at))));
+        self
+    }
+
+    /// Called once the database has stopped.
+    pub fn on_stop<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(SystemTime) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.on_stop = Some(Arc::new(move |at| Box::pin(hook(at))));
+        self
+    }
+
+    /// Called when a write or sync fails (the handle then refuses writes).
+    pub fn on_failure<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(SystemTime, Error) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.on_failure = Some(Arc::new(move |at, e| Box::pin(hook(at, e))));
+        self
+    }
+
+    /// Called when a data file is deleted, with its index and item bytes.
+    pub fn on_index_drop<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(SystemTime, u32, u64) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.on_index_drop = Some(Arc::new(move |at, i, s| Box::pin(hook(at, i, s))));
+        self
+    }
+
+    /// Validates the options, locks the directory, recovers it and starts the flusher.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfiguration`] for a bad option; [`Error::Locked`] if another process
+    /// or handle holds the directory; [`Error::InvalidDataFile`] for a data file with a bad
+    /// header (nothing is changed); [`Error::InvalidDbState`] for pending recovery with
+    /// `clean_stale_data(false)`; [`Error::FilesInconsistency`] if committed data is missing;
+    /// [`Error::Io`] for I/O failures.
+    ///
+    /// # Cancel safety
+    /// Dropping the future before it completes may leave the directory locked until the
+    /// blocking open step finishes; nothing is lost or half-recovered (recovery is
+    /// idempotent).
+    pub async fn open(self) -> Result<AioDiskDb> {
+        let (config, hooks) = self.validate()?;
+        AioDiskDb::start(config, hooks).await
+    }
+
+    pub(crate) fn validate(self) -> Result<(Config, Hooks)> {
+        let b = self;
+        if b.max_file_size <= HEADER_LEN {
+            return Err(Error::config(
+                "max_file_size",
+                b.max_file_size,
+                "must be more than the 24-byte header",
+            ));
+        }
+        if b.max_file_size >= MAX_FILE_SIZE_LIMIT + 1 {
+            return Err(Error::config(
+                "max_file_size",
+                b.max_file_size,
+                "must be less than 4 GiB (positions are u32)",
+            ));
+        }
+        if b.max_buffer_size == 0 {
+            return Err(Error::config("max_buffer_size", 0, "must be at least 1"));
+        }
+        if b.max_buffer_size > b.max_file_size {
+            return Err(Error::config(
+                "max_buffer_size",
+                b.max_buffer_size,
+                "must not exceed max_file_size",
+            ));
+        }
+        if b.max_buffer_items == 0 {
+            return Err(Error::config("max_buffer_items", 0, "must be at least 1"));
+        }
+        if b.flush_interval.is_zero() {
+            return Err(Error::config(
+                "flush_interval",
+                "0s",
+                "must be more than zero",
+            ));
+        }
+        if b.timeout.is_zero() {
+            return Err(Error::config("timeout", "0s", "must be more than zero"));
+        }
+        if b.concurrency == 0 {
+            return Err(Error::config("concurrency", 0, "must be at least 1"));
+        }
+        if b.file_prefix.is_empty() || !b.file_prefix.chars().all(char::is_alphabetic) {
+            return Err(Error::config(
+                "file_prefix",
+                format!("{:?}", b.file_prefix),
+                "must be a non-empty string of letters",
+            ));
+        }
+        if !(1..=10).contains(&b.file_padding) {
+            return Err(Error::config(
+                "file_padding",
+                b.file_padding,
+                "must be from 1 to 10 digits",
+            ));
+        }
+        if b.path.as_os_str().is_empty() {
+            return Err(Error::config("path", "\"\"", "must not be empty"));
+        }
+        Ok((
+            Config {
+                path: b.path,
+                create_if_missing: b.create_if_missing,
+                max_file_size: b.max_file_size,
+                max_buffer_size: b.max_buffer_size,
+                max_buffer_items: b.max_buffer_items,
+                flush_interval: b.flush_interval,
+                timeout: b.timeout,
+                concurrency: b.concurrency,
+                naming: Naming {
+                    prefix: b.file_prefix,
+                    padding: b.file_padding,
+                },
+                genesis: b.genesis,
+                overwrite: b.overwrite,
+                clean_stale_data: b.clean_stale_data,
+                durability: b.durability,
+            },
+            b.hooks,
+        ))
+    }
+}

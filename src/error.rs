@@ -1,0 +1,158 @@
+//! The crate's one error type.
+//!
+//! Every fallible public call returns [`Error`]. Variants mirror the Python library's
+//! exceptions and carry the value or path that was wrong. `Error` is `Clone` (I/O errors are
+//! shared behind an `Arc`) so that one failure can be handed to every waiter of a batch and
+//! kept as the reason a handle is poisoned.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::location::ItemLocation;
+
+/// A `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in `aiodiskdb`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A builder option has a value the database cannot work with.
+    #[error("invalid configuration: {option} = {value}: {reason}")]
+    InvalidConfiguration {
+        /// The option, as named on the builder.
+        option: &'static str,
+        /// The rejected value.
+        value: String,
+        /// What the value must be.
+        reason: &'static str,
+    },
+    /// The database was stopped (or never finished opening); reopen it to continue.
+    #[error("the database is not running")]
+    NotRunning,
+    /// Waited longer than the configured `timeout`.
+    #[error("timed out after {waited_ms} ms waiting for {what}")]
+    Timeout {
+        /// What was awaited.
+        what: &'static str,
+        /// How long, in milliseconds.
+        waited_ms: u64,
+    },
+    /// A data file is not an aiodiskdb data file of this configuration.
+    #[error("invalid data file {path}: {reason}")]
+    InvalidDataFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Trimming and dropping need `overwrite` enabled.
+    #[error("the database is read-only for trims and drops: enable overwrite first")]
+    ReadOnly,
+    /// The files on disk disagree with what the database committed.
+    #[error("files inconsistency in {path}: {reason}")]
+    FilesInconsistency {
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// What disagrees.
+        reason: String,
+    },
+    /// The item is larger than the configured limit.
+    #[error("item of {size} bytes is larger than the limit of {limit} bytes")]
+    ItemTooLarge {
+        /// The item's size.
+        size: u64,
+        /// The largest size accepted here.
+        limit: u64,
+    },
+    /// Empty items cannot be stored.
+    #[error("empty payload: items must hold at least one byte")]
+    EmptyPayload,
+    /// A transaction with no items cannot be committed.
+    #[error("empty transaction: add at least one item before commit")]
+    EmptyTransaction,
+    /// The database refuses writes after a failed write or sync, or found a state it cannot
+    /// continue from.
+    #[error("invalid database state: {reason}")]
+    InvalidDbState {
+        /// Why.
+        reason: String,
+    },
+    /// The data file of this index does not exist.
+    #[error("index {index} does not exist")]
+    IndexDoesNotExist {
+        /// The index asked for.
+        index: u32,
+    },
+    /// A trim command does not fit the index (range or safety check).
+    #[error("invalid trim command on index {index}: {reason}")]
+    InvalidTrimCommand {
+        /// The index.
+        index: u32,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Another process (or another open handle) holds the directory.
+    #[error("the database at {path} is locked by another process or handle")]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// A location is not stored and has nothing pending to persist.
+    #[error("location {location} is not stored")]
+    NotStored {
+        /// The location.
+        location: ItemLocation,
+    },
+    /// No more index numbers fit in `file_padding` digits.
+    #[error("database full: index {index} does not fit in {padding} digits")]
+    DatabaseFull {
+        /// The index that would be needed.
+        index: u64,
+        /// The configured padding.
+        padding: usize,
+    },
+    /// A malformed 12-byte location.
+    #[error("invalid location encoding: {reason}")]
+    InvalidLocation {
+        /// What is wrong.
+        reason: String,
+    },
+    /// An operating-system I/O error, with the operation and path.
+    #[error("i/o error: {op} {path}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The path concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: Arc<io::Error>,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source: Arc::new(source),
+        }
+    }
+
+    pub(crate) fn config(option: &'static str, value: impl ToString, reason: &'static str) -> Self {
+        Error::InvalidConfiguration {
+            option,
+            value: value.to_string(),
+            reason,
+        }
+    }
+
+    pub(crate) fn trim(index: u32, reason: impl Into<String>) -> Self {
+        Error::InvalidTrimCommand {
+            index,
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! Every on-disk byte: data file names and headers, the state file, and the Python
+//! library's checkpoint files.
+//!
+//! ```text
+//! data file  {prefix}{index:0padding}.dat          (aiodiskdb 0.2.x, byte for byte)
+//!   0..4    genesis bytes
+//!   4..8    trim offset, u32 LE (logical position of the first byte still stored)
+//!   8..24   reserved, zero
+//!   24..    items back to back; logical position p is at byte 24 + p - trim_offset
+//!
+//! temp file  .tmp.{prefix}{index:0padding}.dat     (ltrim rewrite, then renamed over)
+//!
+//! state file .aiodiskdb.{prefix}.state             (ours; Python ignores it)
+//!   two slots of SLOT_LEN bytes at 0 and SLOT_LEN; a write goes to slot seq % 2, so a torn
+//!   write leaves the other slot intact. A slot:
+//!   0..8    magic "AIODSKDB"
+//!   8..12   version u32 LE (1)
+//!   12..20  seq u64 LE (the slot with the highest valid seq wins)
+//!   20..24  flags u32 LE (bit 0: clean stop)
+//!   24..28  head index u32 LE (the current data file)
+//!   28..32  head end u32 LE (committed logical end of the head file)
+//!   32..36  pending operation kind u32 LE (0 none, 1 ltrim, 2 drop)
+//!   36..40  pending index u32 LE
+//!   40..44  pending argument u32 LE (ltrim: the new trim offset)
+//!   44..48  crc32c of bytes 0..44, u32 LE
+//!   48..    zero
+//!
+//! python checkpoint  .checkpoint-{millis}   (written by aiodiskdb 0.2.x before each flush)
+//!   52-byte entries: index u48 LE, file length u48 LE, the file's last 8 bytes, 32 bytes
+//! ```
+
+use crate::error::Error;
+
+/// Length of a data file header.
+pub(crate) const HEADER_LEN: u64 = 24;
+const GENESIS: std::ops::Range<usize> = 0..4;
+const TRIM_OFFSET: std::ops::Range<usize> = 4..8;
+const RESERVED: std::ops::Range<usize> = 8..24;
+
+/// The default genesis bytes of aiodiskdb 0.2.x (`b'\r\xce\x8f7'`).
+pub(crate) const DEFAULT_GENESIS: [u8; 4] = [0x0d, 0xce, 0x8f, 0x37];
+
+/// A data file header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub(crate) genesis: [u8; 4],
+    pub(crate) trim_offset: u32,
+}
+
+impl Header {
+    pub(crate) fn encode(&self) -> [u8; HEADER_LEN as usize] {
+        let mut out = [0u8; HEADER_LEN as usize];
+        out[GENESIS].copy_from_slice(&self.genesis);
+        out[TRIM_OFFSET].copy_from_slice(&self.trim_offset.to_le_bytes());
+        out
+    }
+
+    /// Decodes and validates a header against the expected genesis bytes.
+    ///
+    /// On failure returns the reason, for the caller to wrap with the file's path.
+    pub(crate) fn decode(bytes: &[u8], genesis: [u8; 4]) -> std::result::Result<Header, String> {
+        if bytes.len() < HEADER_LEN as usize {
+            return Err(format!(
+                "header too short: {} bytes, expected {HEADER_LEN}",
+                bytes.len()
+            ));
+        }
+        let got = &bytes[GENESIS];
+        if got != genesis {
+            return Err(format!(
+                "wrong genesis bytes {}, expected {}",
+                hex(got),
+                hex(&genesis)
+            ));
+        }
+        if bytes[RESERVED].iter().any(|b| *b != 0) {
+            return Err(format!(
+                "reserved header bytes are not zero: {}",
+                hex(&bytes[RESERVED])
+            ));
+        }
+        let trim_offset = u32::from_le_bytes(bytes[TRIM_OFFSET].try_into().expect("4 bytes"));
+        Ok(Header {
+            genesis,
+            trim_offset,
+        })
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// How data files are named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Naming {
+    pub(crate) prefix: String,
+    pub(crate) padding: usize,
+}
+
+impl Naming {
+    /// `{prefix}{index:0padding}.dat`.
+    pub(crate) fn data_file(&self, index: u32) -> String {
+        format!("{}{:0width$}.dat", self.prefix, index, width = self.padding)
+    }
+
+    /// `.tmp.{prefix}{index:0padding}.dat`, the ltrim rewrite target.
+    pub(crate) fn temp_file(&self, index: u32) -> String {
+        format!(".tmp.{}", self.data_file(index))
+    }
+
+    /// `.aiodiskdb.{prefix}.state`.
+    pub(crate) fn state_file(&self) -> String {
+        format!(".aiodiskdb.{}.state", self.prefix)
+    }
+
+    /// The largest index whose name has exactly `padding` digits.
+    pub(crate) fn max_index(&self) -> u64 {
+        10u64
+            .checked_pow(u32::try_from(self.padding).unwrap_or(u32::MAX))
+            .map_or(u64::MAX, |p| p - 1)
+            .min(u64::from(u32::MAX))
+    }
+
+    /// Parses a data file name of this naming: exactly `padding` digits.
+    pub(crate) fn parse_data_file(&self, name: &str) -> Option<u32> {
+        let digits = name.strip_prefix(&self.prefix)?.strip_suffix(".dat")?;
+        parse_digits(digits, self.padding)
+    }
+
+    /// Parses a temp file name of this naming.
+    pub(crate) fn parse_temp_file(&self, name: &str) -> Option<u32> {
+        self.parse_data_file(name.strip_prefix(".tmp.")?)
+    }
+}
+
+fn parse_digits(digits: &str, padding: usize) -> Option<u32> {
+    if digits.len() != padding || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Name prefix of the Python library's checkpoint files.
+pub(crate) const PY_CHECKPOINT_PREFIX: &str = ".checkpoint-";
+const PY_CHECKPOINT_ENTRY: usize = 52;
+
+/// One entry of a Python checkpoint: the file's length and last bytes before the flush.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PyCheckpointEntry {
+    pub(crate) index: u64,
+    pub(crate) file_len: u64,
+    pub(crate) last_bytes: [u8; 8],
+}
+
+/// Decodes a Python checkpoint. A trailing partial entry (a torn checkpoint write) is
+/// ignored: the library writes the checkpoint before touching any data file.
+pub(crate) fn decode_py_checkpoint(bytes: &[u8]) -> Vec<PyCheckpointEntry> {
+    bytes
+        .chunks_exact(PY_CHECKPOINT_ENTRY)
+        .map(|e| {
+            let mut w = [0u8; 8];
+            w[..6].copy_from_slice(&e[0..6]);
+            let index = u64::from_le_bytes(w);
+            w[..6].copy_from_slice(&e[6..12]);
+            let file_len = u64::from_le_bytes(w);
+            PyCheckpointEntry {
+                index,
+                file_len,
+                last_bytes: e[12..20].try_into().expect("8 bytes"),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+pub(crate) fn encode_py_checkpoint(entries: &[PyCheckpointEntry]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in entries {
+        out.extend_from_slice(&e.index.to_le_bytes()[..6]);
+        out.extend_from_slice(&e.file_len.to_le_bytes()[..6]);
+        out.extend_from_slice(&e.last_bytes);
+        out.extend_from_slice(&[0u8; 32]);
+    }
+    out
+}
+
+/// Length of one state slot; the state file is two slots.
+pub(crate) const SLOT_LEN: u64 = 512;
+const STATE_MAGIC: &[u8; 8] = b"AIODSKDB";
+const STATE_VERSION: u32 = 1;
+const STATE_CRC_AT: usize = 44;
+const FLAG_CLEAN: u32 = 1;
+
+/// An operation recorded before it is carried out, so that recovery can finish it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pending {
+    None,
+    /// Rename `.tmp.` file of `index` over the data file; its header holds `trim_offset`.
+    Ltrim {
+        index: u32,
+        trim_offset: u32,
+    },
+    /// Remove the data file of `index`.
+    Drop {
+        index: u32,
+    },
+}
+
+/// What the state file records: the commit point of every flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct State {
+    pub(crate) seq: u64,
+    /// Set by a clean stop: the data files are authoritative as they are (another writer,
+    /// such as the Python library, may have appended since).
+    pub(crate) clean: bool,
+    pub(crate) head: u32,
+    /// Committed logical end of the head file.
+    pub(crate) head_end: u32,
+    pub(crate) pending: Pending,
+}
+
+impl State {
+    pub(crate) fn encode(&self) -> [u8; SLOT_LEN as usize] {
+        let mut s = [0u8; SLOT_LEN as usize];
+        s[0..8].copy_from_slice(STATE_MAGIC);
+        s[8..12].copy_from_slice(&STATE_VERSION.to_le_bytes());
+        s[12..20].copy_from_slice(&self.seq.to_le_bytes());
+        let flags = if self.clean { FLAG_CLEAN } else { 0 };
+        s[20..24].copy_from_slice(&flags.to_le_bytes());
+        s[24..28].copy_from_slice(&self.head.to_le_bytes());
+        s[28..32].copy_from_slice(&self.head_end.to_le_bytes());
+        let (kind, index, arg) = match self.pending {
+            Pending::None => (0u32, 0u32, 0u32),
+            Pending::Ltrim { index, trim_offset } => (1, index, trim_offset),
+            Pending::Drop { index } => (2, index, 0),
+        };
+        s[32..36].copy_from_slice(&kind.to_le_bytes());
+        s[36..40].copy_from_slice(&index.to_le_bytes());
+        s[40..44].copy_from_slice(&arg.to_le_bytes());
+        let crc = crc32c::crc32c(&s[..STATE_CRC_AT]);
+        s[STATE_CRC_AT..STATE_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+        s
+    }
+
+    /// Decodes one slot; `None` when it is blank, torn or of an unknown version.
+    pub(crate) fn decode(slot: &[u8]) -> Option<State> {
+        if slot.len() < STATE_CRC_AT + 4 || &slot[0..8] != STATE_MAGIC {
+            return None;
+        }
+        let word = |i: usize| u32::from_le_bytes(slot[i..i + 4].try_into().expect("4 bytes"));
+        if word(STATE_CRC_AT) != crc32c::crc32c(&slot[..STATE_CRC_AT]) || word(8) != STATE_VERSION {
+            return None;
+        }
+        let pending = match word(32) {
+            0 => Pending::None,
+            1 => Pending::Ltrim {
+                index: word(36),
+                trim_offset: word(40),
+            },
+            2 => Pending::Drop { index: word(36) },
+            _ => return None,
+        };
+        Some(State {
+            seq: u64::from_le_bytes(slot[12..20].try_into().expect("8 bytes")),
+            clean: word(20) & FLAG_CLEAN != 0,
+            head: word(24),
+            head_end: word(28),
+            pending,
+        })
+    }
+
+    /// Byte offset of the slot this state is written to.
+    pub(crate) fn slot_offset(&self) -> u64 {
+        (self.seq % 2) * SLOT_LEN
+    }
+
+    /// Picks the newest valid slot of a state file's contents.
+    pub(crate) fn newest(file: &[u8]) -> Option<State> {
+        file.chunks(SLOT_LEN as usize)
+            .take(2)
+            .filter_map(State::decode)
+            .max_by_key(|s| s.seq)
+    }
+}
+
+/// Returns the reason a data file header is invalid, wrapped with its path.
+pub(crate) fn invalid_file(path: &std::path::Path, reason: impl Into<String>) -> Error {
+    Error::InvalidDataFile {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_bytes_match_python() {
+        // FileHeader(genesis_bytes=b'\r\xce\x8f7', trim_offset=300).serialize()
+        let h = Header {
+            genesis: DEFAULT_GENESIS,
+            trim_offset: 300,
+        };
+        let mut expected = vec![0x0d, 0xce, 0x8f, 0x37, 0x2c, 0x01, 0, 0];
+        expected.extend_from_slice(&[0; 16]);
+        assert_eq!(h.encode().to_vec(), expected);
+        assert_eq!(Header::decode(&expected, DEFAULT_GENESIS).unwrap(), h);
+    }
+
+    #[test]
+    fn header_rejects_bad_input() {
+        let good = Header {
+            genesis: DEFAULT_GENESIS,
+            trim_offset: 0,
+        }
+        .encode();
+        assert!(Header::decode(&good[..23], DEFAULT_GENESIS)
+            .unwrap_err()
+            .contains("too short"));
+        assert!(Header::decode(&good, *b"abcd")
+            .unwrap_err()
+            .contains("genesis"));
+        let mut reserved = good;
+        reserved[23] = 1;
+        assert!(Header::decode(&reserved, DEFAULT_GENESIS)
+            .unwrap_err()
+            .contains("reserved"));
+    }
+
+    #[test]
+    fn names_build_and_parse() {
+        let n = Naming {
+            prefix: "data".into(),
+            padding: 5,
+        };
+        assert_eq!(n.data_file(7), "data00007.dat");
+        assert_eq!(n.temp_file(7), ".tmp.data00007.dat");
+        assert_eq!(n.parse_data_file("data00007.dat"), Some(7));
+        assert_eq!(n.parse_temp_file(".tmp.data00007.dat"), Some(7));
+        for other in [
+            "data0007.dat",
+            "data000007.dat",
+            "data00007.da",
+            "blk00007.dat",
+            "data0000x.dat",
+            ".checkpoint-1",
+            ".aiodiskdb.data.state",
+        ] {
+            assert_eq!(n.parse_data_file(other), None, "{other}");
+        }
+        assert_eq!(n.max_index(), 99_999);
+        let wide = Naming {
+            prefix: "x".into(),
+            padding: 10,
+        };
+        assert_eq!(wide.max_index(), u64::from(u32::MAX));
+        assert_eq!(wide.data_file(u32::MAX), "x4294967295.dat");
+    }
+
+    #[test]
+    fn state_round_trip_and_torn_slots() {
+        let s = State {
+            seq: 9,
+            clean: true,
+            head: 4,
+            head_end: 1234,
+            pending: Pending::Ltrim {
+                index: 2,
+                trim_offset: 77,
+            },
+        };
+        let enc = s.encode();
+        assert_eq!(State::decode(&enc), Some(s));
+        for i in [0, 13, 30, 45] {
+            let mut torn = enc;
+            torn[i] ^= 0xff;
+            assert_eq!(State::decode(&torn), None, "flip at {i}");
+        }
+        let older = State { seq: 8, ..s }.encode();
+        let mut file = vec![0u8; 2 * SLOT_LEN as usize];
+        file[..SLOT_LEN as usize].copy_from_slice(&older);
+        file[SLOT_LEN as usize..].copy_from_slice(&enc);
+        assert_eq!(State::newest(&file), Some(s));
+        file[SLOT_LEN as usize + 20] ^= 1;
+        assert_eq!(State::newest(&file).unwrap().seq, 8);
+        assert_eq!(State::newest(&[]), None);
+    }
+
+    #[test]
+    fn py_checkpoint_round_trip_ignores_partial_entry() {
+        let e = PyCheckpointEntry {
+            index: 3,
+            file_len: 1000,
+            last_bytes: *b"abcdefgh",
+        };
+        let mut enc = encode_py_checkpoint(&[e.clone(), e.clone()]);
+        assert_eq!(enc.len(), 104);
+        enc.truncate(80);
+        assert_eq!(decode_py_checkpoint(&enc), vec![e]);
+    }
+}

@@ -1,0 +1,190 @@
+//! The storage seam: every file operation of the engine goes through [`Fs`] and [`FsFile`],
+//! so that tests can substitute a crash-simulating or fault-injecting implementation.
+//! [`RealFs`] is the only implementation compiled into the library.
+//!
+//! The seam is deliberately narrow and synchronous: the callers run it on blocking threads.
+
+use std::fmt::Debug;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A directory-level storage backend.
+pub(crate) trait Fs: Send + Sync + Debug + 'static {
+    /// Creates a new file exclusively (fails if it exists), open for reading and writing.
+    fn create_new(&self, path: &Path) -> io::Result<Arc<dyn FsFile>>;
+    /// Opens an existing file for reading and writing.
+    fn open_rw(&self, path: &Path) -> io::Result<Arc<dyn FsFile>>;
+    /// Opens an existing file for reading.
+    fn open_ro(&self, path: &Path) -> io::Result<Arc<dyn FsFile>>;
+    /// Opens a file for reading and writing, creating it if missing; returns whether it was
+    /// created.
+    fn open_or_create(&self, path: &Path) -> io::Result<(Arc<dyn FsFile>, bool)>;
+    /// Renames `from` over `to`, atomically replacing it.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a file.
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Names of the directory's entries (files only matter to the caller).
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Makes the directory's entries (creations, renames, removals) durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Whether the directory exists.
+    fn dir_exists(&self, dir: &Path) -> io::Result<bool>;
+    /// Creates the directory and its parents.
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// An open file.
+pub(crate) trait FsFile: Send + Sync + Debug {
+    /// Reads at `offset`; returns how many bytes were read (0 at the end).
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// Writes at `offset`; returns how many bytes were written.
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize>;
+    /// The file's length.
+    fn len(&self) -> io::Result<u64>;
+    /// Truncates or extends the file.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Makes the file's data (and the length) durable.
+    fn sync_data(&self) -> io::Result<()>;
+    /// Takes an exclusive advisory lock without waiting; `false` if someone else holds it.
+    fn try_lock(&self) -> io::Result<bool>;
+
+    /// Reads exactly `buf.len()` bytes at `offset`, failing with `UnexpectedEof` if the file
+    /// is shorter.
+    fn read_exact_at(&self, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.read_at(buf, offset) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => {
+                    buf = &mut buf[n..];
+                    offset += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes all of `buf` at `offset`.
+    fn write_all_at(&self, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.write_at(buf, offset) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    buf = &buf[n..];
+                    offset += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The operating system's file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct RealFs;
+
+#[derive(Debug)]
+struct RealFile(File);
+
+impl Fs for RealFs {
+    fn create_new(&self, path: &Path) -> io::Result<Arc<dyn FsFile>> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        Ok(Arc::new(RealFile(f)))
+    }
+
+    fn open_rw(&self, path: &Path) -> io::Result<Arc<dyn FsFile>> {
+        let f = OpenOptions::new().read(true).write(true).open(path)?;
+        Ok(Arc::new(RealFile(f)))
+    }
+
+    fn open_ro(&self, path: &Path) -> io::Result<Arc<dyn FsFile>> {
+        Ok(Arc::new(RealFile(File::open(path)?)))
+    }
+
+    fn open_or_create(&self, path: &Path) -> io::Result<(Arc<dyn FsFile>, bool)> {
+        match self.create_new(path) {
+            Ok(f) => Ok((f, true)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok((self.open_rw(path)?, false)),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            if let Ok(name) = entry.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+
+    fn dir_exists(&self, dir: &Path) -> io::Result<bool> {
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => Ok(true),
+            Ok(_) => Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                "not a directory",
+            )),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)
+    }
+}
+
+impl FsFile for RealFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.0.read_at(buf, offset)
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        self.0.write_at(buf, offset)
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+
+    fn try_lock(&self) -> io::Result<bool> {
+        match self.0.try_lock() {
+            Ok(()) => Ok(true),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! # aiodiskdb
+//!
+//! An embeddable, append-only, asynchronous (tokio) on-disk database, for services that
+//! store large amounts of immutable blobs and keep the returned locations in their own
+//! index: raw blocks of a blockchain indexer, an event archive, a content store. It is
+//! the Rust implementation of the Python library `aiodiskdb` 0.2.x and reads and writes its
+//! file format.
+//!
+//! - [`AioDiskDb`]: the handle. [`add`](AioDiskDb::add) buffers an item in RAM and returns
+//!   its [`ItemLocation`] at once; [`read`](AioDiskDb::read) serves it from RAM or disk;
+//!   a background flusher persists the buffer by size, item count or interval;
+//!   [`flush`](AioDiskDb::flush) and [`wait_persisted`](AioDiskDb::wait_persisted) wait for
+//!   durability.
+//! - [`Transaction`]: all-or-nothing batches, durable when `commit` returns.
+//! - [`rtrim`](AioDiskDb::rtrim), [`ltrim`](AioDiskDb::ltrim),
+//!   [`drop_index`](AioDiskDb::drop_index): pruning, behind
+//!   [`enable_overwrite`](AioDiskDb::enable_overwrite).
+//! - [`Event`]s on a broadcast channel ([`subscribe`](AioDiskDb::subscribe)) and the seed's
+//!   async hooks on the [`Builder`].
+//! - [`Durability::Sync`] (default): persisted means fsynced and survives power loss;
+//!   [`Durability::Os`]: the Python library's page-cache semantics.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> aiodiskdb::Result<()> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! use aiodiskdb::AioDiskDb;
+//!
+//! let db = AioDiskDb::builder(dir.path()).max_file_size(16 << 20).open().await?;
+//! let loc = db.add(&b"block"[..]).await?;
+//! assert_eq!(db.read(loc).await?.as_deref(), Some(&b"block"[..]));
+//! db.flush().await?; // durable from here on
+//! db.stop().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! What it is not: a key-value store (there are no keys, only locations), a database that
+//! deletes single items, or a replicated log. One process owns a directory at a time.
+
+mod buffer;
+mod catalog;
+mod config;
+mod db;
+mod error;
+mod events;
+mod flusher;
+mod format;
+mod fs;
+mod location;
+mod reader;
+mod store;
+mod transaction;
+
+pub use config::{Builder, Durability};
+pub use db::AioDiskDb;
+pub use error::{Error, Result};
+pub use events::{Event, WriteEvent};
+pub use location::ItemLocation;
+pub use transaction::Transaction;

@@ -1,0 +1,1 @@
+//! Tests: add_read.
