@@ -62,7 +62,7 @@ impl Buffer {
             limit: u64::from(u32::MAX),
         })?;
         let fits_file = tail.file_len() + u64::from(size) <= limits.max_file_size;
-        let fits_positions = u64::from(tail.end) + u64::from(size) <= u64::from(u32::MAX);
+        let fits_positions = tail.end.checked_add(size).is_some();
         let mut new_file = false;
         if !(fits_file && fits_positions) {
             let next = u64::from(tail.index) + 1;

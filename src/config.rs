@@ -275,59 +275,59 @@ impl Builder {
         if b.max_file_size <= HEADER_LEN {
             return Err(Error::config(
                 "max_file_size",
-                b.max_file_size,
+                &b.max_file_size,
                 "must be more than the 24-byte header",
             ));
         }
-        if b.max_file_size >= MAX_FILE_SIZE_LIMIT + 1 {
+        if b.max_file_size > MAX_FILE_SIZE_LIMIT {
             return Err(Error::config(
                 "max_file_size",
-                b.max_file_size,
+                &b.max_file_size,
                 "must be less than 4 GiB (positions are u32)",
             ));
         }
         if b.max_buffer_size == 0 {
-            return Err(Error::config("max_buffer_size", 0, "must be at least 1"));
+            return Err(Error::config("max_buffer_size", &0, "must be at least 1"));
         }
         if b.max_buffer_size > b.max_file_size {
             return Err(Error::config(
                 "max_buffer_size",
-                b.max_buffer_size,
+                &b.max_buffer_size,
                 "must not exceed max_file_size",
             ));
         }
         if b.max_buffer_items == 0 {
-            return Err(Error::config("max_buffer_items", 0, "must be at least 1"));
+            return Err(Error::config("max_buffer_items", &0, "must be at least 1"));
         }
         if b.flush_interval.is_zero() {
             return Err(Error::config(
                 "flush_interval",
-                "0s",
+                &"0s",
                 "must be more than zero",
             ));
         }
         if b.timeout.is_zero() {
-            return Err(Error::config("timeout", "0s", "must be more than zero"));
+            return Err(Error::config("timeout", &"0s", "must be more than zero"));
         }
         if b.concurrency == 0 {
-            return Err(Error::config("concurrency", 0, "must be at least 1"));
+            return Err(Error::config("concurrency", &0, "must be at least 1"));
         }
         if b.file_prefix.is_empty() || !b.file_prefix.chars().all(char::is_alphabetic) {
             return Err(Error::config(
                 "file_prefix",
-                format!("{:?}", b.file_prefix),
+                &format!("{:?}", b.file_prefix),
                 "must be a non-empty string of letters",
             ));
         }
         if !(1..=10).contains(&b.file_padding) {
             return Err(Error::config(
                 "file_padding",
-                b.file_padding,
+                &b.file_padding,
                 "must be from 1 to 10 digits",
             ));
         }
         if b.path.as_os_str().is_empty() {
-            return Err(Error::config("path", "\"\"", "must not be empty"));
+            return Err(Error::config("path", &"\"\"", "must not be empty"));
         }
         Ok((
             Config {

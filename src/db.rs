@@ -468,7 +468,6 @@ impl AioDiskDb {
 
     /// Starts a transaction: items staged in it are invisible until
     /// [`Transaction::commit`], then written contiguously, atomically and durably.
-    #[must_use]
     pub fn transaction(&self) -> Transaction {
         Transaction::new(self.clone())
     }
@@ -648,6 +647,7 @@ impl AioDiskDb {
     /// # Errors
     /// The task's result is that of [`AioDiskDb::stop`], or [`Error::Io`] if the signal
     /// handlers cannot be installed.
+    #[must_use = "the task stops the database on a signal; keep or detach its handle"]
     pub fn stop_on_signals(&self) -> tokio::task::JoinHandle<Result<()>> {
         let weak: Weak<Handle> = Arc::downgrade(&self.handle);
         tokio::spawn(async move {

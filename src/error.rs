@@ -141,7 +141,11 @@ impl Error {
         }
     }
 
-    pub(crate) fn config(option: &'static str, value: impl ToString, reason: &'static str) -> Self {
+    pub(crate) fn config(
+        option: &'static str,
+        value: &dyn std::fmt::Display,
+        reason: &'static str,
+    ) -> Self {
         Error::InvalidConfiguration {
             option,
             value: value.to_string(),

@@ -32,7 +32,9 @@
 use crate::error::Error;
 
 /// Length of a data file header.
-pub(crate) const HEADER_LEN: u64 = 24;
+pub(crate) const HEADER_BYTES: usize = 24;
+/// [`HEADER_BYTES`] as a file offset.
+pub(crate) const HEADER_LEN: u64 = HEADER_BYTES as u64;
 const GENESIS: std::ops::Range<usize> = 0..4;
 const TRIM_OFFSET: std::ops::Range<usize> = 4..8;
 const RESERVED: std::ops::Range<usize> = 8..24;
@@ -48,8 +50,8 @@ pub(crate) struct Header {
 }
 
 impl Header {
-    pub(crate) fn encode(&self) -> [u8; HEADER_LEN as usize] {
-        let mut out = [0u8; HEADER_LEN as usize];
+    pub(crate) fn encode(self) -> [u8; HEADER_BYTES] {
+        let mut out = [0u8; HEADER_BYTES];
         out[GENESIS].copy_from_slice(&self.genesis);
         out[TRIM_OFFSET].copy_from_slice(&self.trim_offset.to_le_bytes());
         out
@@ -59,7 +61,7 @@ impl Header {
     ///
     /// On failure returns the reason, for the caller to wrap with the file's path.
     pub(crate) fn decode(bytes: &[u8], genesis: [u8; 4]) -> std::result::Result<Header, String> {
-        if bytes.len() < HEADER_LEN as usize {
+        if bytes.len() < HEADER_BYTES {
             return Err(format!(
                 "header too short: {} bytes, expected {HEADER_LEN}",
                 bytes.len()
@@ -190,7 +192,9 @@ pub(crate) fn encode_py_checkpoint(entries: &[PyCheckpointEntry]) -> Vec<u8> {
 }
 
 /// Length of one state slot; the state file is two slots.
-pub(crate) const SLOT_LEN: u64 = 512;
+pub(crate) const SLOT_BYTES: usize = 512;
+/// [`SLOT_BYTES`] as a file offset.
+pub(crate) const SLOT_LEN: u64 = SLOT_BYTES as u64;
 const STATE_MAGIC: &[u8; 8] = b"AIODSKDB";
 const STATE_VERSION: u32 = 1;
 const STATE_CRC_AT: usize = 44;
@@ -225,8 +229,8 @@ pub(crate) struct State {
 }
 
 impl State {
-    pub(crate) fn encode(&self) -> [u8; SLOT_LEN as usize] {
-        let mut s = [0u8; SLOT_LEN as usize];
+    pub(crate) fn encode(&self) -> [u8; SLOT_BYTES] {
+        let mut s = [0u8; SLOT_BYTES];
         s[0..8].copy_from_slice(STATE_MAGIC);
         s[8..12].copy_from_slice(&STATE_VERSION.to_le_bytes());
         s[12..20].copy_from_slice(&self.seq.to_le_bytes());
@@ -281,7 +285,7 @@ impl State {
 
     /// Picks the newest valid slot of a state file's contents.
     pub(crate) fn newest(file: &[u8]) -> Option<State> {
-        file.chunks(SLOT_LEN as usize)
+        file.chunks(SLOT_BYTES)
             .take(2)
             .filter_map(State::decode)
             .max_by_key(|s| s.seq)
@@ -383,11 +387,11 @@ mod tests {
             assert_eq!(State::decode(&torn), None, "flip at {i}");
         }
         let older = State { seq: 8, ..s }.encode();
-        let mut file = vec![0u8; 2 * SLOT_LEN as usize];
-        file[..SLOT_LEN as usize].copy_from_slice(&older);
-        file[SLOT_LEN as usize..].copy_from_slice(&enc);
+        let mut file = vec![0u8; 2 * SLOT_BYTES];
+        file[..SLOT_BYTES].copy_from_slice(&older);
+        file[SLOT_BYTES..].copy_from_slice(&enc);
         assert_eq!(State::newest(&file), Some(s));
-        file[SLOT_LEN as usize + 20] ^= 1;
+        file[SLOT_BYTES + 20] ^= 1;
         assert_eq!(State::newest(&file).unwrap().seq, 8);
         assert_eq!(State::newest(&[]), None);
     }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use crate::catalog::FileInfo;
-use crate::format::{Header, HEADER_LEN};
+use crate::format::{Header, HEADER_BYTES, HEADER_LEN};
 use crate::fs::{Fs, FsFile};
 use crate::location::ItemLocation;
 
@@ -75,7 +75,7 @@ impl ReadCache {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(e),
             };
-            let mut h = [0u8; HEADER_LEN as usize];
+            let mut h = [0u8; HEADER_BYTES];
             match file.read_exact_at(&mut h, 0) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),

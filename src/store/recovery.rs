@@ -1,0 +1,416 @@
+//! Opening a directory: lock it, validate every data file, then recover.
+//!
+//! Recovery is idempotent and every step is safe to repeat after a crash during it:
+//! 1. A dirty state (the last session did not stop cleanly): finish the pending ltrim
+//!    rename or drop recorded before it was carried out, delete data files newer than the
+//!    committed head (created by an uncommitted flush), truncate the head file back to its
+//!    committed end.
+//! 2. A clean or absent state (our clean stop, or a Python directory): trust the files as
+//!    they are (another writer may have appended), and apply a Python `.checkpoint-*` left
+//!    by a crashed Python flush.
+//! 3. Delete stale `.tmp.` files, create the head file if missing, write a fresh dirty
+//!    state: from here on, the state file is the commit point.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::{create_data_file, read_up_to, RecoveryReport, Store};
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::format::{
+    decode_py_checkpoint, invalid_file, Header, Naming, Pending, State, HEADER_BYTES, HEADER_LEN,
+    PY_CHECKPOINT_PREFIX, SLOT_BYTES, SLOT_LEN,
+};
+use crate::fs::{Fs, FsFile};
+
+fn io<T>(op: &'static str, path: &Path, r: std::io::Result<T>) -> Result<T> {
+    r.map_err(|e| Error::io(op, path, e))
+}
+
+/// The names in a directory that concern one configuration.
+#[derive(Debug, Default)]
+struct Listing {
+    data: Vec<u32>,
+    temps: Vec<(u32, String)>,
+    checkpoints: Vec<String>,
+}
+
+fn list(fs: &dyn Fs, dir: &Path, naming: &Naming) -> Result<Listing> {
+    let names = io("list directory", dir, fs.list(dir))?;
+    let mut listing = Listing::default();
+    for name in names {
+        if let Some(i) = naming.parse_data_file(&name) {
+            listing.data.push(i);
+        } else if let Some(i) = naming.parse_temp_file(&name) {
+            listing.temps.push((i, name));
+        } else if name.starts_with(PY_CHECKPOINT_PREFIX) {
+            listing.checkpoints.push(name);
+        }
+    }
+    listing.data.sort_unstable();
+    Ok(listing)
+}
+
+/// One data file as found on disk.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Scanned {
+    pub(crate) index: u32,
+    pub(crate) trim_offset: u32,
+    pub(crate) end: u32,
+}
+
+/// Reads and validates the header and length of each data file.
+pub(crate) fn scan(
+    fs: &dyn Fs,
+    dir: &Path,
+    naming: &Naming,
+    genesis: [u8; 4],
+    indexes: &[u32],
+) -> Result<Vec<Scanned>> {
+    let mut out = Vec::with_capacity(indexes.len());
+    for &index in indexes {
+        let path = dir.join(naming.data_file(index));
+        let f = io("open data file", &path, fs.open_ro(&path))?;
+        let mut h = [0u8; HEADER_BYTES];
+        let n = io("read header", &path, read_up_to(f.as_ref(), &mut h))?;
+        let header = Header::decode(&h[..n], genesis).map_err(|r| invalid_file(&path, r))?;
+        let len = io("stat data file", &path, f.len())?;
+        let end = u64::from(header.trim_offset) + len - HEADER_LEN;
+        let end = u32::try_from(end).map_err(|_| {
+            invalid_file(
+                &path,
+                format!(
+                    "trim offset {} plus {} item bytes passes the u32 position limit",
+                    header.trim_offset,
+                    len - HEADER_LEN
+                ),
+            )
+        })?;
+        out.push(Scanned {
+            index,
+            trim_offset: header.trim_offset,
+            end,
+        });
+    }
+    Ok(out)
+}
+
+fn ensure_dir(fs: &dyn Fs, cfg: &Config) -> Result<()> {
+    let dir = &cfg.path;
+    match fs.dir_exists(dir) {
+        Ok(true) => Ok(()),
+        Ok(false) if cfg.create_if_missing => io("create directory", dir, fs.create_dir_all(dir)),
+        Ok(false) => Err(Error::io(
+            "open directory",
+            dir,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "directory does not exist (create_if_missing is false)",
+            ),
+        )),
+        Err(e) => Err(Error::io("open directory", dir, e)),
+    }
+}
+
+/// Opens and locks the state file; returns it and the newest valid state in it.
+fn lock_state(fs: &dyn Fs, cfg: &Config) -> Result<(PathBuf, Arc<dyn FsFile>, Option<State>)> {
+    let dir = &cfg.path;
+    let path = dir.join(cfg.naming.state_file());
+    let (file, created) = io("open state file", &path, fs.open_or_create(&path))?;
+    if !io("lock state file", &path, file.try_lock())? {
+        return Err(Error::Locked { path });
+    }
+    if created {
+        io("size state file", &path, file.set_len(2 * SLOT_LEN))?;
+        if cfg.sync() {
+            io("sync state file", &path, file.sync_data())?;
+            io("sync directory", dir, fs.sync_dir(dir))?;
+        }
+    }
+    let mut raw = [0u8; 2 * SLOT_BYTES];
+    let n = io(
+        "read state file",
+        &path,
+        read_up_to(file.as_ref(), &mut raw),
+    )?;
+    Ok((path, file, State::newest(&raw[..n])))
+}
+
+/// With `clean_stale_data(false)`, anything to recover is an error.
+fn refuse_pending_unless_cleaning(
+    cfg: &Config,
+    dirty: bool,
+    pending_temp: Option<u32>,
+    listing: &Listing,
+) -> Result<()> {
+    let stale_temps = listing
+        .temps
+        .iter()
+        .filter(|(i, _)| Some(*i) != pending_temp)
+        .count();
+    if !cfg.clean_stale_data && (dirty || !listing.checkpoints.is_empty() || stale_temps > 0) {
+        return Err(Error::InvalidDbState {
+            reason: format!(
+                "{} needs recovery (interrupted session, checkpoint or temp files); \
+                 open with clean_stale_data(true)",
+                cfg.path.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Finishes the operation a dirty state recorded before carrying it out.
+fn finish_pending(fs: &dyn Fs, cfg: &Config, pending: Pending, listing: &Listing) -> Result<bool> {
+    let dir = &cfg.path;
+    let naming = &cfg.naming;
+    match pending {
+        Pending::None => Ok(false),
+        Pending::Ltrim { index, trim_offset } => {
+            if !listing.temps.iter().any(|(i, _)| *i == index) {
+                return Ok(false); // the rename happened
+            }
+            let temp = dir.join(naming.temp_file(index));
+            let f = io("open temp file", &temp, fs.open_ro(&temp))?;
+            let mut h = [0u8; HEADER_BYTES];
+            io("read temp header", &temp, f.read_exact_at(&mut h, 0))?;
+            let hdr = Header::decode(&h, cfg.genesis).map_err(|r| invalid_file(&temp, r))?;
+            if hdr.trim_offset != trim_offset {
+                return Err(Error::FilesInconsistency {
+                    path: temp,
+                    reason: format!(
+                        "pending ltrim to {trim_offset}, temp file header says {}",
+                        hdr.trim_offset
+                    ),
+                });
+            }
+            let data = dir.join(naming.data_file(index));
+            io("rename temp file", &temp, fs.rename(&temp, &data))?;
+            Ok(true)
+        }
+        Pending::Drop { index } => {
+            if !listing.data.contains(&index) {
+                return Ok(false);
+            }
+            let p = dir.join(naming.data_file(index));
+            io("remove data file", &p, fs.remove(&p))?;
+            Ok(true)
+        }
+    }
+}
+
+/// Truncates files back to a Python `.checkpoint-*` left by a crashed flush, then removes
+/// it, as aiodiskdb 0.2.x does on start.
+fn apply_py_checkpoint(
+    fs: &dyn Fs,
+    dir: &Path,
+    naming: &Naming,
+    name: &str,
+    sync: bool,
+) -> Result<()> {
+    let path = dir.join(name);
+    let f = io("open python checkpoint", &path, fs.open_ro(&path))?;
+    let mut raw = vec![0u8; 1 << 16];
+    let n = io(
+        "read python checkpoint",
+        &path,
+        read_up_to(f.as_ref(), &mut raw),
+    )?;
+    for entry in decode_py_checkpoint(&raw[..n]) {
+        let Ok(index) = u32::try_from(entry.index) else {
+            continue;
+        };
+        let data = dir.join(naming.data_file(index));
+        let df = match fs.open_rw(&data) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("open data file", &data, e)),
+        };
+        let cur = io("stat data file", &data, df.len())?;
+        if cur < entry.file_len || entry.file_len < HEADER_LEN {
+            return Err(invalid_file(
+                &data,
+                format!(
+                    "python checkpoint {name} expects at least {} bytes, the file has {cur}",
+                    entry.file_len
+                ),
+            ));
+        }
+        let mut last = [0u8; 8];
+        io(
+            "read data file",
+            &data,
+            df.read_exact_at(&mut last, entry.file_len - 8),
+        )?;
+        if last != entry.last_bytes {
+            return Err(invalid_file(
+                &data,
+                format!(
+                    "last bytes before {} differ from python checkpoint {name}",
+                    entry.file_len
+                ),
+            ));
+        }
+        if cur > entry.file_len {
+            io("truncate data file", &data, df.set_len(entry.file_len))?;
+            if sync {
+                io("sync data file", &data, df.sync_data())?;
+            }
+        }
+    }
+    io("remove python checkpoint", &path, fs.remove(&path))
+}
+
+/// Opens the head file, truncating it to the committed end of a dirty state, or creates
+/// it when the directory has none.
+fn open_head(
+    fs: &dyn Fs,
+    cfg: &Config,
+    catalog: &mut Catalog,
+    dirty: Option<State>,
+    report: &mut RecoveryReport,
+) -> Result<Arc<dyn FsFile>> {
+    let head = catalog.head;
+    let path = cfg.path.join(cfg.naming.data_file(head));
+    let Some(info) = catalog.get(head).copied() else {
+        if dirty.is_some() {
+            return Err(Error::FilesInconsistency {
+                path,
+                reason: "the committed head file is missing".into(),
+            });
+        }
+        if u64::from(head) > cfg.naming.max_index() {
+            return Err(Error::DatabaseFull {
+                index: u64::from(head),
+                padding: cfg.naming.padding,
+            });
+        }
+        let f = create_data_file(fs, &path, cfg.genesis, 0, cfg.sync())?;
+        if cfg.sync() {
+            io("sync directory", &cfg.path, fs.sync_dir(&cfg.path))?;
+        }
+        catalog.insert(head, 0, 0);
+        return Ok(f);
+    };
+    let f = io("open head file", &path, fs.open_rw(&path))?;
+    let Some(state) = dirty else { return Ok(f) };
+    let committed = state.head_end;
+    if committed < info.trim_offset || committed > info.end {
+        return Err(Error::FilesInconsistency {
+            path,
+            reason: format!(
+                "committed data is missing: {committed} was committed, the file holds \
+                 positions {}..{}",
+                info.trim_offset, info.end
+            ),
+        });
+    }
+    if committed < info.end {
+        let len = HEADER_LEN + u64::from(committed - info.trim_offset);
+        io("truncate head file", &path, f.set_len(len))?;
+        if cfg.sync() {
+            io("sync head file", &path, f.sync_data())?;
+        }
+        report.truncated_bytes = u64::from(info.end - committed);
+        catalog.insert(head, info.trim_offset, committed);
+    }
+    Ok(f)
+}
+
+impl Store {
+    /// Opens (creating if allowed), locks and recovers a directory.
+    pub(crate) fn open(fs: Arc<dyn Fs>, cfg: &Config) -> Result<(Store, RecoveryReport)> {
+        let dir = &cfg.path;
+        let naming = &cfg.naming;
+        ensure_dir(fs.as_ref(), cfg)?;
+        let (state_path, state_file, prev) = lock_state(fs.as_ref(), cfg)?;
+        let listing = list(fs.as_ref(), dir, naming)?;
+        // Validate every data file before changing anything.
+        let mut scanned = scan(fs.as_ref(), dir, naming, cfg.genesis, &listing.data)?;
+
+        let dirty = prev.filter(|s| !s.clean);
+        let pending_temp = match dirty.map(|s| s.pending) {
+            Some(Pending::Ltrim { index, .. }) => Some(index),
+            _ => None,
+        };
+        refuse_pending_unless_cleaning(cfg, dirty.is_some(), pending_temp, &listing)?;
+        let mut report = RecoveryReport {
+            was_dirty: dirty.is_some(),
+            ..RecoveryReport::default()
+        };
+        let head = if let Some(s) = dirty {
+            report.finished_pending = finish_pending(fs.as_ref(), cfg, s.pending, &listing)?;
+            for &i in listing.data.iter().filter(|i| **i > s.head) {
+                let p = dir.join(naming.data_file(i));
+                io("remove uncommitted file", &p, fs.remove(&p))?;
+                report.removed_files.push(i);
+            }
+            s.head
+        } else {
+            if listing.checkpoints.len() > 1 {
+                return Err(Error::InvalidDbState {
+                    reason: format!(
+                        "{} holds {} python checkpoint files; at most one can be pending",
+                        dir.display(),
+                        listing.checkpoints.len()
+                    ),
+                });
+            }
+            if let Some(name) = listing.checkpoints.first() {
+                apply_py_checkpoint(fs.as_ref(), dir, naming, name, cfg.sync())?;
+                report.applied_py_checkpoint = true;
+            }
+            let newest = listing.data.last().copied().unwrap_or(0);
+            prev.map_or(newest, |s| s.head.max(newest))
+        };
+        for (i, name) in &listing.temps {
+            if Some(*i) == pending_temp && report.finished_pending {
+                continue;
+            }
+            let p = dir.join(name);
+            io("remove temp file", &p, fs.remove(&p))?;
+            report.removed_temp_files += 1;
+        }
+        let dir_changed = report.finished_pending
+            || report.applied_py_checkpoint
+            || report.removed_temp_files > 0
+            || !report.removed_files.is_empty();
+        if dir_changed {
+            let again = list(fs.as_ref(), dir, naming)?;
+            scanned = scan(fs.as_ref(), dir, naming, cfg.genesis, &again.data)?;
+        }
+
+        let mut catalog = Catalog::default();
+        for f in &scanned {
+            catalog.insert(f.index, f.trim_offset, f.end);
+        }
+        catalog.head = head;
+        let head_file = open_head(fs.as_ref(), cfg, &mut catalog, dirty, &mut report)?;
+        if dir_changed && cfg.sync() {
+            io("sync directory", dir, fs.sync_dir(dir))?;
+        }
+        let head_end = catalog.head_info().map_or(0, |f| f.end);
+        let mut store = Store {
+            fs,
+            dir: dir.clone(),
+            naming: naming.clone(),
+            genesis: cfg.genesis,
+            sync: cfg.sync(),
+            max_index: naming.max_index(),
+            state_path,
+            state_file,
+            state: prev.unwrap_or(State {
+                seq: 0,
+                clean: false,
+                head,
+                head_end,
+                pending: Pending::None,
+            }),
+            head_file,
+            catalog,
+        };
+        store.write_state(false, head, head_end, Pending::None)?;
+        Ok((store, report))
+    }
+}
