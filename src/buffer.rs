@@ -11,7 +11,7 @@ use crate::location::ItemLocation;
 use crate::store::Segment;
 
 /// Where the next item goes: the last data file and its logical end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Tail {
     pub(crate) index: u32,
     pub(crate) end: u32,

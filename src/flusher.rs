@@ -17,6 +17,8 @@ use crate::catalog::Delta;
 use crate::db::{poisoned_error, Inner, Status};
 use crate::error::{Error, Result};
 use crate::events::{Event, WriteEvent};
+#[cfg(test)]
+use crate::fs::seeded;
 use crate::location::ItemLocation;
 use crate::store::{Segment, Store, TrimOutcome};
 
@@ -77,6 +79,33 @@ async fn blocking<T: Send + 'static>(
     })?
 }
 
+/// The seeded bug `SplitTransaction`: the first half of the transaction's first segment is
+/// committed with the buffer, the rest in a second commit.
+#[cfg(test)]
+fn write_split(st: &mut Store, segs: Vec<&Segment>, tx: &Buffer) -> Result<Vec<Delta>> {
+    let first = &tx.segments[0];
+    let half = first.data.len() / 2;
+    let a = Segment {
+        index: first.index,
+        start: first.start,
+        new_file: first.new_file,
+        data: first.data[..half].to_vec(),
+    };
+    let b = Segment {
+        index: first.index,
+        start: a.end(),
+        new_file: false,
+        data: first.data[half..].to_vec(),
+    };
+    let mut first_batch: Vec<&Segment> = segs.into_iter().collect();
+    first_batch.push(&a);
+    let mut deltas = st.write_batch(&first_batch)?;
+    let mut rest = vec![&b];
+    rest.extend(tx.segments[1..].iter());
+    deltas.extend(st.write_batch(&rest)?);
+    Ok(deltas)
+}
+
 struct Flusher {
     inner: Arc<Inner>,
     store: SharedStore,
@@ -124,17 +153,28 @@ impl Drop for FinalFlush {
     }
 }
 
-pub(crate) async fn run(
+/// The flusher task. [`FinalFlush`] is created before the future is returned, so that it
+/// persists the buffers even if the task is dropped before its first poll (a runtime shut
+/// down right after the last add).
+pub(crate) fn run(
     inner: Arc<Inner>,
     store: Store,
-    mut commands: mpsc::UnboundedReceiver<Command>,
-) {
+    commands: mpsc::UnboundedReceiver<Command>,
+) -> impl std::future::Future<Output = ()> {
     let store: SharedStore = Arc::new(Mutex::new(Some(store)));
-    let _final = FinalFlush {
+    let final_flush = FinalFlush {
         inner: Arc::clone(&inner),
         store: Arc::clone(&store),
     };
-    let f = Flusher { inner, store };
+    run_loop(Flusher { inner, store }, final_flush, commands)
+}
+
+async fn run_loop(
+    f: Flusher,
+    final_flush: FinalFlush,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
+    let _final = final_flush;
     loop {
         let deadline = f.inner.lock().last_flush + f.inner.cfg.flush_interval;
         tokio::select! {
@@ -214,9 +254,15 @@ impl Flusher {
         let result = {
             let batch = Arc::clone(&batch);
             let tx = extra.as_ref().map(|(b, _)| Arc::clone(b));
+            #[cfg(test)]
+            let split = seeded!(self.inner.fs, SplitTransaction);
             blocking(&self.store, move |st| {
                 let mut segs: Vec<&Segment> = batch.segments.iter().collect();
                 if let Some(tx) = &tx {
+                    #[cfg(test)]
+                    if split {
+                        return write_split(st, segs, tx);
+                    }
                     segs.extend(tx.segments.iter());
                 }
                 st.write_batch(&segs)

@@ -34,7 +34,25 @@ pub(crate) trait Fs: Send + Sync + Debug + 'static {
     fn dir_exists(&self, dir: &Path) -> io::Result<bool>;
     /// Creates the directory and its parents.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+
+    /// Whether a seeded bug is switched on for this file system (sensitivity tests).
+    #[cfg(test)]
+    fn seeded_bug(&self, _bug: crate::sim::Bug) -> bool {
+        false
+    }
 }
+
+/// `seeded!(fs, Bug)`: whether the test-only seeded bug is on; `false` outside tests.
+macro_rules! seeded {
+    ($fs:expr, $bug:ident) => {{
+        #[cfg(test)]
+        let on = $fs.seeded_bug(crate::sim::Bug::$bug);
+        #[cfg(not(test))]
+        let on = false;
+        on
+    }};
+}
+pub(crate) use seeded;
 
 /// An open file.
 pub(crate) trait FsFile: Send + Sync + Debug {

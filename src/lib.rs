@@ -56,3 +56,7 @@ pub use error::{Error, Result};
 pub use events::{Event, WriteEvent};
 pub use location::ItemLocation;
 pub use transaction::Transaction;
+#[cfg(test)]
+mod crash_tests;
+#[cfg(test)]
+mod sim;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::catalog::{Catalog, Delta, FileInfo};
 use crate::error::{Error, Result};
 use crate::format::{Header, Naming, Pending, State, HEADER_LEN};
-use crate::fs::{Fs, FsFile};
+use crate::fs::{seeded, Fs, FsFile};
 
 /// A run of bytes to append to one data file, starting at logical position `start`.
 #[derive(Debug, Clone)]
@@ -199,12 +199,16 @@ impl Store {
                 end: head_info.end,
             });
         }
-        if self.sync {
+        if self.sync && !seeded!(self.fs, AckBeforeSync) {
             for (f, i) in &touched {
                 let path = self.data_path(*i);
-                Self::io("sync data file", &path, f.sync_data())?;
+                let mut r = f.sync_data();
+                if r.is_err() && seeded!(self.fs, RetryFailedSync) {
+                    r = f.sync_data();
+                }
+                Self::io("sync data file", &path, r)?;
             }
-            if created {
+            if created && !seeded!(self.fs, NoDirSyncAfterCreate) {
                 Self::io("sync directory", &self.dir, self.fs.sync_dir(&self.dir))?;
             }
         }
@@ -310,6 +314,9 @@ impl Store {
         if is_head {
             // The new end must be committed before the bytes go, or recovery would find
             // committed data missing.
+            if seeded!(self.fs, TruncateBeforeCommit) {
+                Self::io("truncate data file", &path, self.head_file.set_len(new_len))?;
+            }
             self.write_state(false, index, new_end, Pending::None)?;
             Self::io("truncate data file", &path, self.head_file.set_len(new_len))?;
             if self.sync {
@@ -391,7 +398,7 @@ impl Store {
             Err(e) => return Err(Error::io("remove temp file", &temp, e)),
         }
         let dst = self.copy_to_temp(index, info, to, &temp)?;
-        if self.sync {
+        if self.sync && !seeded!(self.fs, RenameBeforeTempSynced) {
             Self::io("sync temp file", &temp, dst.sync_data())?;
         }
         let head = self.catalog.head;

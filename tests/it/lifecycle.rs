@@ -1,66 +1,415 @@
-use aiodiskdb::{AioDiskDb, Event};
+//! Open, stop, reopen: `NotRunning` after stop, the directory lock, persisting on drop,
+//! `clean_stale_data`, the signal helper, and refusing writes after a failed write.
+
+use std::path::Path;
+use std::time::Duration;
+
+use aiodiskdb::{AioDiskDb, Error, Event, ItemLocation};
+
+use crate::common::{
+    data_files, eventually, file_bytes, file_len, header, item, next_event, snapshot, TestResult,
+    HEADER_LEN,
+};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// Opens `dir` with defaults, retrying while the previous handle still holds the lock.
+async fn reopen(dir: &Path) -> Result<AioDiskDb, Box<dyn std::error::Error>> {
+    let start = std::time::Instant::now();
+    loop {
+        match AioDiskDb::open(dir).await {
+            Ok(db) => return Ok(db),
+            Err(Error::Locked { .. }) if start.elapsed() < Duration::from_secs(5) => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
 
 #[tokio::test]
-async fn smoke() -> Result<(), Box<dyn std::error::Error>> {
+async fn every_call_after_stop_is_not_running() -> TestResult {
     let dir = tempfile::tempdir()?;
     let db = AioDiskDb::builder(dir.path())
-        .max_file_size(1000)
-        .max_buffer_size(100)
         .overwrite(true)
         .open()
         .await?;
-    let mut ev = db.subscribe();
-    let mut locs = vec![];
-    for i in 0..50u8 {
-        let data = vec![i; 1 + i as usize];
-        locs.push((db.add(data.clone()).await?, data));
-    }
-    for (l, d) in &locs {
-        assert_eq!(db.read(*l).await?.as_deref(), Some(&d[..]), "{l}");
-    }
-    db.flush().await?;
-    for (l, d) in &locs {
-        assert_eq!(db.read(*l).await?.as_deref(), Some(&d[..]), "{l}");
-    }
+    let other = db.clone();
+    let l = db.add(&b"data"[..]).await?;
     let mut tx = db.transaction();
-    tx.add(vec![7u8; 900])?;
-    tx.add(vec![8u8; 10])?;
-    let tl = tx.commit().await?;
-    println!("{tl:?}");
-    assert_eq!(db.read(tl[0]).await?.unwrap(), vec![7u8; 900]);
-    let n = db.ltrim(0, 100, &[]).await?;
-    println!("ltrim {n}");
-    let n = db.rtrim(1, 10, &[]).await?;
-    println!("rtrim {n}");
-    let n = db.drop_index(2).await?;
-    println!("drop {n}");
+    tx.add(&b"staged"[..])?;
+    assert!(db.is_running() && other.is_running());
     db.stop().await?;
-    while let Ok(e) = ev.try_recv() {
-        println!("{e:?}");
-        if matches!(e, Event::Stopped { .. }) {
-            break;
+    assert!(!db.is_running() && !other.is_running());
+    for handle in [&db, &other] {
+        assert!(matches!(
+            handle.add(&b"x"[..]).await,
+            Err(Error::NotRunning)
+        ));
+        assert!(matches!(handle.read(l).await, Err(Error::NotRunning)));
+        assert!(matches!(handle.flush().await, Err(Error::NotRunning)));
+        assert!(matches!(
+            handle.rtrim(0, 1, &[]).await,
+            Err(Error::NotRunning)
+        ));
+        assert!(matches!(
+            handle.ltrim(0, 1, &[]).await,
+            Err(Error::NotRunning)
+        ));
+        assert!(matches!(handle.drop_index(0).await, Err(Error::NotRunning)));
+        assert!(matches!(handle.stop().await, Err(Error::NotRunning)));
+        let mut late = handle.transaction();
+        late.add(&b"late"[..])?;
+        assert!(matches!(late.commit().await, Err(Error::NotRunning)));
+    }
+    assert!(matches!(tx.commit().await, Err(Error::NotRunning)));
+    // The add before stop was persisted, the rest was not.
+    let mut expected = header(0);
+    expected.extend_from_slice(b"data");
+    assert_eq!(file_bytes(dir.path(), "data00000.dat"), expected);
+    Ok(())
+}
+
+#[tokio::test]
+async fn reopen_after_stop_reads_everything() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let open = || {
+        AioDiskDb::builder(dir.path())
+            .max_file_size(1024)
+            .max_buffer_size(256)
+            .open()
+    };
+    let db = open().await?;
+    let mut written = Vec::new();
+    for tag in 0..100u32 {
+        let data = item(tag, 1 + (tag as usize * 37) % 256);
+        written.push((db.add(data.clone()).await?, data));
+    }
+    db.stop().await?;
+    assert!(data_files(dir.path()).len() > 5, "several files");
+    let db = open().await?;
+    for (l, d) in &written {
+        assert_eq!(db.read(*l).await?.as_deref(), Some(&d[..]), "{l}");
+    }
+    let next = db.add(&b"next"[..]).await?;
+    let last = written.last().expect("written").0;
+    assert!(next > last, "{next} after {last}");
+    db.stop().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_second_open_is_locked_until_stop() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = AioDiskDb::open(dir.path()).await?;
+    let l = db.add(&b"mine"[..]).await?;
+    match AioDiskDb::open(dir.path()).await {
+        Err(Error::Locked { path }) => {
+            assert_eq!(path.parent(), Some(dir.path()), "{}", path.display());
         }
+        other => panic!("expected Locked, got {other:?}"),
     }
-    for e in std::fs::read_dir(dir.path())? {
-        let e = e?;
-        println!("{:?} {}", e.file_name(), e.metadata()?.len());
-    }
+    assert!(db.is_running(), "the holder is unaffected");
+    assert_eq!(db.read(l).await?.as_deref(), Some(&b"mine"[..]));
+    db.stop().await?;
+    let again = AioDiskDb::open(dir.path()).await?;
+    assert_eq!(again.read(l).await?.as_deref(), Some(&b"mine"[..]));
+    again.stop().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn dropping_the_last_handle_persists_the_buffer() -> TestResult {
+    let dir = tempfile::tempdir()?;
     let db = AioDiskDb::builder(dir.path())
-        .max_file_size(1000)
-        .max_buffer_size(100)
+        .flush_interval(HOUR)
         .open()
         .await?;
-    for (l, d) in &locs {
-        let got = db.read(*l).await?;
-        if l.index == 0 && l.position < 100 {
-            assert_eq!(got, None);
-        } else if l.index == 1 && l.end() > 10 {
-            assert_eq!(got, None)
-        } else if l.index == 2 {
-            assert_eq!(got, None)
-        } else {
-            assert_eq!(got.as_deref(), Some(&d[..]), "{l}");
+    let a = db.add(&b"dropped"[..]).await?;
+    let clone = db.clone();
+    drop(db);
+    let b = clone.add(&b" handle"[..]).await?;
+    drop(clone);
+    let db = reopen(dir.path()).await?;
+    assert_eq!(db.read(a).await?.as_deref(), Some(&b"dropped"[..]));
+    assert_eq!(db.read(b).await?.as_deref(), Some(&b" handle"[..]));
+    db.stop().await?;
+    Ok(())
+}
+
+#[test]
+fn shutting_down_the_runtime_persists_the_buffer() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let rt = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    // The handle outlives its runtime: the flusher task is dropped, not stopped.
+    let first = rt()?;
+    let (kept, a) = first.block_on(async {
+        let db = AioDiskDb::builder(dir.path())
+            .flush_interval(HOUR)
+            .open()
+            .await?;
+        let a = db.add(&b"first"[..]).await?;
+        Ok::<_, Error>((db, a))
+    })?;
+    drop(first);
+    assert!(!kept.is_running());
+    drop(kept);
+
+    // The handle is dropped and the runtime shut down at once, before the flusher runs.
+    let second = rt()?;
+    let b = second.block_on(async {
+        let db = AioDiskDb::builder(dir.path())
+            .flush_interval(HOUR)
+            .open()
+            .await?;
+        let b = db.add(&b"second"[..]).await?;
+        drop(db);
+        Ok::<_, Error>(b)
+    })?;
+    drop(second);
+
+    let mut expected = header(0);
+    expected.extend_from_slice(b"firstsecond");
+    assert_eq!(file_bytes(dir.path(), "data00000.dat"), expected);
+    rt()?.block_on(async {
+        let db = AioDiskDb::open(dir.path()).await?;
+        assert_eq!(db.read(a).await?.as_deref(), Some(&b"first"[..]));
+        assert_eq!(db.read(b).await?.as_deref(), Some(&b"second"[..]));
+        db.stop().await
+    })?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn clean_stale_data_false_refuses_a_directory_needing_recovery() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = AioDiskDb::open(dir.path()).await?;
+    let l = db.add(&b"kept"[..]).await?;
+    db.stop().await?;
+    // A clean directory opens either way.
+    let db = AioDiskDb::builder(dir.path())
+        .clean_stale_data(false)
+        .open()
+        .await?;
+    db.stop().await?;
+
+    for stale in [".tmp.data00000.dat", ".checkpoint-1700000000000"] {
+        let path = dir.path().join(stale);
+        std::fs::write(&path, b"")?;
+        let before = snapshot(dir.path());
+        let r = AioDiskDb::builder(dir.path())
+            .clean_stale_data(false)
+            .open()
+            .await;
+        assert!(
+            matches!(r, Err(Error::InvalidDbState { .. })),
+            "{stale}: {r:?}"
+        );
+        assert_eq!(snapshot(dir.path()), before, "{stale}: nothing changed");
+        let db = AioDiskDb::builder(dir.path())
+            .clean_stale_data(true)
+            .open()
+            .await?;
+        assert!(!path.exists(), "{stale} removed");
+        assert_eq!(db.read(l).await?.as_deref(), Some(&b"kept"[..]));
+        db.stop().await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn failed_write_refuses_writes_until_reopened() -> TestResult {
+    // From the Python suite: a data file appears that the next rollover must create.
+    let dir = tempfile::tempdir()?;
+    let open = || {
+        AioDiskDb::builder(dir.path())
+            .max_file_size(124)
+            .max_buffer_size(100)
+            .flush_interval(HOUR)
+            .open()
+    };
+    let db = open().await?;
+    let mut events = db.subscribe();
+    let durable = db.add(item(0, 100)).await?;
+    db.flush().await?;
+    let mut foreign = header(0);
+    foreign.extend_from_slice(b"foreign!");
+    std::fs::write(dir.path().join("data00001.dat"), &foreign)?;
+
+    let lost = db.add(item(1, 10)).await?;
+    assert_eq!((lost.index, lost.position), (1, 0));
+    let r = db.flush().await;
+    assert!(matches!(r, Err(Error::InvalidDbState { .. })), "{r:?}");
+    let failure = next_event(&mut events, |e| match e {
+        Event::Failed { error, .. } => Some(error.clone()),
+        _ => None,
+    })
+    .await?;
+    assert!(
+        matches!(&failure, Error::FilesInconsistency { path, .. } if path.ends_with("data00001.dat")),
+        "{failure:?}"
+    );
+    assert!(!db.is_running());
+    assert!(matches!(
+        db.add(&b"more"[..]).await,
+        Err(Error::InvalidDbState { .. })
+    ));
+    assert!(matches!(
+        db.flush().await,
+        Err(Error::InvalidDbState { .. })
+    ));
+    let mut tx = db.transaction();
+    tx.add(&b"tx"[..])?;
+    assert!(matches!(
+        tx.commit().await,
+        Err(Error::InvalidDbState { .. })
+    ));
+    // Durable data still reads; the foreign file was not touched.
+    assert_eq!(db.read(durable).await?, Some(item(0, 100).into()));
+    assert_eq!(file_bytes(dir.path(), "data00001.dat"), foreign);
+    assert!(db.stop().await.is_err(), "stop reports the failure");
+
+    // Reopening recovers to the last commit; appends take index 1 again.
+    let db = open().await?;
+    assert_eq!(db.read(durable).await?, Some(item(0, 100).into()));
+    assert_eq!(db.read(lost).await?, None, "never persisted");
+    let again = db.add(&b"again"[..]).await?;
+    assert_eq!(
+        again,
+        ItemLocation {
+            index: 1,
+            position: 0,
+            size: 5
         }
+    );
+    db.stop().await?;
+    let mut expected = header(0);
+    expected.extend_from_slice(b"again");
+    assert_eq!(file_bytes(dir.path(), "data00001.dat"), expected);
+    Ok(())
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_database_gracefully() -> TestResult {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Listening ourselves first replaces SIGTERM's default action (exit) for the whole
+    // process, so sending it to ourselves is harmless.
+    let mut own = signal(SignalKind::terminate())?;
+    let dir = tempfile::tempdir()?;
+    let db = AioDiskDb::builder(dir.path())
+        .flush_interval(HOUR)
+        .open()
+        .await?;
+    let l = db.add(&b"persist me"[..]).await?;
+    let task = db.stop_on_signals();
+    // The helper installs its handler asynchronously: signal until it has stopped the db.
+    let start = std::time::Instant::now();
+    while db.is_running() {
+        assert!(start.elapsed() < Duration::from_secs(5), "not stopped");
+        let pid = std::process::id().to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-s", "TERM", &pid])
+            .status()?;
+        assert!(status.success());
+        tokio::time::timeout(Duration::from_secs(5), own.recv()).await?;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::timeout(Duration::from_secs(5), task).await???;
+    assert!(matches!(db.add(&b"x"[..]).await, Err(Error::NotRunning)));
+    let mut expected = header(0);
+    expected.extend_from_slice(b"persist me");
+    assert_eq!(file_bytes(dir.path(), "data00000.dat"), expected);
+    let db = AioDiskDb::open(dir.path()).await?;
+    assert_eq!(db.read(l).await?.as_deref(), Some(&b"persist me"[..]));
+    db.stop().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_signal_helper_does_not_keep_the_database_open() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = AioDiskDb::builder(dir.path())
+        .flush_interval(HOUR)
+        .open()
+        .await?;
+    let l = db.add(&b"bye"[..]).await?;
+    let task = db.stop_on_signals();
+    drop(db);
+    let db = reopen(dir.path()).await?;
+    assert_eq!(db.read(l).await?.as_deref(), Some(&b"bye"[..]));
+    db.stop().await?;
+    assert!(!task.is_finished(), "still waiting for a signal");
+    task.abort();
+    Ok(())
+}
+
+#[tokio::test]
+async fn is_running_follows_the_lifecycle() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = AioDiskDb::open(dir.path()).await?;
+    assert!(db.is_running());
+    assert_eq!(db.path(), dir.path());
+    let stopper = {
+        let db = db.clone();
+        tokio::spawn(async move { db.stop().await })
+    };
+    stopper.await??;
+    eventually("stopped", || !db.is_running()).await?;
+    assert!(matches!(db.stop().await, Err(Error::NotRunning)));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_during_concurrent_adds_keeps_every_acknowledged_item() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let open = || {
+        AioDiskDb::builder(dir.path())
+            .max_file_size(4096)
+            .max_buffer_size(256)
+            .flush_interval(HOUR)
+            .open()
+    };
+    let db = open().await?;
+    let adders: Vec<_> = (0..4u32)
+        .map(|t| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for k in 0..100_000u32 {
+                    let data = item(t * 100_000 + k, 1 + (k as usize % 100));
+                    match db.add(data.clone()).await {
+                        Ok(l) => acked.push((l, data)),
+                        Err(Error::NotRunning) => return Ok(acked),
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+                Err("never stopped".to_string())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    db.stop().await?;
+    let mut acked = Vec::new();
+    for a in adders {
+        acked.extend(a.await??);
+    }
+    assert!(!acked.is_empty());
+    let stored: u64 = data_files(dir.path())
+        .iter()
+        .map(|n| file_len(dir.path(), n) - HEADER_LEN)
+        .sum();
+    let acked_bytes: u64 = acked.iter().map(|(_, d)| d.len() as u64).sum();
+    assert_eq!(
+        stored, acked_bytes,
+        "exactly the acknowledged items were persisted"
+    );
+    let db = open().await?;
+    for (l, d) in &acked {
+        assert_eq!(db.read(*l).await?.as_deref(), Some(&d[..]), "{l}");
     }
     db.stop().await?;
     Ok(())
