@@ -143,21 +143,29 @@ mod tests {
             end: 0,
             trim_offset: 0,
         };
-        let mut b = Buffer::default();
-        let l = limits(HEADER_LEN + 10);
-        let a = b.push(&mut tail, &[1; 6], &l).unwrap();
-        let c = b.push(&mut tail, &[2; 4], &l).unwrap();
-        let d = b.push(&mut tail, &[3; 5], &l).unwrap();
-        assert_eq!((a.index, a.position), (0, 0));
-        assert_eq!((c.index, c.position), (0, 6), "exactly fills the file");
-        assert_eq!((d.index, d.position), (1, 0), "does not fit: next index");
-        assert_eq!(b.segments.len(), 2);
-        assert!(!b.segments[0].new_file);
-        assert!(b.segments[1].new_file);
-        assert_eq!(b.get(c), Some(&[2u8; 4][..]));
-        assert_eq!(b.get(d), Some(&[3u8; 5][..]));
+        let mut buf = Buffer::default();
+        let lim = limits(HEADER_LEN + 10);
+        let first = buf.push(&mut tail, &[1; 6], &lim).unwrap();
+        let second = buf.push(&mut tail, &[2; 4], &lim).unwrap();
+        let third = buf.push(&mut tail, &[3; 5], &lim).unwrap();
+        assert_eq!((first.index, first.position), (0, 0));
         assert_eq!(
-            b.get(ItemLocation {
+            (second.index, second.position),
+            (0, 6),
+            "exactly fills the file"
+        );
+        assert_eq!(
+            (third.index, third.position),
+            (1, 0),
+            "does not fit: next index"
+        );
+        assert_eq!(buf.segments.len(), 2);
+        assert!(!buf.segments[0].new_file);
+        assert!(buf.segments[1].new_file);
+        assert_eq!(buf.get(second), Some(&[2u8; 4][..]));
+        assert_eq!(buf.get(third), Some(&[3u8; 5][..]));
+        assert_eq!(
+            buf.get(ItemLocation {
                 index: 0,
                 position: 8,
                 size: 3
@@ -165,7 +173,7 @@ mod tests {
             None,
             "past the segment end"
         );
-        assert_eq!((b.items, b.bytes), (3, 15));
+        assert_eq!((buf.items, buf.bytes), (3, 15));
     }
 
     #[test]

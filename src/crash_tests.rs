@@ -1,5 +1,5 @@
-//! Crash-point enumeration against a model (RELIABILITY.md): seeded workloads of adds,
-//! flushes, transactions across rollovers, rtrim, ltrim, drop_index and reopen run on
+//! Crash-point enumeration against a model (`RELIABILITY.md`): seeded workloads of adds,
+//! flushes, transactions across rollovers, rtrim, ltrim, `drop_index` and reopen run on
 //! [`SimFs`]; the device freezes after every storage operation in turn; each crash image
 //! (several damage variants) is recovered, crashed again at every step of that recovery,
 //! recovered again, and checked:
@@ -20,7 +20,7 @@ use crate::buffer::{Buffer, Limits, Tail};
 use crate::catalog::Catalog;
 use crate::config::{Builder, Config};
 use crate::db::AioDiskDb;
-use crate::events::Hooks;
+use crate::events::{Event, Hooks};
 use crate::fs::Fs;
 use crate::location::ItemLocation;
 use crate::reader::ReadCache;
@@ -120,11 +120,36 @@ fn payload(rng: &mut StdRng, max: usize) -> Vec<u8> {
 
 enum Step {
     Continue,
-    Failed,
+    Failed(crate::Error),
+}
+
+/// How a workload ended.
+pub(crate) struct Outcome {
+    pub(crate) model: Model,
+    /// The handle, if the workload ended with one open.
+    pub(crate) db: Option<AioDiskDb>,
+    /// The error that ended it, if any.
+    pub(crate) error: Option<crate::Error>,
+    /// Every event received.
+    pub(crate) events: Vec<Event>,
+    /// How many of `events` arrived before the step that failed began.
+    pub(crate) events_before_failure: usize,
+}
+
+fn drain(rx: &mut tokio::sync::broadcast::Receiver<Event>, into: &mut Vec<Event>) {
+    while let Ok(e) = rx.try_recv() {
+        into.push(e);
+    }
 }
 
 /// Runs one seeded workload against `fs` until its end or the first failure.
 pub(crate) async fn workload(fs: SimFs, seed: u64, steps: usize) -> Model {
+    workload_outcome(fs, seed, steps).await.model
+}
+
+/// Runs one seeded workload, keeping the handle, the error and the events.
+#[allow(clippy::too_many_lines)]
+pub(crate) async fn workload_outcome(fs: SimFs, seed: u64, steps: usize) -> Outcome {
     let cfg = sim_config();
     let mut m = Model::default();
     let mut rng = StdRng::seed_from_u64(seed);
@@ -135,11 +160,25 @@ pub(crate) async fn workload(fs: SimFs, seed: u64, steps: usize) -> Model {
             Hooks::default(),
         )
     };
-    let Ok(mut db) = open(&fs).await else {
-        return m;
+    let mut events = Vec::new();
+    let mut db = match open(&fs).await {
+        Ok(db) => db,
+        Err(e) => {
+            return Outcome {
+                model: m,
+                db: None,
+                error: Some(e),
+                events,
+                events_before_failure: 0,
+            }
+        }
     };
+    let mut rx = db.subscribe();
+    let mut settled;
     let mut pending_bytes = 0usize;
     for _ in 0..steps {
+        drain(&mut rx, &mut events);
+        settled = events.len();
         let r = rng.gen_range(0..100);
         let step = if r < 50 {
             let data = payload(&mut rng, 150);
@@ -157,7 +196,7 @@ pub(crate) async fn workload(fs: SimFs, seed: u64, steps: usize) -> Model {
                         });
                         Step::Continue
                     }
-                    Err(_) => Step::Failed,
+                    Err(e) => Step::Failed(e),
                 }
             }
         } else if r < 60 {
@@ -183,7 +222,7 @@ pub(crate) async fn workload(fs: SimFs, seed: u64, steps: usize) -> Model {
                     }
                     Step::Continue
                 }
-                Err(_) => {
+                Err(e) => {
                     // Buffer and transaction: one batch, all or none. The transaction's
                     // locations follow the placement rule from the tail.
                     let limits = Limits {
@@ -203,46 +242,95 @@ pub(crate) async fn workload(fs: SimFs, seed: u64, steps: usize) -> Model {
                         });
                     }
                     m.fail_pending();
-                    Step::Failed
+                    Step::Failed(e)
                 }
             }
         } else if r < 96 {
-            // Trims act on flushed data only, so that the model stays exact.
-            if let Step::Failed = flush(&db, &mut m).await {
-                Step::Failed
+            // Trims act on flushed data only, so that the model stays exact: with items
+            // pending, this step flushes and a later one trims.
+            if m.items.iter().any(|i| i.st == St::Pending) {
+                flush(&db, &mut m).await
             } else {
                 trim(&db, &mut m, &mut rng, r).await
             }
+        } else if m.items.iter().any(|i| i.st == St::Pending) {
+            // A stop flushes and then marks the directory clean; flushing in a step of its
+            // own keeps the model exact about which part failed.
+            flush(&db, &mut m).await
         } else {
             match db.stop().await {
                 Ok(()) => {
                     m.ack_pending();
+                    drain(&mut rx, &mut events);
                     match open(&fs).await {
                         Ok(d) => {
                             db = d;
+                            rx = db.subscribe();
                             Step::Continue
                         }
-                        Err(_) => return m,
+                        Err(e) => {
+                            return Outcome {
+                                model: m,
+                                db: None,
+                                error: Some(e),
+                                events_before_failure: events.len(),
+                                events,
+                            }
+                        }
                     }
                 }
-                Err(_) => {
+                Err(e) => {
                     m.fail_pending();
-                    return m;
+                    Step::Failed(e)
                 }
             }
         };
         if pending_bytes > 0 && m.items.iter().all(|i| i.st != St::Pending) {
             pending_bytes = 0;
         }
-        if let Step::Failed = step {
-            return m;
+        if let Step::Failed(e) = step {
+            drain(&mut rx, &mut events);
+            return Outcome {
+                model: m,
+                db: Some(db),
+                error: Some(e),
+                events,
+                events_before_failure: settled,
+            };
         }
     }
-    match db.stop().await {
-        Ok(()) => m.ack_pending(),
-        Err(_) => m.fail_pending(),
+    drain(&mut rx, &mut events);
+    settled = events.len();
+    if let Step::Failed(e) = flush(&db, &mut m).await {
+        drain(&mut rx, &mut events);
+        return Outcome {
+            model: m,
+            db: Some(db),
+            error: Some(e),
+            events,
+            events_before_failure: settled,
+        };
     }
-    m
+    drain(&mut rx, &mut events);
+    settled = events.len();
+    let error = match db.stop().await {
+        Ok(()) => {
+            m.ack_pending();
+            None
+        }
+        Err(e) => {
+            m.fail_pending();
+            Some(e)
+        }
+    };
+    drain(&mut rx, &mut events);
+    Outcome {
+        model: m,
+        db: Some(db),
+        error,
+        events,
+        events_before_failure: settled,
+    }
 }
 
 async fn flush(db: &AioDiskDb, m: &mut Model) -> Step {
@@ -251,9 +339,9 @@ async fn flush(db: &AioDiskDb, m: &mut Model) -> Step {
             m.ack_pending();
             Step::Continue
         }
-        Err(_) => {
+        Err(e) => {
             m.fail_pending();
-            Step::Failed
+            Step::Failed(e)
         }
     }
 }
@@ -328,12 +416,12 @@ async fn trim(db: &AioDiskDb, m: &mut Model, rng: &mut StdRng, r: u32) -> Step {
             }
             Step::Continue
         }
-        Err(_) => {
+        Err(e) => {
             for &n in &affected {
                 m.items[n].st = St::MaybeGone;
             }
             m.groups.push(affected);
-            Step::Failed
+            Step::Failed(e)
         }
     }
 }
@@ -592,5 +680,155 @@ mod sensitivity {
             eprintln!("{bug:?}: {found:?}");
             assert!(found.is_some(), "seeded bug {bug:?} was not caught");
         }
+    }
+}
+
+/// Countdown fault injection: the n-th storage operation fails, once or for ever.
+#[cfg(test)]
+pub(crate) mod faults {
+    use super::*;
+    use crate::error::Error;
+    use crate::sim::{Fault, FaultKind};
+
+    pub(crate) const KINDS: [FaultKind; 4] = [
+        FaultKind::Eio,
+        FaultKind::Enospc,
+        FaultKind::ShortWrite,
+        FaultKind::FailedSync,
+    ];
+
+    /// Whether an error is one a caller can act on (not a panic surfacing as a failed task).
+    fn typed(e: &Error) -> Result<(), String> {
+        let text = e.to_string();
+        if text.contains("task failed") {
+            return Err(format!("a task panicked: {text}"));
+        }
+        match e {
+            Error::Io { .. }
+            | Error::InvalidDbState { .. }
+            | Error::NotRunning
+            | Error::FilesInconsistency { .. } => Ok(()),
+            other => Err(format!("unexpected error type: {other:?}")),
+        }
+    }
+
+    /// Runs the workload with `fault`; checks the contract; returns whether it fired.
+    pub(crate) fn run_one(
+        seed: u64,
+        steps: usize,
+        fault: Fault,
+        bug: Option<Bug>,
+    ) -> Result<bool, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let fs = SimFs::new();
+        fs.set_bug(bug);
+        fs.set_fault(Some(fault));
+        let out = rt.block_on(workload_outcome(fs.clone(), seed, steps));
+        if fs.faults_fired() == 0 {
+            return Ok(false);
+        }
+        let ctx = |e: String| format!("seed {seed} {fault:?}: {e}");
+        let Some(error) = &out.error else {
+            return Err(ctx("an injected fault was not reported".into()));
+        };
+        typed(error).map_err(ctx)?;
+        let m = &out.model;
+        // No `Written` for data of a failed batch.
+        if let Some(ev) = out.events[out.events_before_failure..]
+            .iter()
+            .find(|e| matches!(e, Event::Written { .. }))
+        {
+            return Err(ctx(format!("{ev:?} for a batch that failed")));
+        }
+        if let Some(db) = &out.db {
+            rt.block_on(async {
+                // Poisoned (or stopped): writes refused, durable data still readable.
+                if db.is_running() {
+                    return Err(ctx("still running after a failed write".into()));
+                }
+                if db.add(&b"after"[..]).await.is_ok() {
+                    return Err(ctx("a write was accepted after a failure".into()));
+                }
+                if !out.events.iter().any(|e| matches!(e, Event::Failed { .. }))
+                    && !matches!(error, Error::NotRunning)
+                {
+                    return Err(ctx("no Failed event".into()));
+                }
+                let device_dead = fault.persistent && fault.kind == FaultKind::Eio;
+                for it in m
+                    .items
+                    .iter()
+                    .filter(|i| i.st == St::Durable && !device_dead)
+                    .take(20)
+                {
+                    match db.read(it.loc).await {
+                        Ok(Some(b)) if b[..] == it.data[..] => {}
+                        Err(Error::NotRunning) => break,
+                        other => {
+                            return Err(ctx(format!("durable {} not served: {other:?}", it.loc)));
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        drop(out.db);
+        drop(rt);
+        // The device works again: reopen must be consistent with the model.
+        fs.set_fault(None);
+        check(&fs, m).map_err(|e| ctx(format!("reopen: {e}")))?;
+        check_append(&fs, m).map_err(|e| ctx(format!("append after reopen: {e}")))?;
+        Ok(true)
+    }
+
+    /// Every operation of the workload, every kind, transient and persistent.
+    pub(crate) fn countdown(seed: u64, steps: usize, bug: Option<Bug>) -> Result<u64, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let full = SimFs::new();
+        rt.block_on(workload(full.clone(), seed, steps));
+        drop(rt);
+        let mut fired = 0;
+        for at in 0..full.ops() {
+            for kind in KINDS {
+                for persistent in [false, true] {
+                    if run_one(
+                        seed,
+                        steps,
+                        Fault {
+                            at,
+                            kind,
+                            persistent,
+                        },
+                        bug,
+                    )? {
+                        fired += 1;
+                    }
+                }
+            }
+        }
+        Ok(fired)
+    }
+
+    #[test]
+    fn every_fault_is_typed_poisons_and_reopens_consistently() {
+        let mut fired = 0;
+        for seed in 0..2 {
+            fired += countdown(seed, 60, None).unwrap();
+        }
+        eprintln!("faults injected: {fired}");
+        assert!(fired > 1000, "{fired}");
+    }
+
+    #[test]
+    fn fault_harness_catches_retry_after_failed_fsync() {
+        let caught = (0..4).find_map(|seed| countdown(seed, 60, Some(Bug::RetryFailedSync)).err());
+        eprintln!("RetryFailedSync: {caught:?}");
+        assert!(caught.is_some(), "retrying a failed fsync was not caught");
     }
 }

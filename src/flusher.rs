@@ -281,9 +281,6 @@ impl Flusher {
                         s.tail = *tail;
                     }
                 }
-                self.inner
-                    .progress
-                    .send_modify(|p| p.persisted = p.persisted.max(seq));
                 let at = SystemTime::now();
                 let tx_segs = extra.iter().flat_map(|(b, _)| b.segments.iter());
                 for seg in batch.segments.iter().chain(tx_segs) {
@@ -296,6 +293,10 @@ impl Flusher {
                         },
                     });
                 }
+                // Events first: whoever wakes on the progress finds them already sent.
+                self.inner
+                    .progress
+                    .send_modify(|p| p.persisted = p.persisted.max(seq));
                 self.inner.space.notify_waiters();
                 Ok(())
             }

@@ -198,8 +198,8 @@ impl SimFs {
             let hit = if f.persistent { n >= f.at } else { n == f.at };
             let applies = match f.kind {
                 FaultKind::FailedSync => class == OpClass::Sync,
-                FaultKind::ShortWrite => class == OpClass::Write,
-                FaultKind::Eio | FaultKind::Enospc => true,
+                FaultKind::ShortWrite | FaultKind::Enospc => class == OpClass::Write,
+                FaultKind::Eio => true,
             };
             if hit && applies {
                 s.faults_fired += 1;
@@ -219,7 +219,6 @@ impl SimFs {
     fn simple(&self, class: OpClass) -> io::Result<()> {
         match self.enter(class)? {
             (_, None) => Ok(()),
-            (_, Some(FaultKind::ShortWrite)) => Ok(()),
             (_, Some(k)) => Err(Self::fail(k)),
         }
     }
@@ -315,13 +314,6 @@ impl SimFs {
         }
     }
 
-    /// A copy of the live contents of a file, for assertions.
-    pub(crate) fn read_file(&self, name: &str) -> Option<Vec<u8>> {
-        let s = self.state.lock().unwrap();
-        let ino = s.live_dir.get(name)?;
-        Some(s.inodes[ino].live.clone())
-    }
-
     /// Names in the live directory.
     pub(crate) fn names(&self) -> Vec<String> {
         self.state
@@ -331,23 +323,6 @@ impl SimFs {
             .keys()
             .cloned()
             .collect()
-    }
-
-    /// Replaces or creates a file, durable at once (to set up test directories).
-    pub(crate) fn put_file(&self, name: &str, data: &[u8]) {
-        let mut s = self.state.lock().unwrap();
-        let ino = s.next_inode;
-        s.next_inode += 1;
-        s.inodes.insert(
-            ino,
-            Inode {
-                durable: data.to_vec(),
-                live: data.to_vec(),
-                ..Inode::default()
-            },
-        );
-        s.live_dir.insert(name.to_owned(), ino);
-        s.durable_dir.insert(name.to_owned(), ino);
     }
 }
 
@@ -375,7 +350,7 @@ struct SimFile {
 }
 
 impl SimFile {
-    fn new(fs: &SimFs, ino: u64) -> Arc<dyn FsFile> {
+    fn handle(fs: &SimFs, ino: u64) -> Arc<dyn FsFile> {
         Arc::new(SimFile {
             fs: fs.clone(),
             ino,
@@ -421,7 +396,7 @@ impl Fs for SimFs {
             return Err(io::ErrorKind::AlreadyExists.into());
         }
         let ino = self.create_inode(name);
-        Ok(SimFile::new(self, ino))
+        Ok(SimFile::handle(self, ino))
     }
 
     fn open_rw(&self, path: &Path) -> io::Result<Arc<dyn FsFile>> {
@@ -435,7 +410,7 @@ impl Fs for SimFs {
             .live_dir
             .get(&name_of(path))
             .ok_or(io::ErrorKind::NotFound)?;
-        Ok(SimFile::new(self, ino))
+        Ok(SimFile::handle(self, ino))
     }
 
     fn open_or_create(&self, path: &Path) -> io::Result<(Arc<dyn FsFile>, bool)> {
@@ -446,7 +421,7 @@ impl Fs for SimFs {
             Some(i) => (i, false),
             None => (self.create_inode(name), true),
         };
-        Ok((SimFile::new(self, ino), created))
+        Ok((SimFile::handle(self, ino), created))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -549,7 +524,7 @@ impl FsFile for SimFile {
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
-        self.fs.simple(OpClass::Write)?;
+        self.fs.simple(OpClass::Other)?;
         let mut s = self.fs.state.lock().unwrap();
         let node = s.inodes.get_mut(&self.ino).unwrap();
         let c = Change::SetLen(len);

@@ -330,6 +330,56 @@ fn open_head(
     Ok(f)
 }
 
+/// Step 1 of recovery: finish the pending operation, delete uncommitted files.
+/// Returns the head index.
+fn recover_dirty(
+    fs: &dyn Fs,
+    cfg: &Config,
+    s: State,
+    listing: &Listing,
+    report: &mut RecoveryReport,
+) -> Result<u32> {
+    report.finished_pending = finish_pending(fs, cfg, s.pending, listing)?;
+    for &i in listing.data.iter().filter(|i| **i > s.head) {
+        let p = cfg.path.join(cfg.naming.data_file(i));
+        io("remove uncommitted file", &p, fs.remove(&p))?;
+        report.removed_files.push(i);
+    }
+    // Our own commit state rules; a Python checkpoint here cannot be newer than it and
+    // must not be applied later against our data.
+    for name in &listing.checkpoints {
+        let p = cfg.path.join(name);
+        io("remove python checkpoint", &p, fs.remove(&p))?;
+        report.removed_temp_files += 1;
+    }
+    Ok(s.head)
+}
+
+/// Step 2 of recovery: trust the files, apply a Python checkpoint. Returns the head index.
+fn recover_clean(
+    fs: &dyn Fs,
+    cfg: &Config,
+    prev: Option<State>,
+    listing: &Listing,
+    report: &mut RecoveryReport,
+) -> Result<u32> {
+    if listing.checkpoints.len() > 1 {
+        return Err(Error::InvalidDbState {
+            reason: format!(
+                "{} holds {} python checkpoint files; at most one can be pending",
+                cfg.path.display(),
+                listing.checkpoints.len()
+            ),
+        });
+    }
+    if let Some(name) = listing.checkpoints.first() {
+        apply_py_checkpoint(fs, &cfg.path, &cfg.naming, name, cfg.sync())?;
+        report.applied_py_checkpoint = true;
+    }
+    let newest = listing.data.last().copied().unwrap_or(0);
+    Ok(prev.map_or(newest, |s| s.head.max(newest)))
+}
+
 impl Store {
     /// Opens (creating if allowed), locks and recovers a directory.
     pub(crate) fn open(fs: Arc<dyn Fs>, cfg: &Config) -> Result<(Store, RecoveryReport)> {
@@ -360,37 +410,9 @@ impl Store {
             was_dirty: dirty.is_some(),
             ..RecoveryReport::default()
         };
-        let head = if let Some(s) = dirty {
-            report.finished_pending = finish_pending(fs.as_ref(), cfg, s.pending, &listing)?;
-            for &i in listing.data.iter().filter(|i| **i > s.head) {
-                let p = dir.join(naming.data_file(i));
-                io("remove uncommitted file", &p, fs.remove(&p))?;
-                report.removed_files.push(i);
-            }
-            // Our own commit state rules; a Python checkpoint here cannot be newer than it
-            // and must not be applied later against our data.
-            for name in &listing.checkpoints {
-                let p = dir.join(name);
-                io("remove python checkpoint", &p, fs.remove(&p))?;
-                report.removed_temp_files += 1;
-            }
-            s.head
-        } else {
-            if listing.checkpoints.len() > 1 {
-                return Err(Error::InvalidDbState {
-                    reason: format!(
-                        "{} holds {} python checkpoint files; at most one can be pending",
-                        dir.display(),
-                        listing.checkpoints.len()
-                    ),
-                });
-            }
-            if let Some(name) = listing.checkpoints.first() {
-                apply_py_checkpoint(fs.as_ref(), dir, naming, name, cfg.sync())?;
-                report.applied_py_checkpoint = true;
-            }
-            let newest = listing.data.last().copied().unwrap_or(0);
-            prev.map_or(newest, |s| s.head.max(newest))
+        let head = match dirty {
+            Some(s) => recover_dirty(fs.as_ref(), cfg, s, &listing, &mut report)?,
+            None => recover_clean(fs.as_ref(), cfg, prev, &listing, &mut report)?,
         };
         for (i, name) in &listing.temps {
             if Some(*i) == pending_temp && report.finished_pending {
