@@ -121,11 +121,13 @@ impl Fs for RealFs {
     }
 
     fn open_rw(&self, path: &Path) -> io::Result<Arc<dyn FsFile>> {
+        regular_file(path)?;
         let f = OpenOptions::new().read(true).write(true).open(path)?;
         Ok(Arc::new(RealFile(f)))
     }
 
     fn open_ro(&self, path: &Path) -> io::Result<Arc<dyn FsFile>> {
+        regular_file(path)?;
         Ok(Arc::new(RealFile(File::open(path)?)))
     }
 
@@ -174,6 +176,20 @@ impl Fs for RealFs {
 
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         std::fs::create_dir_all(dir)
+    }
+}
+
+/// Refuses anything but a regular file: opening a FIFO would block, a device would read
+/// for ever.
+fn regular_file(path: &Path) -> io::Result<()> {
+    let kind = std::fs::metadata(path)?.file_type();
+    if kind.is_file() {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ))
     }
 }
 
