@@ -270,6 +270,25 @@ impl Builder {
         AioDiskDb::start(config, hooks).await
     }
 
+    /// Looks at the directory without opening it: its data files, commit state, pending
+    /// recovery, problems, and whether another process holds it. Changes nothing (no lock
+    /// is kept, no recovery runs, no file is created).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfiguration`] for a bad option; [`Error::Io`] if the directory
+    /// cannot be listed. Problems with individual files are reported in the result.
+    ///
+    /// # Cancel safety
+    /// Inspecting has no effect; dropping the future is harmless.
+    pub async fn inspect(self) -> Result<crate::Inspection> {
+        let (config, _) = self.validate()?;
+        tokio::task::spawn_blocking(move || crate::inspect::inspect(&config))
+            .await
+            .map_err(|e| Error::InvalidDbState {
+                reason: format!("inspect task failed: {e}"),
+            })?
+    }
+
     pub(crate) fn validate(self) -> Result<(Config, Hooks)> {
         let b = self;
         if b.max_file_size <= HEADER_LEN {

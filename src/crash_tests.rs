@@ -646,17 +646,36 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_crash_point_recovers_to_the_model() {
+    /// Scale knob: `AIODISKDB_CRASH_SEEDS` workloads per test (default 5).
+    fn seeds() -> u64 {
+        std::env::var("AIODISKDB_CRASH_SEEDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5)
+    }
+
+    fn enumerate_range(first: u64) {
         let tally = Tally::default();
-        for seed in 0..2 {
+        let n = seeds();
+        for seed in first * 1000..first * 1000 + n {
             enumerate(seed, 60, None, &tally, true).unwrap();
         }
         eprintln!(
-            "crash states checked: {}, workload runs: {}",
+            "crash enumeration [{first}]: {n} workloads, {} workload runs, {} crash states checked, 0 violations",
+            tally.workload_runs.load(Ordering::Relaxed),
             tally.states.load(Ordering::Relaxed),
-            tally.workload_runs.load(Ordering::Relaxed)
         );
+    }
+
+    // Two tests so that the default run uses both cores.
+    #[test]
+    fn every_crash_point_recovers_to_the_model_a() {
+        enumerate_range(1);
+    }
+
+    #[test]
+    fn every_crash_point_recovers_to_the_model_b() {
+        enumerate_range(2);
     }
 }
 
@@ -815,14 +834,27 @@ pub(crate) mod faults {
         Ok(fired)
     }
 
-    #[test]
-    fn every_fault_is_typed_poisons_and_reopens_consistently() {
+    fn countdown_range(first: u64) {
+        let n = std::env::var("AIODISKDB_FAULT_SEEDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(6u64);
         let mut fired = 0;
-        for seed in 0..2 {
+        for seed in first * 1000..first * 1000 + n {
             fired += countdown(seed, 60, None).unwrap();
         }
-        eprintln!("faults injected: {fired}");
+        eprintln!("fault injection [{first}]: {n} workloads, {fired} faults injected, all typed, 0 violations");
         assert!(fired > 1000, "{fired}");
+    }
+
+    #[test]
+    fn every_fault_is_typed_poisons_and_reopens_consistently_a() {
+        countdown_range(1);
+    }
+
+    #[test]
+    fn every_fault_is_typed_poisons_and_reopens_consistently_b() {
+        countdown_range(2);
     }
 
     #[test]

@@ -45,6 +45,7 @@ mod events;
 mod flusher;
 mod format;
 mod fs;
+mod inspect;
 mod location;
 mod reader;
 mod store;
@@ -54,6 +55,7 @@ pub use config::{Builder, Durability};
 pub use db::AioDiskDb;
 pub use error::{Error, Result};
 pub use events::{Event, WriteEvent};
+pub use inspect::{CommitState, DataFileInfo, Inspection, Problem};
 pub use location::ItemLocation;
 pub use transaction::Transaction;
 #[cfg(test)]

@@ -1,0 +1,309 @@
+//! A read-only look at a data directory, for operators (`aiodiskdb info` and `check`):
+//! the data files, the commit state, whether recovery is pending and whether another
+//! process holds the directory. Nothing on disk is changed.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::format::{
+    decode_py_checkpoint, Header, Pending, State, HEADER_BYTES, HEADER_LEN, PY_CHECKPOINT_PREFIX,
+    SLOT_BYTES,
+};
+use crate::fs::{Fs, RealFs};
+
+/// One data file as found on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DataFileInfo {
+    /// The file's index.
+    pub index: u32,
+    /// The file.
+    pub path: PathBuf,
+    /// Length in bytes, header included.
+    pub size: u64,
+    /// Logical position of the first stored byte (from the header).
+    pub trim_offset: u32,
+    /// Logical end: one past the last stored position.
+    pub end: u64,
+    /// Item bytes stored (`size - 24`).
+    pub item_bytes: u64,
+}
+
+/// The commit record of the state file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CommitState {
+    /// The previous session stopped cleanly.
+    pub clean: bool,
+    /// The current data file.
+    pub head: u32,
+    /// Committed logical end of the current data file.
+    pub head_end: u32,
+    /// Commit sequence number.
+    pub seq: u64,
+}
+
+/// Something wrong with the directory, naming the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Problem {
+    /// The file concerned.
+    pub path: PathBuf,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// What [`Builder::inspect`](crate::Builder::inspect) found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Inspection {
+    /// Valid data files, by index.
+    pub files: Vec<DataFileInfo>,
+    /// Our commit record, if the directory has one (a Python directory has none).
+    pub state: Option<CommitState>,
+    /// Another process (or handle) holds the directory.
+    pub locked: bool,
+    /// What the next open will recover, one line each; empty when nothing is pending.
+    pub pending_recovery: Vec<String>,
+    /// Problems that make the directory unusable until fixed; empty when sound.
+    pub problems: Vec<Problem>,
+}
+
+impl Inspection {
+    /// Sum of the data files' sizes.
+    #[must_use]
+    pub fn total_size(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+
+    /// Sum of the item bytes stored.
+    #[must_use]
+    pub fn total_item_bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.item_bytes).sum()
+    }
+
+    /// No problems found.
+    #[must_use]
+    pub fn is_sound(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// What the Python library takes for a data file: `{prefix}*.dat`, case-sensitive.
+#[expect(
+    clippy::case_sensitive_file_extension_comparisons,
+    reason = "the Python library matches `.dat` case-sensitively"
+)]
+fn looks_like_data_file(name: &str, prefix: &str) -> bool {
+    name.starts_with(prefix) && name.ends_with(".dat")
+}
+
+fn problem(path: &Path, message: impl Into<String>) -> Problem {
+    Problem {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+fn read_prefix(fs: &dyn Fs, path: &Path, len: usize) -> std::io::Result<Vec<u8>> {
+    let f = fs.open_ro(path)?;
+    let mut buf = vec![0u8; len];
+    let mut n = 0;
+    while n < len {
+        match f.read_at(&mut buf[n..], n as u64)? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// Inspects the directory of `cfg` without changing it.
+pub(crate) fn inspect(cfg: &Config) -> Result<Inspection> {
+    inspect_with(&RealFs, cfg)
+}
+
+pub(crate) fn inspect_with(fs: &dyn Fs, cfg: &Config) -> Result<Inspection> {
+    let dir = &cfg.path;
+    if !fs
+        .dir_exists(dir)
+        .map_err(|e| Error::io("open directory", dir, e))?
+    {
+        return Err(Error::io(
+            "open directory",
+            dir,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "directory does not exist"),
+        ));
+    }
+    let naming = &cfg.naming;
+    let mut names = fs
+        .list(dir)
+        .map_err(|e| Error::io("list directory", dir, e))?;
+    names.sort();
+    let mut out = Inspection::default();
+
+    inspect_state(fs, cfg, &names, &mut out)?;
+    let dirty = out.state.filter(|s| !s.clean && !out.locked);
+
+    for name in &names {
+        let path = dir.join(name);
+        if let Some(index) = naming.parse_data_file(name) {
+            if let Some(s) = dirty.filter(|s| index > s.head) {
+                out.pending_recovery.push(format!(
+                    "delete {name}: created after the last commit (head is {})",
+                    s.head
+                ));
+                continue;
+            }
+            inspect_data_file(fs, cfg, index, &path, &mut out);
+        } else if naming.parse_temp_file(name).is_some() {
+            out.pending_recovery
+                .push(format!("delete or finish the temp file {name}"));
+        } else if name.starts_with(PY_CHECKPOINT_PREFIX) {
+            let entries =
+                read_prefix(fs, &path, 1 << 16).map_or(0, |raw| decode_py_checkpoint(&raw).len());
+            out.pending_recovery.push(format!(
+                "apply the python checkpoint {name} ({entries} file(s) to truncate)"
+            ));
+        } else if looks_like_data_file(name, &naming.prefix) && !name.starts_with('.') {
+            out.problems.push(problem(
+                &path,
+                format!(
+                    "looks like a data file but does not match {}-digit padding; \
+                     it is ignored, but the Python library would read it",
+                    naming.padding
+                ),
+            ));
+        }
+    }
+
+    if let Some(s) = dirty {
+        let head_path = dir.join(naming.data_file(s.head));
+        match out.files.iter().find(|f| f.index == s.head) {
+            None => out
+                .problems
+                .push(problem(&head_path, "the committed head file is missing")),
+            Some(f) if u64::from(s.head_end) > f.end || s.head_end < f.trim_offset => {
+                out.problems.push(problem(
+                    &head_path,
+                    format!(
+                        "committed data is missing: position {} was committed, the file ends at {}",
+                        s.head_end, f.end
+                    ),
+                ));
+            }
+            Some(f) if u64::from(s.head_end) < f.end => out.pending_recovery.push(format!(
+                "truncate {} from position {} back to the committed {}",
+                naming.data_file(s.head),
+                f.end,
+                s.head_end
+            )),
+            Some(_) => out
+                .pending_recovery
+                .push("mark the interrupted session recovered".to_owned()),
+        }
+    }
+    let checkpoints = names
+        .iter()
+        .filter(|n| n.starts_with(PY_CHECKPOINT_PREFIX))
+        .count();
+    if checkpoints > 1 {
+        out.problems.push(problem(
+            dir,
+            format!("{checkpoints} python checkpoint files; at most one can be pending"),
+        ));
+    }
+    Ok(out)
+}
+
+/// Reads the commit record and tests the lock.
+fn inspect_state(fs: &dyn Fs, cfg: &Config, names: &[String], out: &mut Inspection) -> Result<()> {
+    let dir = &cfg.path;
+    let naming = &cfg.naming;
+    let state_path = dir.join(naming.state_file());
+    if names.iter().any(|n| *n == naming.state_file()) {
+        match fs.open_ro(&state_path) {
+            Ok(f) => {
+                out.locked = !f
+                    .try_lock()
+                    .map_err(|e| Error::io("lock state file", &state_path, e))?;
+                drop(f);
+                let raw = read_prefix(fs, &state_path, 2 * SLOT_BYTES)
+                    .map_err(|e| Error::io("read state file", &state_path, e))?;
+                let state = State::newest(&raw);
+                if state.is_none() && raw.iter().any(|b| *b != 0) {
+                    out.problems.push(problem(
+                        &state_path,
+                        "no valid commit record in the state file",
+                    ));
+                }
+                out.state = state.map(|s| CommitState {
+                    clean: s.clean,
+                    head: s.head,
+                    head_end: s.head_end,
+                    seq: s.seq,
+                });
+                if let Some(s) = state.filter(|s| !s.clean && !out.locked) {
+                    match s.pending {
+                        Pending::None => {}
+                        Pending::Ltrim { index, trim_offset } => out.pending_recovery.push(
+                            format!("finish the ltrim of index {index} to position {trim_offset}"),
+                        ),
+                        Pending::Drop { index } => out
+                            .pending_recovery
+                            .push(format!("finish dropping index {index}")),
+                    }
+                }
+            }
+            Err(e) => out.problems.push(problem(
+                &state_path,
+                format!("cannot open the state file: {e}"),
+            )),
+        }
+    }
+    Ok(())
+}
+
+fn inspect_data_file(fs: &dyn Fs, cfg: &Config, index: u32, path: &Path, out: &mut Inspection) {
+    let raw = match read_prefix(fs, path, HEADER_BYTES) {
+        Ok(raw) => raw,
+        Err(e) => {
+            out.problems
+                .push(problem(path, format!("cannot read: {e}")));
+            return;
+        }
+    };
+    let header = match Header::decode(&raw, cfg.genesis) {
+        Ok(h) => h,
+        Err(reason) => {
+            out.problems.push(problem(path, reason));
+            return;
+        }
+    };
+    let size = match fs.open_ro(path).and_then(|f| f.len()) {
+        Ok(n) => n,
+        Err(e) => {
+            out.problems
+                .push(problem(path, format!("cannot stat: {e}")));
+            return;
+        }
+    };
+    let item_bytes = size - HEADER_LEN;
+    let end = u64::from(header.trim_offset) + item_bytes;
+    if end > u64::from(u32::MAX) {
+        out.problems.push(problem(
+            path,
+            format!("logical end {end} passes the u32 position limit"),
+        ));
+    }
+    out.files.push(DataFileInfo {
+        index,
+        path: path.to_path_buf(),
+        size,
+        trim_offset: header.trim_offset,
+        end,
+        item_bytes,
+    });
+}
