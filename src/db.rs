@@ -116,7 +116,7 @@ impl Inner {
         let _ = self.events.send(event);
     }
 
-    /// Refuses writes from now on and tells everyone why.
+    /// Refuses writes from now on, drops what was not persisted, and tells everyone why.
     pub(crate) fn poison(&self, error: &Error) {
         {
             let mut s = self.lock();
@@ -124,6 +124,10 @@ impl Inner {
                 return;
             }
             s.status = Status::Poisoned(error.clone());
+            // Whatever was not persisted is gone with this handle: serve only what is
+            // committed, as the next open will.
+            s.active = Buffer::default();
+            s.flushing = None;
         }
         tracing::error!(%error, "aiodiskdb write failed; refusing writes until reopened");
         self.progress
@@ -137,8 +141,17 @@ impl Inner {
 }
 
 pub(crate) fn poisoned_error(cause: &Error) -> Error {
+    // Name the root cause ("File too large (os error 27)", "No space left on device"): a
+    // caller of `flush` gets this error, not the `Error::Io` itself.
+    let mut why = cause.to_string();
+    let mut source = std::error::Error::source(cause);
+    while let Some(s) = source {
+        why.push_str(": ");
+        why.push_str(&s.to_string());
+        source = s.source();
+    }
     Error::InvalidDbState {
-        reason: format!("a previous write failed ({cause}); reopen the database to recover"),
+        reason: format!("a previous write failed ({why}); reopen the database to recover"),
     }
 }
 
@@ -350,6 +363,9 @@ impl AioDiskDb {
     /// # Cancel safety
     /// Reading has no effect; dropping the future is harmless.
     pub async fn read(&self, loc: ItemLocation) -> Result<Option<Bytes>> {
+        // A read served from RAM awaits nothing: take part in tokio's cooperative
+        // scheduling, or a task reading buffered items in a loop starves the flusher.
+        tokio::task::consume_budget().await;
         let inner = self.inner();
         let info = {
             let s = inner.lock();

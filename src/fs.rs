@@ -34,6 +34,11 @@ pub(crate) trait Fs: Send + Sync + Debug + 'static {
     fn dir_exists(&self, dir: &Path) -> io::Result<bool>;
     /// Creates the directory and its parents.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Identifies the file at `path`, following symlinks: two paths with the same id are
+    /// one file. `None` when the backend has no such notion.
+    fn file_id(&self, _path: &Path) -> io::Result<Option<(u64, u64)>> {
+        Ok(None)
+    }
 
     /// Whether a seeded bug is switched on for this file system (sensitivity tests).
     #[cfg(test)]
@@ -134,7 +139,17 @@ impl Fs for RealFs {
     fn open_or_create(&self, path: &Path) -> io::Result<(Arc<dyn FsFile>, bool)> {
         match self.create_new(path) {
             Ok(f) => Ok((f, true)),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok((self.open_rw(path)?, false)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                // The state file is written in place: through a symlink it could land on a
+                // data file (or anything else) and destroy it.
+                if std::fs::symlink_metadata(path)?.file_type().is_symlink() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "the state file is a symbolic link",
+                    ));
+                }
+                Ok((self.open_rw(path)?, false))
+            }
             Err(e) => Err(e),
         }
     }
@@ -176,6 +191,12 @@ impl Fs for RealFs {
 
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         std::fs::create_dir_all(dir)
+    }
+
+    fn file_id(&self, path: &Path) -> io::Result<Option<(u64, u64)>> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path)?;
+        Ok(Some((m.dev(), m.ino())))
     }
 }
 

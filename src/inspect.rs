@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::format::{
-    decode_py_checkpoint, Header, Pending, State, HEADER_BYTES, HEADER_LEN, PY_CHECKPOINT_PREFIX,
-    SLOT_BYTES,
+    decode_py_checkpoint, Header, Pending, PyCheckpointEntry, State, HEADER_BYTES, HEADER_LEN,
+    PY_CHECKPOINT_PREFIX, SLOT_BYTES,
 };
 use crate::fs::{Fs, RealFs};
 
@@ -162,11 +162,16 @@ pub(crate) fn inspect_with(fs: &dyn Fs, cfg: &Config) -> Result<Inspection> {
             out.pending_recovery
                 .push(format!("delete or finish the temp file {name}"));
         } else if name.starts_with(PY_CHECKPOINT_PREFIX) {
-            let entries =
-                read_prefix(fs, &path, 1 << 16).map_or(0, |raw| decode_py_checkpoint(&raw).len());
+            let entries = read_prefix(fs, &path, 1 << 16)
+                .map(|raw| decode_py_checkpoint(&raw))
+                .unwrap_or_default();
             out.pending_recovery.push(format!(
-                "apply the python checkpoint {name} ({entries} file(s) to truncate)"
+                "apply the python checkpoint {name} ({} file(s) to truncate)",
+                entries.len()
             ));
+            if dirty.is_none() {
+                check_py_checkpoint(fs, cfg, name, &entries, &mut out);
+            }
         } else if looks_like_data_file(name, &naming.prefix) && !name.starts_with('.') {
             out.problems.push(problem(
                 &path,
@@ -216,6 +221,66 @@ pub(crate) fn inspect_with(fs: &dyn Fs, cfg: &Config) -> Result<Inspection> {
         ));
     }
     Ok(out)
+}
+
+/// Reports what applying a Python checkpoint on open would refuse (as recovery does: the
+/// file must be at least as long as recorded and end with the recorded bytes there).
+fn check_py_checkpoint(
+    fs: &dyn Fs,
+    cfg: &Config,
+    name: &str,
+    entries: &[PyCheckpointEntry],
+    out: &mut Inspection,
+) {
+    for entry in entries {
+        let Ok(index) = u32::try_from(entry.index) else {
+            continue;
+        };
+        let path = cfg.path.join(cfg.naming.data_file(index));
+        let f = match fs.open_ro(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                out.problems
+                    .push(problem(&path, format!("cannot open: {e}")));
+                continue;
+            }
+        };
+        let len = f.len();
+        let short = |cur: &dyn std::fmt::Display| {
+            problem(
+                &path,
+                format!(
+                    "python checkpoint {name} expects at least {} bytes, the file has {cur}",
+                    entry.file_len
+                ),
+            )
+        };
+        match len {
+            Err(e) => out
+                .problems
+                .push(problem(&path, format!("cannot stat: {e}"))),
+            Ok(cur) if cur < entry.file_len || entry.file_len < HEADER_LEN => {
+                out.problems.push(short(&cur));
+            }
+            Ok(_) => {
+                let mut last = [0u8; 8];
+                match f.read_exact_at(&mut last, entry.file_len - 8) {
+                    Err(e) => out
+                        .problems
+                        .push(problem(&path, format!("cannot read: {e}"))),
+                    Ok(()) if last != entry.last_bytes => out.problems.push(problem(
+                        &path,
+                        format!(
+                            "last bytes before {} differ from python checkpoint {name}",
+                            entry.file_len
+                        ),
+                    )),
+                    Ok(()) => {}
+                }
+            }
+        }
+    }
 }
 
 /// Reads the commit record and tests the lock.

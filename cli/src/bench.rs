@@ -1,25 +1,93 @@
-//! `aiodiskdb bench`: the workloads of SPEC section 6.
+//! `aiodiskdb bench`: the workloads of SPEC section 6, with progress bars on a terminal
+//! (plain phase lines on stderr otherwise) and one result per workload on stdout: a text
+//! line, or one JSON object with `--json`.
 
-use std::path::PathBuf;
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use aiodiskdb::{AioDiskDb, ItemLocation};
-use anyhow::{bail, Context};
+use aiodiskdb::{AioDiskDb, Durability, Event, ItemLocation};
+use anyhow::{bail, ensure, Context};
 use bytes::Bytes;
 use clap::ValueEnum;
+use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::out::{self, outln};
+
+pub(crate) const HELP: &str = r#"Workloads (sizes scale with --total-mb, --items, --files, --seconds):
+  seed-large  random 1 KiB..1 MiB items up to 1000 MB with a concurrent verifying reader,
+              then a re-read from a fresh instance
+  seed-small  the same with 1..4096-byte items up to 20 MB (the default workload)
+  append      1,000,000 adds of 100 B, then a durable stop: adds/s
+  read        writes 100,000 items of 1 KiB, reopens, then random reads with 1 and with 32
+              concurrent readers (as many reads as items): reads/s
+  durable     64 tasks each doing add (100 B) + flush in a loop for 5 s (or --items adds
+              in all): durable items/s and flushes/s (group commit)
+  open        creates a directory of 1,000 data files, then times `open` of it: ms
+  all         every workload above, in this order
+
+Output: the seed workloads print the seed's line
+  Duration: ..., Reads: N (~r/s), Writes: N (~w/s), Bandwidth: XMB (Y MB/s), Avg item size: Z kB
+and the others one `WORKLOAD key=value ...` line. With --json, one object per workload:
+  seed-*:  {"workload": str, "secs": f64, "reads": int, "reads_per_s": f64, "writes": int,
+            "writes_per_s": f64, "bytes": int, "mb_per_s": f64, "avg_item_bytes": f64,
+            "reread_items": int, "reread_secs": f64}
+  append:  {"workload": "append", "items": int, "item_bytes": 100, "secs": f64,
+            "adds_per_s": f64}
+  read:    {"workload": "read", "items": int, "item_bytes": 1024,
+            "runs": [{"readers": int, "reads": int, "secs": f64, "reads_per_s": f64}]}
+  durable: {"workload": "durable", "tasks": int, "item_bytes": 100, "items": int,
+            "flushes": int, "secs": f64, "items_per_s": f64, "flushes_per_s": f64}
+  open:    {"workload": "open", "files": int, "create_secs": f64, "opens": int,
+            "open_ms": f64 (median), "first_open_ms": f64}
+MB is 10^6 bytes. Every workload uses the default configuration (durable: fsync)."#;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Workload {
-    /// Random 1..4096-byte items up to 20 MiB, with a concurrent verifying reader.
-    SeedSmall,
     /// Random 1 KiB..1 MiB items up to 1000 MB, with a concurrent verifying reader.
     SeedLarge,
+    /// Random 1..4096-byte items up to 20 MB, with a concurrent verifying reader.
+    SeedSmall,
     /// 1,000,000 adds of 100 B, then a durable stop.
     Append,
+    /// Random reads of 1 KiB items from disk after reopen, 1 and 32 readers.
+    Read,
+    /// 64 tasks each doing add + flush in a loop.
+    Durable,
+    /// Time to open a directory of 1,000 data files.
+    Open,
+    /// Every workload, in the order above.
+    All,
+}
+
+impl Workload {
+    const EACH: [Workload; 6] = [
+        Workload::SeedLarge,
+        Workload::SeedSmall,
+        Workload::Append,
+        Workload::Read,
+        Workload::Durable,
+        Workload::Open,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Workload::SeedLarge => "seed-large",
+            Workload::SeedSmall => "seed-small",
+            Workload::Append => "append",
+            Workload::Read => "read",
+            Workload::Durable => "durable",
+            Workload::Open => "open",
+            Workload::All => "all",
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -27,50 +95,359 @@ pub(crate) struct Args {
     /// Which workload to run.
     #[arg(long, value_enum, default_value = "seed-small")]
     workload: Workload,
-    /// Data directory (must be empty or missing); a temporary directory by default.
-    #[arg(long)]
+    /// Data directory (must be empty or missing; `all` uses one subdirectory per
+    /// workload); a temporary directory, removed afterwards, by default.
+    #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
-    /// Total megabytes to write for the seed workloads (default 20 for seed-small, 1000 for
-    /// seed-large).
-    #[arg(long)]
+    /// Megabytes to write in the seed workloads [default: 20 for seed-small, 1000 for
+    /// seed-large].
+    #[arg(long, value_name = "MB")]
     total_mb: Option<u64>,
-    /// Number of items for `append`.
-    #[arg(long, default_value_t = 1_000_000)]
-    items: u64,
+    /// Items: adds for `append` [default: 1000000], items written and reads per run for
+    /// `read` [default: 100000], durable adds in all for `durable` [default: run for
+    /// --seconds].
+    #[arg(long, value_name = "N")]
+    items: Option<u64>,
+    /// Concurrent tasks for `durable`.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    tasks: usize,
+    /// How long `durable` runs when --items is not given.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    seconds: f64,
+    /// Data files for `open`.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    files: u32,
     /// Random seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Print one JSON object per workload (shapes below) instead of text lines.
+    #[arg(long)]
+    json: bool,
+    /// No progress output on stderr.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    ensure!(args.tasks > 0, "--tasks must be at least 1");
+    ensure!(
+        args.seconds > 0.0 && args.seconds.is_finite(),
+        "--seconds must be more than zero"
+    );
+    ensure!(args.files > 0, "--files must be at least 1");
+    let workloads: &[Workload] = if args.workload == Workload::All {
+        &Workload::EACH
+    } else {
+        std::slice::from_ref(&args.workload)
+    };
     let temp;
-    let dir = if let Some(d) = &args.dir {
-        if d.exists() && std::fs::read_dir(d)?.next().is_some() {
+    let (root, is_temp) = if let Some(d) = &args.dir {
+        if d.exists()
+            && std::fs::read_dir(d)
+                .with_context(|| format!("list {}", d.display()))?
+                .next()
+                .is_some()
+        {
             bail!(
                 "--dir {} is not empty; bench needs an empty directory",
                 d.display()
             );
         }
-        d.clone()
+        (d.clone(), false)
     } else {
         temp = tempfile::tempdir().context("create a temporary directory")?;
-        temp.path().join("db")
+        (temp.path().to_path_buf(), true)
     };
-    match args.workload {
-        Workload::SeedSmall => seed(&dir, args.total_mb.unwrap_or(20), 1, 4096, args.seed).await?,
-        Workload::SeedLarge => {
-            seed(
-                &dir,
-                args.total_mb.unwrap_or(1000),
-                1024,
-                1 << 20,
-                args.seed,
-            )
-            .await?;
+    let ui = Ui::new(args.quiet);
+    // On Ctrl-C, return (an error) so that the temporary directory is removed.
+    tokio::select! {
+        r = run_workloads(&args, workloads, &root, is_temp, &ui) => r?,
+        r = tokio::signal::ctrl_c() => {
+            r.context("listen for Ctrl-C")?;
+            bail!("interrupted");
         }
-        Workload::Append => append(&dir, args.items).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn run_workloads(
+    args: &Args,
+    workloads: &[Workload],
+    root: &Path,
+    is_temp: bool,
+    ui: &Ui,
+) -> anyhow::Result<()> {
+    for &w in workloads {
+        // `all` gives each workload its own subdirectory.
+        let dir = if args.dir.is_some() && workloads.len() == 1 {
+            root.to_path_buf()
+        } else {
+            root.join(w.name())
+        };
+        let result = match w {
+            Workload::SeedSmall => {
+                let mb = args.total_mb.unwrap_or(20);
+                seed(ui, w, &dir, mb, 1, 4096, args.seed).await?
+            }
+            Workload::SeedLarge => {
+                let mb = args.total_mb.unwrap_or(1000);
+                seed(ui, w, &dir, mb, 1024, 1 << 20, args.seed).await?
+            }
+            Workload::Append => append(ui, &dir, args.items.unwrap_or(1_000_000)).await?,
+            Workload::Read => read(ui, &dir, args.items.unwrap_or(100_000), args.seed).await?,
+            Workload::Durable => {
+                let stop = match args.items {
+                    Some(n) => Until::Items(n),
+                    None => Until::Time(Duration::from_secs_f64(args.seconds)),
+                };
+                durable(ui, &dir, args.tasks, stop).await?
+            }
+            Workload::Open => open(ui, &dir, args.files).await?,
+            Workload::All => unreachable!("expanded above"),
+        };
+        if args.json {
+            out::json_line(&result)?;
+        } else {
+            result.print()?;
+        }
+        if is_temp {
+            // Room for the next workload.
+            std::fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Progress reporting on stderr.
+struct Ui {
+    /// Progress bars: stderr is a terminal.
+    bars: bool,
+    /// Plain phase lines: stderr is not a terminal.
+    lines: bool,
+}
+
+impl Ui {
+    fn new(quiet: bool) -> Ui {
+        let tty = std::io::stderr().is_terminal();
+        Ui {
+            bars: tty && !quiet,
+            lines: !tty && !quiet,
+        }
+    }
+
+    /// Announces a phase: a plain line, or a progress bar of `len` units (a spinner
+    /// without a length).
+    fn phase(&self, workload: Workload, what: &str, len: Option<u64>, unit: Unit) -> Bar {
+        if self.lines {
+            eprintln!("bench {}: {what}", workload.name());
+        }
+        if !self.bars {
+            return Bar(None);
+        }
+        let counts = match unit {
+            Unit::Bytes => "{bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
+            Unit::Items => "{human_pos}/{human_len} ({per_sec:0}, eta {eta})",
+        };
+        let template = match (len, unit) {
+            (Some(_), _) => format!("{{prefix}} {{msg}} [{{bar:30}}] {counts}"),
+            (None, Unit::Bytes) => "{spinner} {prefix} {msg} {bytes} ({bytes_per_sec})".into(),
+            (None, Unit::Items) => "{spinner} {prefix} {msg} {human_pos} ({per_sec:0})".into(),
+        };
+        let style = ProgressStyle::with_template(&template)
+            .expect("valid progress template")
+            .progress_chars("=> ");
+        let bar = match len {
+            Some(n) => ProgressBar::new(n),
+            None => ProgressBar::no_length(),
+        }
+        .with_style(style)
+        .with_prefix(workload.name())
+        .with_message(what.to_owned());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Bar(Some(bar))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Unit {
+    Bytes,
+    Items,
+}
+
+/// A progress bar, or nothing when not on a terminal. Clones share one bar.
+#[derive(Clone)]
+struct Bar(Option<ProgressBar>);
+
+impl Bar {
+    fn inc(&self, n: u64) {
+        if let Some(b) = &self.0 {
+            b.inc(n);
+        }
+    }
+
+    /// Removes the bar from the terminal.
+    fn finish(&self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// One workload's result, printed as a text line or a JSON object.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Report {
+    Seed(SeedReport),
+    Append(AppendReport),
+    Read(ReadReport),
+    Durable(DurableReport),
+    Open(OpenReport),
+}
+
+#[derive(Debug, Serialize)]
+struct SeedReport {
+    workload: &'static str,
+    secs: f64,
+    reads: u64,
+    reads_per_s: f64,
+    writes: u64,
+    writes_per_s: f64,
+    bytes: u64,
+    mb_per_s: f64,
+    avg_item_bytes: f64,
+    reread_items: u64,
+    reread_secs: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct AppendReport {
+    workload: &'static str,
+    items: u64,
+    item_bytes: u64,
+    secs: f64,
+    adds_per_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct ReadRun {
+    readers: usize,
+    reads: u64,
+    secs: f64,
+    reads_per_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct ReadReport {
+    workload: &'static str,
+    items: u64,
+    item_bytes: u64,
+    runs: Vec<ReadRun>,
+}
+
+#[derive(Debug, Serialize)]
+struct DurableReport {
+    workload: &'static str,
+    tasks: usize,
+    item_bytes: u64,
+    items: u64,
+    flushes: u64,
+    secs: f64,
+    items_per_s: f64,
+    flushes_per_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct OpenReport {
+    workload: &'static str,
+    files: u64,
+    create_secs: f64,
+    opens: usize,
+    open_ms: f64,
+    first_open_ms: f64,
+}
+
+/// `count / secs`, 0 for no time at all.
+fn rate(count: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        as_f64(count) / secs
+    } else {
+        0.0
+    }
+}
+
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "counts far below 2^52; the figures are approximate"
+)]
+fn as_f64(n: u64) -> f64 {
+    n as f64
+}
+
+impl Report {
+    fn print(&self) -> std::io::Result<()> {
+        match self {
+            Report::Seed(r) => {
+                outln!(
+                    "Duration: {:.2}s, Reads: {} (~{:.0}/s), Writes: {} (~{:.0}/s), \
+                     Bandwidth: {:.0}MB ({:.2}MB/s), Avg item size: {:.1}kB",
+                    r.secs,
+                    r.reads,
+                    r.reads_per_s,
+                    r.writes,
+                    r.writes_per_s,
+                    rate(r.bytes, 1e6),
+                    r.mb_per_s,
+                    r.avg_item_bytes / 1e3,
+                )?;
+                outln!(
+                    "Re-read from a fresh instance: {} items in {:.2}s (~{:.0}/s), all verified",
+                    r.reread_items,
+                    r.reread_secs,
+                    rate(r.reread_items, r.reread_secs)
+                )
+            }
+            Report::Append(r) => outln!(
+                "append items={} size={} secs={:.3} adds_per_s={:.0} (durable stop included)",
+                r.items,
+                r.item_bytes,
+                r.secs,
+                r.adds_per_s
+            ),
+            Report::Read(r) => {
+                for run in &r.runs {
+                    outln!(
+                        "read items={} size={} readers={} reads={} secs={:.3} reads_per_s={:.0}",
+                        r.items,
+                        r.item_bytes,
+                        run.readers,
+                        run.reads,
+                        run.secs,
+                        run.reads_per_s
+                    )?;
+                }
+                Ok(())
+            }
+            Report::Durable(r) => outln!(
+                "durable tasks={} size={} items={} flushes={} secs={:.3} items_per_s={:.0} \
+                 flushes_per_s={:.0}",
+                r.tasks,
+                r.item_bytes,
+                r.items,
+                r.flushes,
+                r.secs,
+                r.items_per_s,
+                r.flushes_per_s
+            ),
+            Report::Open(r) => outln!(
+                "open files={} open_ms={:.2} (median of {}) first_open_ms={:.2} create_secs={:.3}",
+                r.files,
+                r.open_ms,
+                r.opens,
+                r.first_open_ms,
+                r.create_secs
+            ),
+        }
+    }
 }
 
 type Written = Arc<RwLock<Vec<(ItemLocation, Bytes)>>>;
@@ -78,12 +455,14 @@ type Written = Arc<RwLock<Vec<(ItemLocation, Bytes)>>>;
 /// The seed's concurrency test: a writer adds random items while a reader reads random
 /// written items and checks them; then everything is re-read from a fresh instance.
 async fn seed(
-    dir: &std::path::Path,
+    ui: &Ui,
+    workload: Workload,
+    dir: &Path,
     total_mb: u64,
     min: usize,
     max: usize,
     seed: u64,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Report> {
     let total = total_mb * 1_000_000;
     let mut rng = StdRng::seed_from_u64(seed);
     let blob: Bytes = (0..max * 2)
@@ -92,13 +471,13 @@ async fn seed(
         .into();
     let db = AioDiskDb::open(dir).await?;
     let written: Written = Arc::new(RwLock::new(Vec::new()));
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = Arc::new(AtomicBool::new(false));
     let reader = {
         let (db, written, done) = (db.clone(), Arc::clone(&written), Arc::clone(&done));
         tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
             let mut reads = 0u64;
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            while !done.load(Ordering::Relaxed) {
                 let pick = {
                     let w = written.read().expect("lock");
                     (!w.is_empty()).then(|| w[rng.gen_range(0..w.len())].clone())
@@ -116,6 +495,12 @@ async fn seed(
             anyhow::Ok(reads)
         })
     };
+    let bar = ui.phase(
+        workload,
+        &format!("writing {total_mb} MB, reading concurrently"),
+        Some(total),
+        Unit::Bytes,
+    );
     let start = Instant::now();
     let mut bytes = 0u64;
     while bytes < total {
@@ -125,61 +510,300 @@ async fn seed(
         let loc = db.add(item.clone()).await?;
         written.write().expect("lock").push((loc, item));
         bytes += size as u64;
+        bar.inc(size as u64);
         tokio::task::yield_now().await;
     }
     db.flush().await?;
-    let elapsed = start.elapsed();
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let elapsed = start.elapsed().as_secs_f64();
+    bar.finish();
+    done.store(true, Ordering::Relaxed);
     let reads = reader.await??;
     db.stop().await?;
-    let writes = written.read().expect("lock").len() as u64;
-    print_seed_line(elapsed, reads, writes, bytes);
+    let items = std::mem::take(&mut *written.write().expect("lock"));
+    let writes = items.len() as u64;
 
+    let bar = ui.phase(
+        workload,
+        "re-reading from a fresh instance",
+        Some(writes),
+        Unit::Items,
+    );
     let start = Instant::now();
     let db = AioDiskDb::open(dir).await?;
-    let items = std::mem::take(&mut *written.write().expect("lock"));
     for (loc, expected) in &items {
         if db.read(*loc).await?.as_deref() != Some(&expected[..]) {
             bail!("re-read of {loc} from a fresh instance returned wrong data");
         }
+        bar.inc(1);
     }
     db.stop().await?;
-    let e = start.elapsed();
-    println!(
-        "Re-read from a fresh instance: {} items in {:.2}s (~{:.0}/s), all verified",
-        items.len(),
-        e.as_secs_f64(),
-        items.len() as f64 / e.as_secs_f64()
-    );
-    Ok(())
-}
-
-fn print_seed_line(elapsed: Duration, reads: u64, writes: u64, bytes: u64) {
-    let secs = elapsed.as_secs_f64();
-    let mb = bytes as f64 / 1e6;
-    println!(
-        "Duration: {secs:.2}s, Reads: {reads} (~{:.0}/s), Writes: {writes} (~{:.0}/s), \
-         Bandwidth: {mb:.0}MB ({:.2}MB/s), Avg item size: {:.1}kB",
-        reads as f64 / secs,
-        writes as f64 / secs,
-        mb / secs,
-        bytes as f64 / writes.max(1) as f64 / 1e3,
-    );
+    let reread_secs = start.elapsed().as_secs_f64();
+    bar.finish();
+    Ok(Report::Seed(SeedReport {
+        workload: workload.name(),
+        secs: elapsed,
+        reads,
+        reads_per_s: rate(reads, elapsed),
+        writes,
+        writes_per_s: rate(writes, elapsed),
+        bytes,
+        mb_per_s: rate(bytes, elapsed) / 1e6,
+        avg_item_bytes: rate(bytes, as_f64(writes.max(1))),
+        reread_items: writes,
+        reread_secs,
+    }))
 }
 
 /// `append`: many small adds, then a durable stop.
-async fn append(dir: &std::path::Path, items: u64) -> anyhow::Result<()> {
+async fn append(ui: &Ui, dir: &Path, items: u64) -> anyhow::Result<Report> {
+    const SIZE: u64 = 100;
     let payload = Bytes::from(vec![0xab_u8; 100]);
     let db = AioDiskDb::open(dir).await?;
+    let bar = ui.phase(
+        Workload::Append,
+        &format!("{items} adds of {SIZE} B, then a durable stop"),
+        Some(items),
+        Unit::Items,
+    );
     let start = Instant::now();
     for _ in 0..items {
         db.add(payload.clone()).await?;
+        bar.inc(1);
     }
     db.stop().await?;
     let secs = start.elapsed().as_secs_f64();
-    println!(
-        "append items={items} size=100 secs={secs:.3} adds_per_s={:.0} (default config, durable stop included)",
-        items as f64 / secs
+    bar.finish();
+    Ok(Report::Append(AppendReport {
+        workload: "append",
+        items,
+        item_bytes: SIZE,
+        secs,
+        adds_per_s: rate(items, secs),
+    }))
+}
+
+/// The 1 KiB item number `i` of `read`: `i` (u64 LE), then its low byte repeated.
+fn read_item(i: u64) -> Bytes {
+    let mut v = vec![i.to_le_bytes()[0]; 1024];
+    v[..8].copy_from_slice(&i.to_le_bytes());
+    v.into()
+}
+
+/// `read`: writes 1 KiB items, reopens, and reads random ones back from disk with 1 and
+/// with 32 concurrent readers.
+async fn read(ui: &Ui, dir: &Path, items: u64, seed: u64) -> anyhow::Result<Report> {
+    ensure!(items > 0, "--items must be at least 1");
+    let db = AioDiskDb::open(dir).await?;
+    let bar = ui.phase(
+        Workload::Read,
+        &format!("writing {items} items of 1 KiB"),
+        Some(items),
+        Unit::Items,
     );
-    Ok(())
+    let mut locs = Vec::with_capacity(usize::try_from(items)?);
+    for i in 0..items {
+        locs.push(db.add(read_item(i)).await?);
+        bar.inc(1);
+    }
+    db.stop().await?;
+    bar.finish();
+    let locs = Arc::new(locs);
+    let db = AioDiskDb::open(dir).await?;
+    let mut runs = Vec::new();
+    for readers in [1usize, 32] {
+        let bar = ui.phase(
+            Workload::Read,
+            &format!(
+                "{items} random reads, {readers} concurrent reader{}",
+                crate::inspect::plural(readers)
+            ),
+            Some(items),
+            Unit::Items,
+        );
+        let start = Instant::now();
+        let mut tasks = Vec::with_capacity(readers);
+        for r in 0..readers as u64 {
+            let share = items / readers as u64 + u64::from(r < items % readers as u64);
+            let (db, locs, bar) = (db.clone(), Arc::clone(&locs), bar.clone());
+            let mut rng = StdRng::seed_from_u64(seed.wrapping_add(r));
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..share {
+                    let i = rng.gen_range(0..locs.len());
+                    let loc = locs[i];
+                    let got = db.read(loc).await?;
+                    match got {
+                        Some(b) if b.len() == 1024 && b[..8] == (i as u64).to_le_bytes() => {}
+                        _ => bail!("read of {loc} returned wrong data"),
+                    }
+                    bar.inc(1);
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        bar.finish();
+        runs.push(ReadRun {
+            readers,
+            reads: items,
+            secs,
+            reads_per_s: rate(items, secs),
+        });
+    }
+    db.stop().await?;
+    Ok(Report::Read(ReadReport {
+        workload: "read",
+        items,
+        item_bytes: 1024,
+        runs,
+    }))
+}
+
+/// When `durable` stops.
+#[derive(Debug, Clone, Copy)]
+enum Until {
+    /// After this many adds in all.
+    Items(u64),
+    /// After this long.
+    Time(Duration),
+}
+
+/// `durable`: many tasks each doing add + flush in a loop; concurrent flushes share one
+/// sync (group commit).
+async fn durable(ui: &Ui, dir: &Path, tasks: usize, until: Until) -> anyhow::Result<Report> {
+    const SIZE: u64 = 100;
+    let db = AioDiskDb::open(dir).await?;
+    let mut events = db.subscribe();
+    let flushes = tokio::spawn(async move {
+        let mut n = 0u64;
+        loop {
+            match events.recv().await {
+                Ok(Event::Written { .. }) => n += 1,
+                Ok(Event::Stopped { .. }) | Err(RecvError::Closed) => return n,
+                Ok(_) => {}
+                Err(RecvError::Lagged(missed)) => n += missed,
+            }
+        }
+    });
+    let (what, len) = match until {
+        Until::Items(n) => (format!("{tasks} tasks, {n} adds + flushes in all"), Some(n)),
+        Until::Time(d) => (
+            format!(
+                "{tasks} tasks doing add + flush for {:.1}s",
+                d.as_secs_f64()
+            ),
+            None,
+        ),
+    };
+    let bar = ui.phase(Workload::Durable, &what, len, Unit::Items);
+    let payload = Bytes::from(vec![0xcd_u8; 100]);
+    let issued = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut handles = Vec::with_capacity(tasks);
+    for _ in 0..tasks {
+        let (db, payload, issued, bar) = (
+            db.clone(),
+            payload.clone(),
+            Arc::clone(&issued),
+            bar.clone(),
+        );
+        handles.push(tokio::spawn(async move {
+            let mut done = 0u64;
+            loop {
+                let more = match until {
+                    Until::Items(n) => issued.fetch_add(1, Ordering::Relaxed) < n,
+                    Until::Time(d) => start.elapsed() < d,
+                };
+                if !more {
+                    return anyhow::Ok(done);
+                }
+                db.add(payload.clone()).await?;
+                db.flush().await?;
+                done += 1;
+                bar.inc(1);
+            }
+        }));
+    }
+    let mut items = 0;
+    for h in handles {
+        items += h.await??;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    bar.finish();
+    db.stop().await?;
+    let flushes = flushes.await?;
+    Ok(Report::Durable(DurableReport {
+        workload: "durable",
+        tasks,
+        item_bytes: SIZE,
+        items,
+        flushes,
+        secs,
+        items_per_s: rate(items, secs),
+        flushes_per_s: rate(flushes, secs),
+    }))
+}
+
+/// `open`: creates a directory of `files` data files (one 100-byte item fills each), then
+/// times opening it.
+async fn open(ui: &Ui, dir: &Path, files: u32) -> anyhow::Result<Report> {
+    const OPENS: usize = 5;
+    const ITEM: u64 = 100;
+    let builder = || {
+        AioDiskDb::builder(dir)
+            .max_file_size(24 + ITEM)
+            .max_buffer_size(24 + ITEM)
+    };
+    let bar = ui.phase(
+        Workload::Open,
+        &format!("creating {files} data files"),
+        Some(u64::from(files)),
+        Unit::Items,
+    );
+    let start = Instant::now();
+    // Creating the files is not what is measured: no fsync.
+    let db = builder().durability(Durability::Os).open().await?;
+    let payload = Bytes::from(vec![0xef_u8; 100]);
+    let mut last = None;
+    for _ in 0..files {
+        last = Some(db.add(payload.clone()).await?);
+        bar.inc(1);
+    }
+    db.stop().await?;
+    let create_secs = start.elapsed().as_secs_f64();
+    bar.finish();
+    let created = last.map_or(0, |l| u64::from(l.index) + 1);
+    ensure!(
+        created == u64::from(files),
+        "expected {files} data files, the last item went to index {}",
+        created.saturating_sub(1)
+    );
+
+    let bar = ui.phase(
+        Workload::Open,
+        &format!("opening {files} data files {OPENS} times"),
+        Some(OPENS as u64),
+        Unit::Items,
+    );
+    let mut times = Vec::with_capacity(OPENS);
+    for _ in 0..OPENS {
+        let t = Instant::now();
+        let db = builder().open().await?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        db.stop().await?;
+        bar.inc(1);
+    }
+    bar.finish();
+    let first_open_ms = times[0];
+    times.sort_by(f64::total_cmp);
+    Ok(Report::Open(OpenReport {
+        workload: "open",
+        files: created,
+        create_secs,
+        opens: OPENS,
+        open_ms: times[OPENS / 2],
+        first_open_ms,
+    }))
 }

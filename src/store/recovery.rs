@@ -96,6 +96,34 @@ pub(crate) fn scan(
     Ok(out)
 }
 
+/// Refuses data files that are the state file or one another under two names (a symlink
+/// or hard link): writing the state or appending to the head would overwrite another
+/// file's committed bytes.
+fn refuse_aliases(
+    fs: &dyn Fs,
+    dir: &Path,
+    naming: &Naming,
+    state_path: &Path,
+    scanned: &[Scanned],
+) -> Result<()> {
+    let mut seen: Vec<((u64, u64), PathBuf)> = Vec::with_capacity(scanned.len() + 1);
+    let paths = std::iter::once(state_path.to_path_buf())
+        .chain(scanned.iter().map(|f| dir.join(naming.data_file(f.index))));
+    for path in paths {
+        let Some(id) = io("stat file", &path, fs.file_id(&path))? else {
+            return Ok(());
+        };
+        if let Some((_, other)) = seen.iter().find(|(i, _)| *i == id) {
+            return Err(invalid_file(
+                &path,
+                format!("it is the same file as {} (a link)", other.display()),
+            ));
+        }
+        seen.push((id, path));
+    }
+    Ok(())
+}
+
 fn ensure_dir(fs: &dyn Fs, cfg: &Config) -> Result<()> {
     let dir = &cfg.path;
     match fs.dir_exists(dir) {
@@ -217,6 +245,9 @@ fn apply_py_checkpoint(
         &path,
         read_up_to(f.as_ref(), &mut raw),
     )?;
+    // Check every entry before truncating anything: a checkpoint that does not match the
+    // files must leave them untouched.
+    let mut cuts = Vec::new();
     for entry in decode_py_checkpoint(&raw[..n]) {
         let Ok(index) = u32::try_from(entry.index) else {
             continue;
@@ -252,8 +283,12 @@ fn apply_py_checkpoint(
                 ),
             ));
         }
-        if cur > entry.file_len {
-            io("truncate data file", &data, df.set_len(entry.file_len))?;
+        cuts.push((data, df, entry.file_len));
+    }
+    for (data, df, file_len) in cuts {
+        let cur = io("stat data file", &data, df.len())?;
+        if cur > file_len {
+            io("truncate data file", &data, df.set_len(file_len))?;
             if sync {
                 io("sync data file", &data, df.sync_data())?;
             }
@@ -401,6 +436,7 @@ impl Store {
             None => listing.data.clone(),
         };
         let mut scanned = scan(fs.as_ref(), dir, naming, cfg.genesis, &committed)?;
+        refuse_aliases(fs.as_ref(), dir, naming, &state_path, &scanned)?;
         let pending_temp = match dirty.map(|s| s.pending) {
             Some(Pending::Ltrim { index, .. }) => Some(index),
             _ => None,
@@ -429,6 +465,7 @@ impl Store {
         if dir_changed {
             let again = list(fs.as_ref(), dir, naming)?;
             scanned = scan(fs.as_ref(), dir, naming, cfg.genesis, &again.data)?;
+            refuse_aliases(fs.as_ref(), dir, naming, &state_path, &scanned)?;
         }
 
         let mut catalog = Catalog::default();

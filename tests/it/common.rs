@@ -112,3 +112,40 @@ pub(crate) async fn eventually(what: &str, mut cond: impl FnMut() -> bool) -> Te
     }
     Ok(())
 }
+
+/// Deterministic item bytes for item number `id`: a splitmix64 stream, so that different
+/// ids never share content and a process can regenerate another's items from `(id, len)`
+/// alone. `content(id, a)` is a prefix of `content(id, b)` for `a < b`.
+pub(crate) fn content(id: u64, len: usize) -> Vec<u8> {
+    let mut x = id.wrapping_mul(0xd6e8_feb8_6659_fd93) ^ 0x9e37_79b9_7f4a_7c15;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        out.extend_from_slice(&z.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// The arguments that make this test binary (`std::env::current_exe()`) run exactly one
+/// test, `name` (e.g. `"kill::child_workload"`), uncaptured: the re-exec trick for running
+/// a workload in a real child process. The child test must be a no-op unless an
+/// environment variable the parent sets tells it to work.
+pub(crate) fn reexec_args(name: &str) -> [&str; 4] {
+    [name, "--exact", "--nocapture", "--test-threads=1"]
+}
+
+/// Parses an environment variable, or returns `default` when it is unset.
+pub(crate) fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| format!("{name}={v:?} does not parse")),
+        Err(_) => Ok(default),
+    }
+}

@@ -1,0 +1,366 @@
+//! `aiodiskdb info` and `aiodiskdb check`: read-only, through `Builder::inspect` (no
+//! directory is created, no lock is kept, no recovery runs).
+
+use std::process::ExitCode;
+
+use aiodiskdb::{Inspection, Problem};
+use serde::Serialize;
+
+use crate::args::{hex, DbArgs};
+use crate::exit;
+use crate::out::{self, outln};
+
+pub(crate) const INFO_HELP: &str = r#"With --json, prints one object:
+  {"dir": str, "prefix": str, "padding": int, "genesis": "8 hex digits",
+   "files": [{"index": int, "name": str, "size": int, "trim_offset": int, "end": int,
+              "item_bytes": int}],
+   "total_files": int, "total_size": int, "total_item_bytes": int,
+   "state": {"clean": bool, "head": int, "head_end": int, "seq": int} | null,
+   "locked": bool, "pending_recovery": [str], "problems": [{"path": str, "message": str}],
+   "other_dat_files": [str], "sound": bool}
+Sizes are bytes; positions are logical (`end` = trim_offset + item_bytes). `state` is null
+for a directory without our commit record (one written only by the Python library).
+`other_dat_files` lists `.dat` files of another naming (a wrong --prefix or --padding?).
+info exits 0 even when it lists problems; use `check` for a verdict."#;
+
+pub(crate) const CHECK_HELP: &str = r#"Prints one line per problem, `PATH: MESSAGE`, and exits 3; prints `ok: ...` and exits 0
+when the directory is sound. Pending recovery (finished by the next open), a lock held by
+another process and `.dat` files of another naming are `note:` lines, not problems.
+With --json, prints one object:
+  {"dir": str, "sound": bool, "files": int, "total_item_bytes": int, "locked": bool,
+   "pending_recovery": [str], "problems": [{"path": str, "message": str}],
+   "other_dat_files": [str]}"#;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct InfoArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// Print one JSON object (shape below) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct CheckArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// Print one JSON object (shape below) instead of lines.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct FileJson {
+    index: u32,
+    name: String,
+    size: u64,
+    trim_offset: u32,
+    end: u64,
+    item_bytes: u64,
+}
+
+#[derive(Serialize)]
+struct StateJson {
+    clean: bool,
+    head: u32,
+    head_end: u32,
+    seq: u64,
+}
+
+#[derive(Serialize)]
+struct ProblemJson {
+    path: String,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct InfoJson {
+    dir: String,
+    prefix: String,
+    padding: usize,
+    genesis: String,
+    files: Vec<FileJson>,
+    total_files: usize,
+    total_size: u64,
+    total_item_bytes: u64,
+    state: Option<StateJson>,
+    locked: bool,
+    pending_recovery: Vec<String>,
+    problems: Vec<ProblemJson>,
+    other_dat_files: Vec<String>,
+    sound: bool,
+}
+
+#[derive(Serialize)]
+struct CheckJson {
+    dir: String,
+    sound: bool,
+    files: usize,
+    total_item_bytes: u64,
+    locked: bool,
+    pending_recovery: Vec<String>,
+    problems: Vec<ProblemJson>,
+    other_dat_files: Vec<String>,
+}
+
+fn problems_json(problems: &[Problem]) -> Vec<ProblemJson> {
+    problems
+        .iter()
+        .map(|p| ProblemJson {
+            path: p.path.display().to_string(),
+            message: p.message.clone(),
+        })
+        .collect()
+}
+
+/// `.dat` files in the directory that are not data files of this naming (and were not
+/// reported as problems): a hint that `--prefix` or `--padding` is wrong.
+#[expect(
+    clippy::case_sensitive_file_extension_comparisons,
+    reason = "the Python library matches `.dat` case-sensitively"
+)]
+fn other_dat_files(db: &DbArgs, ins: &Inspection) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(&db.dir) else {
+        return Vec::new();
+    };
+    let reported: Vec<String> = ins.problems.iter().map(|p| file_name(&p.path)).collect();
+    let mut other: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| {
+            n.ends_with(".dat")
+                && !n.starts_with('.')
+                && !db.is_data_file_name(n)
+                && !reported.contains(n)
+        })
+        .collect();
+    other.sort();
+    other
+}
+
+fn other_note(db: &DbArgs, other: &[String]) -> String {
+    format!(
+        "{} .dat file{} not named {}{} (e.g. {}): is --prefix or --padding wrong?",
+        other.len(),
+        plural(other.len()),
+        db.prefix,
+        "N".repeat(db.padding),
+        other[0]
+    )
+}
+
+pub(crate) fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into(),
+    )
+}
+
+pub(crate) async fn info(args: InfoArgs) -> anyhow::Result<ExitCode> {
+    let ins = args.db.builder().inspect().await?;
+    let other = other_dat_files(&args.db, &ins);
+    if args.json {
+        out::json_line(&InfoJson {
+            dir: args.db.dir.display().to_string(),
+            prefix: args.db.prefix.clone(),
+            padding: args.db.padding,
+            genesis: hex(&args.db.genesis),
+            files: ins
+                .files
+                .iter()
+                .map(|f| FileJson {
+                    index: f.index,
+                    name: file_name(&f.path),
+                    size: f.size,
+                    trim_offset: f.trim_offset,
+                    end: f.end,
+                    item_bytes: f.item_bytes,
+                })
+                .collect(),
+            total_files: ins.files.len(),
+            total_size: ins.total_size(),
+            total_item_bytes: ins.total_item_bytes(),
+            state: ins.state.map(|s| StateJson {
+                clean: s.clean,
+                head: s.head,
+                head_end: s.head_end,
+                seq: s.seq,
+            }),
+            locked: ins.locked,
+            pending_recovery: ins.pending_recovery.clone(),
+            problems: problems_json(&ins.problems),
+            other_dat_files: other,
+            sound: ins.is_sound(),
+        })?;
+    } else {
+        print_info(&args.db, &ins, &other)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_info(db: &DbArgs, ins: &Inspection, other: &[String]) -> std::io::Result<()> {
+    outln!("directory  {}", db.dir.display())?;
+    outln!(
+        "format     prefix {:?}, {} digits, genesis {}",
+        db.prefix,
+        db.padding,
+        hex(&db.genesis)
+    )?;
+    let lock = if ins.locked {
+        "held by another process (or handle)"
+    } else {
+        "free"
+    };
+    outln!("lock       {lock}")?;
+    let state = match ins.state {
+        None => "none (no commit record: written by the Python library, or empty)".to_owned(),
+        Some(s) => format!(
+            "{}, head index {} ending at {}, commit seq {}",
+            if s.clean {
+                "stopped cleanly"
+            } else if ins.locked {
+                "open"
+            } else {
+                "not stopped cleanly"
+            },
+            s.head,
+            s.head_end,
+            s.seq
+        ),
+    };
+    outln!("state      {state}")?;
+    outln!()?;
+    let mut rows = vec![[
+        "index".to_owned(),
+        "file".to_owned(),
+        "size".to_owned(),
+        "trim_offset".to_owned(),
+        "end".to_owned(),
+        "item_bytes".to_owned(),
+    ]];
+    for f in &ins.files {
+        rows.push([
+            f.index.to_string(),
+            file_name(&f.path),
+            f.size.to_string(),
+            f.trim_offset.to_string(),
+            f.end.to_string(),
+            f.item_bytes.to_string(),
+        ]);
+    }
+    rows.push([
+        "total".to_owned(),
+        format!("{} file{}", ins.files.len(), plural(ins.files.len())),
+        ins.total_size().to_string(),
+        String::new(),
+        String::new(),
+        ins.total_item_bytes().to_string(),
+    ]);
+    print_table(&rows)?;
+    outln!()?;
+    if ins.pending_recovery.is_empty() {
+        outln!("pending recovery: none")?;
+    } else {
+        outln!("pending recovery (the next open does it):")?;
+        for line in &ins.pending_recovery {
+            outln!("  {line}")?;
+        }
+    }
+    if ins.problems.is_empty() {
+        outln!("problems: none")?;
+    } else {
+        outln!("problems ({}):", ins.problems.len())?;
+        for p in &ins.problems {
+            outln!("  {}: {}", p.path.display(), p.message)?;
+        }
+    }
+    if !other.is_empty() {
+        outln!("note: {}", other_note(db, other))?;
+    }
+    Ok(())
+}
+
+/// Prints rows with the first two columns left-aligned and the others right-aligned.
+fn print_table<const N: usize>(rows: &[[String; N]]) -> std::io::Result<()> {
+    use std::fmt::Write as _;
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    for row in rows {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            // Writing to a String cannot fail.
+            let _ = if i < 2 {
+                write!(line, "{cell:<w$}")
+            } else {
+                write!(line, "{cell:>w$}")
+            };
+        }
+        outln!("{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let ins = args.db.builder().inspect().await?;
+    let other = other_dat_files(&args.db, &ins);
+    let code = if ins.is_sound() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(exit::PROBLEMS)
+    };
+    if args.json {
+        out::json_line(&CheckJson {
+            dir: args.db.dir.display().to_string(),
+            sound: ins.is_sound(),
+            files: ins.files.len(),
+            total_item_bytes: ins.total_item_bytes(),
+            locked: ins.locked,
+            pending_recovery: ins.pending_recovery.clone(),
+            problems: problems_json(&ins.problems),
+            other_dat_files: other,
+        })?;
+        return Ok(code);
+    }
+    for p in &ins.problems {
+        outln!("{}: {}", p.path.display(), p.message)?;
+    }
+    for line in &ins.pending_recovery {
+        outln!("note: pending recovery (the next open does it): {line}")?;
+    }
+    if ins.locked {
+        outln!("note: another process (or handle) holds the directory")?;
+    }
+    if !other.is_empty() {
+        outln!("note: {}", other_note(&args.db, &other))?;
+    }
+    if ins.is_sound() {
+        outln!(
+            "ok: {} data file{}, {} item bytes, no problems",
+            ins.files.len(),
+            plural(ins.files.len()),
+            ins.total_item_bytes()
+        )?;
+    } else {
+        eprintln!(
+            "aiodiskdb: check found {} problem{} in {}",
+            ins.problems.len(),
+            plural(ins.problems.len()),
+            args.db.dir.display()
+        );
+    }
+    Ok(code)
+}

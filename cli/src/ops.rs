@@ -1,0 +1,161 @@
+//! `add`, `read`, `rtrim`, `ltrim`, `drop`: open the database, do one operation, stop it
+//! (everything durable, the directory marked cleanly stopped).
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use aiodiskdb::{AioDiskDb, ItemLocation};
+use anyhow::{anyhow, Context};
+
+use crate::args::{parse_hex_bytes, parse_location, DbArgs, HexBytes};
+use crate::exit;
+use crate::out::{self, outln};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct AddArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// Read the item from this file instead of stdin.
+    #[arg(long, value_name = "PATH")]
+    file: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ReadArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// The item's location, INDEX:POSITION:SIZE (as printed by `add`).
+    #[arg(value_name = "LOCATION", value_parser = parse_location)]
+    location: ItemLocation,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct TrimArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// The data file's index.
+    #[arg(value_name = "INDEX")]
+    index: u32,
+    /// Logical position: rtrim cuts from here to the end; ltrim removes what is before it.
+    #[arg(value_name = "POSITION")]
+    position: u32,
+    /// Safety check, in hex: rtrim requires the first bytes cut to equal it, ltrim the last
+    /// bytes removed; otherwise nothing changes.
+    #[arg(long, value_name = "HEX", value_parser = parse_hex_bytes)]
+    check: Option<HexBytes>,
+    /// Confirm: the bytes removed cannot be recovered.
+    #[arg(long)]
+    yes: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct DropArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// The data file's index.
+    #[arg(value_name = "INDEX")]
+    index: u32,
+    /// Confirm: the file is deleted.
+    #[arg(long)]
+    yes: bool,
+}
+
+/// Which end a trim cuts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Trim {
+    Right,
+    Left,
+}
+
+/// Runs `op` on an open database, then stops it; the first error wins.
+async fn with_db<T>(
+    db: AioDiskDb,
+    op: impl std::future::Future<Output = aiodiskdb::Result<T>>,
+) -> anyhow::Result<T> {
+    let result = op.await;
+    let stopped = db.stop().await;
+    let value = result?;
+    stopped.context("stop the database")?;
+    Ok(value)
+}
+
+pub(crate) async fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
+    let data = if let Some(path) = &args.file {
+        std::fs::read(path).with_context(|| format!("read {}", path.display()))?
+    } else {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .lock()
+            .read_to_end(&mut buf)
+            .context("read stdin")?;
+        buf
+    };
+    if data.is_empty() {
+        // Before opening, so that nothing is created for nothing.
+        return Err(aiodiskdb::Error::EmptyPayload.into());
+    }
+    let db = args.db.builder().open().await?;
+    let loc = with_db(db.clone(), db.add(data)).await?;
+    // Printed only once `stop` has made the item durable.
+    outln!("{loc}")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn read(args: ReadArgs) -> anyhow::Result<ExitCode> {
+    let db = args.db.builder().create_if_missing(false).open().await?;
+    let loc = args.location;
+    let bytes = with_db(db.clone(), db.read(loc))
+        .await?
+        .ok_or_else(|| anyhow!("location {loc} is not stored"))?;
+    out::write_bytes(&bytes)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses a destructive command without `--yes`, on one line, with the usage exit code.
+fn refuse(what: &str) -> ExitCode {
+    eprintln!("aiodiskdb: refusing to {what} without --yes (it cannot be undone)");
+    ExitCode::from(exit::USAGE)
+}
+
+pub(crate) async fn trim(which: Trim, args: TrimArgs) -> anyhow::Result<ExitCode> {
+    let (index, position) = (args.index, args.position);
+    let what = match which {
+        Trim::Right => format!("rtrim index {index} from position {position} to its end"),
+        Trim::Left => format!("ltrim index {index} before position {position}"),
+    };
+    if !args.yes {
+        return Ok(refuse(&what));
+    }
+    let check = args.check.unwrap_or_default().0;
+    let db = args
+        .db
+        .builder()
+        .create_if_missing(false)
+        .overwrite(true)
+        .open()
+        .await?;
+    let removed = match which {
+        Trim::Right => with_db(db.clone(), db.rtrim(index, position, &check)).await?,
+        Trim::Left => with_db(db.clone(), db.ltrim(index, position, &check)).await?,
+    };
+    outln!("removed {removed} item bytes from index {index}")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn drop_index(args: DropArgs) -> anyhow::Result<ExitCode> {
+    let index = args.index;
+    if !args.yes {
+        return Ok(refuse(&format!("drop index {index}")));
+    }
+    let db = args
+        .db
+        .builder()
+        .create_if_missing(false)
+        .overwrite(true)
+        .open()
+        .await?;
+    let removed = with_db(db.clone(), db.drop_index(index)).await?;
+    outln!("dropped index {index} ({removed} item bytes)")?;
+    Ok(ExitCode::SUCCESS)
+}

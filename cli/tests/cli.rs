@@ -1,0 +1,672 @@
+//! Runs the built `aiodiskdb` binary on temporary directories: every subcommand, the
+//! documented exit codes and JSON shapes, bad input, and directories written by the
+//! Python library (`tests/fixtures/`).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{ensure, Context, Result};
+use serde_json::Value;
+
+/// What one run of the binary did.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+impl Run {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    fn json(&self) -> Result<Value> {
+        serde_json::from_slice(&self.stdout).with_context(|| format!("not JSON: {}", self.text()))
+    }
+
+    /// Exits with `code`; on failure shows everything.
+    fn expect_code(self, code: i32) -> Result<Run> {
+        ensure!(
+            self.code == code,
+            "expected exit {code}, got {}\nstdout: {}\nstderr: {}",
+            self.code,
+            self.text(),
+            self.stderr
+        );
+        Ok(self)
+    }
+
+    /// Failed with exit 1 and one line `aiodiskdb: ...` on stderr containing `needle`.
+    fn expect_error(self, needle: &str) -> Result<Run> {
+        let run = self.expect_code(1)?;
+        let lines: Vec<&str> = run.stderr.lines().collect();
+        ensure!(
+            lines.len() == 1 && lines[0].starts_with("aiodiskdb: ") && lines[0].contains(needle),
+            "expected one error line containing {needle:?}, got {:?}",
+            run.stderr
+        );
+        Ok(run)
+    }
+}
+
+fn aiodiskdb(args: &[&str], stdin: &[u8]) -> Result<Run> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aiodiskdb"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut input = child.stdin.take().expect("piped stdin");
+    // The command may not read stdin at all; a closed pipe is fine.
+    let _ = input.write_all(stdin);
+    drop(input);
+    let out = child.wait_with_output()?;
+    Ok(Run {
+        code: out.status.code().context("killed by a signal")?,
+        stdout: out.stdout,
+        stderr: String::from_utf8(out.stderr)?,
+    })
+}
+
+fn run(args: &[&str]) -> Result<Run> {
+    aiodiskdb(args, b"")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+/// A temporary directory and the (not yet existing) data directory inside it.
+fn temp_db() -> Result<(tempfile::TempDir, PathBuf)> {
+    let t = tempfile::tempdir()?;
+    let db = t.path().join("db");
+    Ok((t, db))
+}
+
+/// Adds `item` and returns its printed location.
+fn add(db: &Path, item: &[u8]) -> Result<String> {
+    let r = aiodiskdb(&["add", "--dir", s(db)], item)?.expect_code(0)?;
+    Ok(r.text().trim().to_owned())
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+/// Copies a fixture's `db/` (flat) into a temp dir; returns it with its expected.json.
+fn fixture(name: &str) -> Result<(tempfile::TempDir, PathBuf, Value)> {
+    let t = tempfile::tempdir()?;
+    let dst = t.path().join(name);
+    std::fs::create_dir(&dst)?;
+    let src = fixtures().join(name);
+    for entry in std::fs::read_dir(src.join("db"))? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), dst.join(entry.file_name()))?;
+    }
+    let expected = serde_json::from_slice(&std::fs::read(src.join("expected.json"))?)?;
+    Ok((t, dst, expected))
+}
+
+/// The format options of a fixture, as command-line flags.
+fn format_flags(expected: &Value) -> Vec<String> {
+    let c = &expected["config"];
+    vec![
+        "--prefix".into(),
+        c["prefix"].as_str().expect("prefix").into(),
+        "--padding".into(),
+        c["padding"].to_string(),
+        "--genesis".into(),
+        c["genesis_hex"].as_str().expect("genesis").into(),
+        "--max-file-size".into(),
+        c["max_file_size"].to_string(),
+    ]
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+#[test]
+fn help_documents_exit_codes_and_json() -> Result<()> {
+    let top = run(&["--help"])?.expect_code(0)?.text();
+    for needle in [
+        "Exit codes",
+        "usage error",
+        "`check` found problems",
+        "info",
+        "bench",
+    ] {
+        ensure!(top.contains(needle), "--help lacks {needle:?}:\n{top}");
+    }
+    let info = run(&["info", "--help"])?.expect_code(0)?.text();
+    ensure!(info.contains("\"trim_offset\"") && info.contains("\"pending_recovery\""));
+    let check = run(&["check", "--help"])?.expect_code(0)?.text();
+    ensure!(check.contains("exits 3") && check.contains("\"sound\""));
+    let bench = run(&["bench", "--help"])?.expect_code(0)?.text();
+    ensure!(bench.contains("\"adds_per_s\"") && bench.contains("seed-small"));
+    run(&["frobnicate"])?.expect_code(2)?;
+    run(&["info"])?.expect_code(2)?; // --dir is required
+    Ok(())
+}
+
+#[test]
+fn add_then_read_round_trip() -> Result<()> {
+    let (t, db) = temp_db()?;
+    assert_eq!(add(&db, b"hello")?, "0:0:5", "add creates the directory");
+    assert_eq!(add(&db, b"world!")?, "0:5:6");
+    let file = t.path().join("item.bin");
+    std::fs::write(&file, vec![7u8; 3000])?;
+    let loc = run(&["add", "--dir", s(&db), "--file", s(&file)])?
+        .expect_code(0)?
+        .text();
+    assert_eq!(loc.trim(), "0:11:3000");
+
+    let r = run(&["read", "--dir", s(&db), "0:5:6"])?.expect_code(0)?;
+    assert_eq!(r.stdout, b"world!");
+    let r = run(&["read", "--dir", s(&db), "0:11:3000"])?.expect_code(0)?;
+    assert_eq!(r.stdout, vec![7u8; 3000]);
+    // A location is a byte range: one inside stored data reads as it is.
+    let r = run(&["read", "--dir", s(&db), "0:1:3"])?.expect_code(0)?;
+    assert_eq!(r.stdout, b"ell");
+
+    // Durable and cleanly stopped: the state record says so.
+    let info = run(&["info", "--dir", s(&db), "--json"])?
+        .expect_code(0)?
+        .json()?;
+    assert_eq!(info["state"]["clean"], true);
+    assert_eq!(info["total_item_bytes"], 3011);
+    Ok(())
+}
+
+#[test]
+fn add_rejects_empty_and_too_large_items() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    aiodiskdb(&["add", "--dir", s(&db)], b"")?.expect_error("empty payload")?;
+    ensure!(!db.exists(), "an empty add must not create the directory");
+    aiodiskdb(
+        &["add", "--dir", s(&db), "--max-file-size", "100"],
+        &[1u8; 77],
+    )?
+    .expect_error("larger than the limit of 76 bytes")?;
+    aiodiskdb(
+        &["add", "--dir", s(&db), "--file", "/nonexistent/item"],
+        b"",
+    )?
+    .expect_error("read /nonexistent/item")?;
+    Ok(())
+}
+
+#[test]
+fn read_of_a_location_not_stored_is_an_error() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    add(&db, b"0123456789")?;
+    let r = run(&["read", "--dir", s(&db), "3:80:10"])?
+        .expect_error("location 3:80:10 is not stored")?;
+    assert!(r.stdout.is_empty());
+    // Past the end of a stored index.
+    run(&["read", "--dir", s(&db), "0:5:6"])?.expect_error("location 0:5:6 is not stored")?;
+    run(&["read", "--dir", s(&db), "0:10:1"])?.expect_error("is not stored")?;
+    Ok(())
+}
+
+#[test]
+fn bad_location_syntax_is_a_usage_error() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    add(&db, b"x")?;
+    for bad in ["0:0", "a:b:c", "0:0:1:2", "0:-1:1", "0:0:99999999999"] {
+        let r = run(&["read", "--dir", s(&db), bad])?.expect_code(2)?;
+        ensure!(
+            r.stderr.contains("index:position:size"),
+            "{bad}: {}",
+            r.stderr
+        );
+    }
+    for bad in ["zz", "123", "f9beb4d9aa"] {
+        run(&["info", "--dir", s(&db), "--genesis", bad])?.expect_code(2)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn missing_directory_is_an_error_and_is_not_created() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    run(&["info", "--dir", s(&db)])?.expect_error("directory does not exist")?;
+    run(&["check", "--dir", s(&db)])?.expect_error("directory does not exist")?;
+    run(&["check", "--dir", s(&db), "--json"])?.expect_error("directory does not exist")?;
+    run(&["read", "--dir", s(&db), "0:0:1"])?.expect_error("directory does not exist")?;
+    run(&["rtrim", "--dir", s(&db), "0", "0", "--yes"])?
+        .expect_error("directory does not exist")?;
+    run(&["ltrim", "--dir", s(&db), "0", "1", "--yes"])?
+        .expect_error("directory does not exist")?;
+    run(&["drop", "--dir", s(&db), "0", "--yes"])?.expect_error("directory does not exist")?;
+    ensure!(!db.exists(), "nothing but add may create the directory");
+    Ok(())
+}
+
+#[test]
+fn bad_options_are_errors() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    add(&db, b"x")?;
+    run(&["info", "--dir", s(&db), "--prefix", "da7a"])?.expect_error("file_prefix")?;
+    run(&["check", "--dir", s(&db), "--padding", "11"])?.expect_error("file_padding")?;
+    run(&["info", "--dir", s(&db), "--max-file-size", "24"])?.expect_error("max_file_size")?;
+    Ok(())
+}
+
+#[test]
+fn corrupt_header_is_reported_by_check_and_refused_by_read() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    add(&db, b"first")?;
+    run(&["check", "--dir", s(&db)])?.expect_code(0)?;
+    let file = db.join("data00000.dat");
+    let mut bytes = std::fs::read(&file)?;
+    bytes[0] ^= 0xff;
+    std::fs::write(&file, &bytes)?;
+    std::fs::write(db.join("data0001.dat"), b"")?; // wrong padding
+
+    let r = run(&["check", "--dir", s(&db)])?.expect_code(3)?;
+    let out = r.text();
+    let lines: Vec<&str> = out.lines().collect();
+    ensure!(lines.len() == 2, "one line per problem: {out}");
+    ensure!(
+        lines[0].contains("data00000.dat: wrong genesis bytes"),
+        "{out}"
+    );
+    ensure!(
+        lines[1].contains("data0001.dat: looks like a data file"),
+        "{out}"
+    );
+    ensure!(r.stderr.contains("check found 2 problems"), "{}", r.stderr);
+
+    let j = run(&["check", "--dir", s(&db), "--json"])?
+        .expect_code(3)?
+        .json()?;
+    assert_eq!(j["sound"], false);
+    assert_eq!(j["problems"].as_array().map(Vec::len), Some(2));
+    ensure!(j["problems"][0]["path"]
+        .as_str()
+        .is_some_and(|p| p.ends_with("data00000.dat")));
+
+    // info lists problems but exits 0.
+    let i = run(&["info", "--dir", s(&db), "--json"])?
+        .expect_code(0)?
+        .json()?;
+    assert_eq!(i["sound"], false);
+    assert_eq!(i["files"].as_array().map(Vec::len), Some(0));
+
+    run(&["read", "--dir", s(&db), "0:0:5"])?.expect_error("wrong genesis bytes")?;
+    // Nothing was changed.
+    assert_eq!(std::fs::read(&file)?, bytes);
+    Ok(())
+}
+
+#[test]
+fn trims_refuse_to_run_without_yes() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    add(&db, b"0123456789")?;
+    let before = run(&["info", "--dir", s(&db), "--json"])?.json()?;
+    for args in [
+        vec!["rtrim", "--dir", s(&db), "0", "5"],
+        vec!["ltrim", "--dir", s(&db), "0", "5"],
+        vec!["drop", "--dir", s(&db), "0"],
+    ] {
+        let r = run(&args)?.expect_code(2)?;
+        ensure!(
+            r.stderr.lines().count() == 1 && r.stderr.contains("without --yes"),
+            "{}",
+            r.stderr
+        );
+    }
+    let after = run(&["info", "--dir", s(&db), "--json"])?.json()?;
+    assert_eq!(before["files"], after["files"]);
+    assert_eq!(before["state"], after["state"]);
+    Ok(())
+}
+
+#[test]
+fn rtrim_ltrim_and_drop() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    let d = s(&db);
+    // 40-byte files hold one 16-byte item each: index 0 and index 1.
+    let small = ["--max-file-size", "40"];
+    let a = aiodiskdb(
+        &[&["add", "--dir", d][..], &small].concat(),
+        b"aaaaaaaabbbbbbbb",
+    )?
+    .expect_code(0)?;
+    assert_eq!(a.text().trim(), "0:0:16");
+    let b = aiodiskdb(
+        &[&["add", "--dir", d][..], &small].concat(),
+        b"ccccccccdddddddd",
+    )?
+    .expect_code(0)?;
+    assert_eq!(b.text().trim(), "1:0:16");
+
+    // A failed safety check changes nothing.
+    run(&["rtrim", "--dir", d, "1", "8", "--check", "6363", "--yes"])?
+        .expect_error("safety check")?;
+    run(&["rtrim", "--dir", d, "1", "8", "--check", "xyz", "--yes"])?.expect_code(2)?;
+    let r = run(&[
+        "rtrim",
+        "--dir",
+        d,
+        "1",
+        "8",
+        "--check",
+        "6464646464646464",
+        "--yes",
+    ])?
+    .expect_code(0)?;
+    assert_eq!(r.text().trim(), "removed 8 item bytes from index 1");
+    run(&["read", "--dir", d, "1:0:16"])?.expect_error("not stored")?;
+    assert_eq!(
+        run(&["read", "--dir", d, "1:0:8"])?.expect_code(0)?.stdout,
+        b"cccccccc"
+    );
+
+    let r = run(&["ltrim", "--dir", d, "0", "8", "--check", "61", "--yes"])?.expect_code(0)?;
+    assert_eq!(r.text().trim(), "removed 8 item bytes from index 0");
+    run(&["read", "--dir", d, "0:0:8"])?.expect_error("not stored")?;
+    assert_eq!(
+        run(&["read", "--dir", d, "0:8:8"])?.expect_code(0)?.stdout,
+        b"bbbbbbbb",
+        "positions do not move"
+    );
+    let info = run(&["info", "--dir", d, "--json"])?.json()?;
+    assert_eq!(info["files"][0]["trim_offset"], 8);
+    assert_eq!(info["files"][0]["end"], 16);
+
+    let r = run(&["drop", "--dir", d, "0", "--yes"])?.expect_code(0)?;
+    assert_eq!(r.text().trim(), "dropped index 0 (8 item bytes)");
+    ensure!(!db.join("data00000.dat").exists());
+    run(&["drop", "--dir", d, "0", "--yes"])?.expect_error("index 0 does not exist")?;
+    run(&["rtrim", "--dir", d, "1", "99", "--yes"])?.expect_error("invalid trim command")?;
+    run(&["check", "--dir", d])?.expect_code(0)?;
+    Ok(())
+}
+
+#[test]
+fn info_and_check_json_shapes() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    add(&db, b"hello")?;
+    let i = run(&["info", "--dir", s(&db), "--json"])?
+        .expect_code(0)?
+        .json()?;
+    let keys = [
+        "dir",
+        "prefix",
+        "padding",
+        "genesis",
+        "files",
+        "total_files",
+        "total_size",
+        "total_item_bytes",
+        "state",
+        "locked",
+        "pending_recovery",
+        "problems",
+        "other_dat_files",
+        "sound",
+    ];
+    let obj = i.as_object().context("an object")?;
+    assert_eq!(obj.len(), keys.len(), "{i}");
+    for k in keys {
+        ensure!(obj.contains_key(k), "info --json lacks {k}: {i}");
+    }
+    assert_eq!(i["genesis"], "0dce8f37");
+    assert_eq!(
+        i["files"][0],
+        serde_json::json!({"index": 0, "name": "data00000.dat", "size": 29,
+                           "trim_offset": 0, "end": 5, "item_bytes": 5})
+    );
+    let state = i["state"].as_object().context("state")?;
+    for k in ["clean", "head", "head_end", "seq"] {
+        ensure!(state.contains_key(k), "state lacks {k}");
+    }
+    assert_eq!(i["locked"], false);
+
+    let c = run(&["check", "--dir", s(&db), "--json"])?
+        .expect_code(0)?
+        .json()?;
+    assert_eq!(
+        c,
+        serde_json::json!({"dir": s(&db), "sound": true, "files": 1, "total_item_bytes": 5,
+                           "locked": false, "pending_recovery": [], "problems": [],
+                           "other_dat_files": []})
+    );
+    Ok(())
+}
+
+#[test]
+fn info_and_check_see_a_lock_held_by_another_handle() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    add(&db, b"hello")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let handle = rt.block_on(aiodiskdb::AioDiskDb::open(&db))?;
+    let i = run(&["info", "--dir", s(&db), "--json"])?
+        .expect_code(0)?
+        .json()?;
+    assert_eq!(i["locked"], true);
+    assert_eq!(
+        i["pending_recovery"],
+        serde_json::json!([]),
+        "a live session is not pending"
+    );
+    let c = run(&["check", "--dir", s(&db)])?.expect_code(0)?;
+    ensure!(c.text().contains("note: another process"), "{}", c.text());
+    run(&["read", "--dir", s(&db), "0:0:5"])?.expect_error("locked")?;
+    rt.block_on(handle.stop())?;
+    run(&["read", "--dir", s(&db), "0:0:5"])?.expect_code(0)?;
+    Ok(())
+}
+
+#[test]
+fn check_notes_data_files_of_another_naming() -> Result<()> {
+    let (_t, dir, _) = fixture("custom")?;
+    let r = run(&["check", "--dir", s(&dir)])?.expect_code(0)?;
+    ensure!(
+        r.text().contains("note: 3 .dat files not named dataNNNNN"),
+        "{}",
+        r.text()
+    );
+    Ok(())
+}
+
+#[test]
+fn a_closed_stdout_pipe_is_not_an_error() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    let loc = add(&db, &vec![9u8; 1 << 20])?;
+    for args in [
+        vec!["read", "--dir", s(&db), loc.as_str()],
+        vec!["info", "--dir", s(&db)],
+        vec!["check", "--dir", s(&db), "--json"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_aiodiskdb"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        // The reader goes away before the command writes anything.
+        drop(child.stdout.take());
+        let out = child.wait_with_output()?;
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert_eq!(String::from_utf8(out.stderr)?, "", "{args:?}");
+    }
+    Ok(())
+}
+
+/// Every Python-written fixture: `info` sees the files Python left, `check` finds it
+/// sound, `read` returns what Python wrote and refuses what it removed.
+#[test]
+fn python_fixtures() -> Result<()> {
+    for name in ["basic", "multi_file", "trimmed", "custom", "crashed"] {
+        let (_t, dir, expected) = fixture(name)?;
+        let flags = format_flags(&expected);
+        let with = |cmd: &[&str]| -> Vec<String> {
+            let mut v: Vec<String> = cmd.iter().map(|s| (*s).to_owned()).collect();
+            v.extend(["--dir".to_owned(), s(&dir).to_owned()]);
+            v.extend(flags.iter().cloned());
+            v
+        };
+        let call = |args: Vec<String>| {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            run(&refs)
+        };
+
+        let info = call(with(&["info", "--json"]))?.expect_code(0)?.json()?;
+        let files = expected["files"].as_object().context("files")?;
+        assert_eq!(info["total_files"], files.len(), "{name}");
+        for f in info["files"].as_array().context("files")? {
+            let e = &files[&f["index"].to_string()];
+            assert_eq!(f["size"], e["len"], "{name} {f}");
+            assert_eq!(f["trim_offset"], e["trim_offset"], "{name} {f}");
+        }
+        assert_eq!(
+            info["state"],
+            Value::Null,
+            "{name}: no commit record of ours"
+        );
+        assert_eq!(info["sound"], true, "{name}");
+        let pending = info["pending_recovery"].as_array().context("pending")?;
+        assert_eq!(pending.is_empty(), name != "crashed", "{name}: {pending:?}");
+        call(with(&["check"]))?.expect_code(0)?;
+
+        let items = expected["items"].as_array().context("items")?;
+        let present = items.iter().rfind(|i| i["present"] == true);
+        let absent = items.iter().find(|i| i["present"] == false);
+        for (item, stored) in [(present, true), (absent, false)] {
+            let Some(item) = item else { continue };
+            let loc = format!("{}:{}:{}", item["index"], item["position"], item["size"]);
+            let r = call(with(&["read", loc.as_str()]))?;
+            if stored {
+                let r = r.expect_code(0)?;
+                assert_eq!(
+                    Some(hex(&r.stdout).as_str()),
+                    item["hex"].as_str(),
+                    "{name}"
+                );
+            } else {
+                r.expect_error(&format!("location {loc} is not stored"))?;
+            }
+        }
+        // The open by `read` recovered a crashed directory.
+        let after = call(with(&["info", "--json"]))?.json()?;
+        assert_eq!(after["pending_recovery"], serde_json::json!([]), "{name}");
+        assert_eq!(after["state"]["clean"], true, "{name}");
+    }
+    Ok(())
+}
+
+#[test]
+fn python_checkpoint_that_does_not_match_is_a_problem() -> Result<()> {
+    let (_t, dir, _) = fixture("crashed")?;
+    let file = dir.join("data00001.dat");
+    let mut bytes = std::fs::read(&file)?;
+    bytes[190] ^= 0xff; // within the last 8 bytes before the recorded length, 194
+    std::fs::write(&file, &bytes)?;
+    let r = run(&["check", "--dir", s(&dir)])?.expect_code(3)?;
+    ensure!(
+        r.text()
+            .contains("data00001.dat: last bytes before 194 differ"),
+        "{}",
+        r.text()
+    );
+    Ok(())
+}
+
+#[test]
+fn bench_runs_every_workload_tiny() -> Result<()> {
+    let r = run(&[
+        "bench",
+        "--workload",
+        "all",
+        "--total-mb",
+        "1",
+        "--items",
+        "200",
+        "--files",
+        "10",
+        "--tasks",
+        "8",
+        "--json",
+    ])?
+    .expect_code(0)?;
+    let text = r.text();
+    let objects: Vec<Value> = text
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let names: Vec<&str> = objects
+        .iter()
+        .map(|o| o["workload"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "seed-large",
+            "seed-small",
+            "append",
+            "read",
+            "durable",
+            "open"
+        ]
+    );
+    assert_eq!(objects[2]["items"], 200);
+    assert_eq!(objects[3]["runs"][1]["readers"], 32);
+    assert_eq!(objects[4]["items"], 200);
+    ensure!(objects[4]["flushes"].as_u64().is_some_and(|f| f >= 1));
+    assert_eq!(objects[5]["files"], 10);
+    for o in &objects {
+        ensure!(o.as_object().is_some_and(|m| m.len() >= 4), "{o}");
+    }
+    // Not a terminal: plain progress lines on stderr.
+    ensure!(
+        r.stderr.contains("bench open: creating 10 data files"),
+        "{}",
+        r.stderr
+    );
+    Ok(())
+}
+
+#[test]
+fn bench_seed_prints_the_seed_line() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    let r = run(&["bench", "--total-mb", "1", "--dir", s(&db), "-q"])?.expect_code(0)?;
+    let text = r.text();
+    let first = text.lines().next().unwrap_or("");
+    for needle in [
+        "Duration: ",
+        "Reads: ",
+        "Writes: ",
+        "Bandwidth: ",
+        "Avg item size: ",
+    ] {
+        ensure!(first.contains(needle), "{first}");
+    }
+    ensure!(text.contains("all verified"), "{text}");
+    ensure!(r.stderr.is_empty(), "quiet: {}", r.stderr);
+    // The directory holds the data; it is not empty any more.
+    run(&["bench", "--dir", s(&db)])?.expect_error("is not empty")?;
+    run(&["check", "--dir", s(&db)])?.expect_code(0)?;
+    // A durable run bounded by time.
+    let r = run(&[
+        "bench",
+        "--workload",
+        "durable",
+        "--seconds",
+        "0.2",
+        "--tasks",
+        "4",
+    ])?
+    .expect_code(0)?;
+    ensure!(r.text().starts_with("durable tasks=4 "), "{}", r.text());
+    Ok(())
+}
