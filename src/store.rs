@@ -104,8 +104,19 @@ impl Store {
         head_end: u32,
         pending: Pending,
     ) -> Result<()> {
+        // Only a forged state file gets here: 2^64 commits do not happen.
+        let seq = self
+            .state
+            .seq
+            .checked_add(1)
+            .ok_or_else(|| Error::InvalidDbState {
+                reason: format!(
+                    "{}: the commit sequence number is exhausted",
+                    self.state_path.display()
+                ),
+            })?;
         let next = State {
-            seq: self.state.seq + 1,
+            seq,
             clean,
             head,
             head_end,
@@ -475,13 +486,13 @@ impl Store {
         let path = self.data_path(index);
         let mut deltas = Vec::new();
         if index == self.catalog.head {
-            let next = index + 1;
-            if u64::from(next) > self.max_index {
+            let next = u64::from(index) + 1;
+            let Some(next) = u32::try_from(next).ok().filter(|_| next <= self.max_index) else {
                 return Err(Error::DatabaseFull {
-                    index: u64::from(next),
+                    index: next,
                     padding: self.naming.padding,
                 });
-            }
+            };
             let next_path = self.data_path(next);
             let f = create_data_file(self.fs.as_ref(), &next_path, self.genesis, 0, self.sync)?;
             if self.sync {

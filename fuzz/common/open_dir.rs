@@ -13,7 +13,8 @@
 //! - Once open: a read returns `None`, an I/O error, or exactly the bytes on disk at
 //!   `24 + position - trim offset`; an added item reads back before and after `flush`;
 //!   `stop` succeeds; the directory reopens; the item and everything read before reads
-//!   back the same.
+//!   back the same. The one typed error allowed on this path is `InvalidDbState` for a
+//!   commit sequence number exhausted by a forged state slot near `u64::MAX`.
 //!
 //! Input layout (a read past the end of the input yields zeros, so every input decodes):
 //!
@@ -28,7 +29,8 @@
 //!   otherwise a regular file, by kind % 5 (rotated by kind / 8):
 //!     0 raw bytes         len u16 % 4096, bytes
 //!     1 data file         header (genesis, trim offset, maybe corrupted), body u16 % 4096
-//!     2 state file        two slots (zero | valid | torn | garbage), maybe truncated
+//!     2 state file        two slots (zero | valid | torn | garbage), maybe truncated; a
+//!                         slot's seq and head are small, or near u64::MAX / u32::MAX
 //!     3 python checkpoint u8 % 4 entries, relative to a data file or raw, torn tail
 //!     4 sparse data file  valid header, set_len to 3 GiB .. 5 GiB
 //! reads    u8 % 5 locations (index, position, size <= 64 KiB), then each data file's first
@@ -79,6 +81,9 @@ pub(crate) enum Outcome {
     Refused(&'static str),
     /// Opened, read, appended, stopped, reopened and read everything back.
     Opened,
+    /// Opened, then a commit was refused because a forged state's sequence number reached
+    /// `u64::MAX` (a typed `InvalidDbState`).
+    SeqExhausted,
 }
 
 /// Runs one input. `Err` describes a violated property (the fuzz target panics with it).
@@ -310,16 +315,22 @@ fn decode_header(inp: &mut Input<'_>, genesis: [u8; 4]) -> Vec<u8> {
 }
 
 fn decode_slot(inp: &mut Input<'_>) -> Slot {
-    let mode = inp.u8();
-    if mode % 4 == 0 {
-        return Slot::Zero;
+    let mode = inp.u8() % 4;
+    match mode {
+        0 => return Slot::Zero,
+        3 => return Slot::Garbage(inp.bytes(SLOT_LEN).to_vec()),
+        _ => {}
     }
-    if mode % 4 == 3 {
-        return Slot::Garbage(inp.bytes(SLOT_LEN).to_vec());
-    }
-    let seq = u64::from(inp.u8());
+    // Mostly small; the top of the byte range maps to the top of the type's range.
+    let seq = match inp.u8() {
+        b @ 0xf0.. => u64::MAX - u64::from(0xff - b),
+        b => u64::from(b),
+    };
     let clean = inp.flag();
-    let head = u32::from(inp.u8() % 8);
+    let head = match inp.u8() {
+        b @ 0xf8.. => u32::MAX - u32::from(0xff - b),
+        b => u32::from(b % 8),
+    };
     let end = if inp.u8() % 4 == 3 {
         End::Abs(inp.u32())
     } else {
@@ -343,7 +354,7 @@ fn decode_slot(inp: &mut Input<'_>) -> Slot {
         pending_index,
         arg,
     };
-    if mode % 4 == 2 {
+    if mode == 2 {
         Slot::Torn(fields, usize::from(inp.u8() % 48))
     } else {
         Slot::Valid(fields)
@@ -688,8 +699,9 @@ impl Case {
             match db.read(loc).await {
                 Ok(Some(got)) => {
                     let differs = match on_disk(dir, loc) {
-                        Some(want) => want.as_deref() != Some(&got[..]),
-                        None => got.len() != loc.size as usize,
+                        Disk::Bytes(want) => want[..] != got[..],
+                        Disk::Missing => true,
+                        Disk::Unknown => got.len() != loc.size as usize,
                     };
                     if differs {
                         return Err(format!(
@@ -697,38 +709,65 @@ impl Case {
                             got.len()
                         ));
                     }
-                    seen.push((loc, got));
+                    seen.push((loc, got.to_vec()));
                 }
                 Ok(None) => {}
                 Err(e) => typed(&format!("read {loc}"), &e)?,
             }
         }
-        let loc = db
-            .add(self.item.clone())
-            .await
-            .map_err(|e| format!("add of {} bytes failed: {e:?}", self.item.len()))?;
+        match self.session(dir, db, seen).await {
+            Ok(()) => Ok(Outcome::Opened),
+            Err(Halt::Exhausted) => Ok(Outcome::SeqExhausted),
+            Err(Halt::Violation(v)) => Err(v),
+        }
+    }
+
+    /// Adds, flushes, stops, reopens, and reads the item and `seen` back.
+    async fn session(
+        &self,
+        dir: &Path,
+        db: AioDiskDb,
+        seen: Vec<(ItemLocation, Vec<u8>)>,
+    ) -> Result<(), Halt> {
+        let loc = step("add", db.add(self.item.clone()).await)?;
         expect_item(&db, loc, &self.item, "after add").await?;
-        db.flush()
-            .await
-            .map_err(|e| format!("flush failed: {e:?}"))?;
+        step("flush", db.flush().await)?;
         expect_item(&db, loc, &self.item, "after flush").await?;
-        db.stop().await.map_err(|e| format!("stop failed: {e:?}"))?;
+        step("stop", db.stop().await)?;
         drop(db);
-        let db = self
-            .cfg
-            .builder(dir)
-            .open()
-            .await
-            .map_err(|e| format!("reopen after a clean stop failed: {e:?}"))?;
+        let db = step(
+            "reopen after a clean stop",
+            self.cfg.builder(dir).open().await,
+        )?;
         expect_item(&db, loc, &self.item, "after reopen").await?;
         for (loc, want) in seen {
             expect_item(&db, loc, &want, "read before, after reopen").await?;
         }
-        db.stop()
-            .await
-            .map_err(|e| format!("second stop failed: {e:?}"))?;
-        Ok(Outcome::Opened)
+        step("second stop", db.stop().await)
     }
+}
+
+/// Why a session ended early.
+enum Halt {
+    Violation(String),
+    /// A forged state slot's sequence number reached `u64::MAX`: commits are refused with
+    /// a typed error, by design.
+    Exhausted,
+}
+
+impl From<String> for Halt {
+    fn from(v: String) -> Halt {
+        Halt::Violation(v)
+    }
+}
+
+fn step<T>(what: &str, r: aiodiskdb::Result<T>) -> Result<T, Halt> {
+    r.map_err(|e| match e {
+        Error::InvalidDbState { reason } if reason.contains("sequence number is exhausted") => {
+            Halt::Exhausted
+        }
+        e => Halt::Violation(format!("{what} failed: {e:?}")),
+    })
 }
 
 /// Checks a refusal of `open`.
@@ -823,16 +862,27 @@ fn header_trim(file: &[u8]) -> u32 {
         .map_or(0, u32::from_le_bytes)
 }
 
-/// The bytes of `loc` as its file holds them now: `None` if the file is not a small
-/// regular file, `Some(None)` if it does not hold the whole range.
-fn on_disk(dir: &Path, loc: ItemLocation) -> Option<Option<Vec<u8>>> {
-    let file = small_file(dir, loc.index)?;
+/// What a file holds at a location.
+enum Disk {
+    /// The file is not a small regular file: not checked.
+    Unknown,
+    /// The file does not hold the whole range.
+    Missing,
+    Bytes(Vec<u8>),
+}
+
+/// The bytes of `loc` as its file holds them now.
+fn on_disk(dir: &Path, loc: ItemLocation) -> Disk {
+    let Some(file) = small_file(dir, loc.index) else {
+        return Disk::Unknown;
+    };
     let Some(at) = u64::from(loc.position).checked_sub(u64::from(header_trim(&file))) else {
-        return Some(None);
+        return Disk::Missing;
     };
     let start = usize::try_from(at)
         .unwrap_or(usize::MAX)
         .saturating_add(HEADER_LEN);
     let end = start.saturating_add(loc.size as usize);
-    Some(file.get(start..end).map(<[u8]>::to_vec))
+    file.get(start..end)
+        .map_or(Disk::Missing, |b| Disk::Bytes(b.to_vec()))
 }

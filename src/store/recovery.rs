@@ -96,32 +96,36 @@ pub(crate) fn scan(
     Ok(out)
 }
 
-/// Refuses data files that are the state file or one another under two names (a symlink
-/// or hard link): writing the state or appending to the head would overwrite another
-/// file's committed bytes.
-fn refuse_aliases(
-    fs: &dyn Fs,
-    dir: &Path,
-    naming: &Naming,
-    state_path: &Path,
-    scanned: &[Scanned],
-) -> Result<()> {
-    let mut seen: Vec<((u64, u64), PathBuf)> = Vec::with_capacity(scanned.len() + 1);
-    let paths = std::iter::once(state_path.to_path_buf())
-        .chain(scanned.iter().map(|f| dir.join(naming.data_file(f.index))));
+/// Refuses files that are one another under two names (a symlink or a hard link): the
+/// state file, the data files and a pending ltrim's temp file. Writing the state or
+/// appending to the head would overwrite another file's committed bytes, and renaming the
+/// temp file would put a link in place of a data file.
+fn refuse_aliases(fs: &dyn Fs, paths: &[PathBuf]) -> Result<()> {
+    let mut seen: Vec<((u64, u64), &Path)> = Vec::with_capacity(paths.len());
     for path in paths {
-        let Some(id) = io("stat file", &path, fs.file_id(&path))? else {
+        let Some(id) = io("stat file", path, fs.file_id(path))? else {
             return Ok(());
         };
         if let Some((_, other)) = seen.iter().find(|(i, _)| *i == id) {
             return Err(invalid_file(
-                &path,
+                path,
                 format!("it is the same file as {} (a link)", other.display()),
             ));
         }
         seen.push((id, path));
     }
     Ok(())
+}
+
+/// The state file and the data files scanned, for [`refuse_aliases`].
+fn own_files(cfg: &Config, state_path: &Path, scanned: &[Scanned]) -> Vec<PathBuf> {
+    std::iter::once(state_path.to_path_buf())
+        .chain(
+            scanned
+                .iter()
+                .map(|f| cfg.path.join(cfg.naming.data_file(f.index))),
+        )
+        .collect()
 }
 
 fn ensure_dir(fs: &dyn Fs, cfg: &Config) -> Result<()> {
@@ -212,6 +216,18 @@ fn finish_pending(fs: &dyn Fs, cfg: &Config, pending: Pending, listing: &Listing
                         hdr.trim_offset
                     ),
                 });
+            }
+            // Everything the rescan after the rename checks, checked before it.
+            let len = io("stat temp file", &temp, f.len())?;
+            let stored = len.saturating_sub(HEADER_LEN);
+            if u64::from(trim_offset) + stored > u64::from(u32::MAX) {
+                return Err(invalid_file(
+                    &temp,
+                    format!(
+                        "trim offset {trim_offset} plus {stored} item bytes passes the u32 \
+                         position limit"
+                    ),
+                ));
             }
             let data = dir.join(naming.data_file(index));
             io("rename temp file", &temp, fs.rename(&temp, &data))?;
@@ -436,11 +452,19 @@ impl Store {
             None => listing.data.clone(),
         };
         let mut scanned = scan(fs.as_ref(), dir, naming, cfg.genesis, &committed)?;
-        refuse_aliases(fs.as_ref(), dir, naming, &state_path, &scanned)?;
         let pending_temp = match dirty.map(|s| s.pending) {
             Some(Pending::Ltrim { index, .. }) => Some(index),
             _ => None,
         };
+        let mut own = own_files(cfg, &state_path, &scanned);
+        own.extend(
+            listing
+                .temps
+                .iter()
+                .filter(|(i, _)| Some(*i) == pending_temp)
+                .map(|(_, name)| dir.join(name)),
+        );
+        refuse_aliases(fs.as_ref(), &own)?;
         refuse_pending_unless_cleaning(cfg, dirty.is_some(), pending_temp, &listing)?;
         let mut report = RecoveryReport {
             was_dirty: dirty.is_some(),
@@ -465,7 +489,7 @@ impl Store {
         if dir_changed {
             let again = list(fs.as_ref(), dir, naming)?;
             scanned = scan(fs.as_ref(), dir, naming, cfg.genesis, &again.data)?;
-            refuse_aliases(fs.as_ref(), dir, naming, &state_path, &scanned)?;
+            refuse_aliases(fs.as_ref(), &own_files(cfg, &state_path, &scanned))?;
         }
 
         let mut catalog = Catalog::default();

@@ -24,7 +24,9 @@ const STATE: &str = ".aiodiskdb.data.state";
 const SLOT_LEN: usize = 512;
 
 fn tempdir() -> Result<tempfile::TempDir, BoxError> {
-    Ok(tempfile::Builder::new().prefix("aiodiskdb-hostile-").tempdir()?)
+    Ok(tempfile::Builder::new()
+        .prefix("aiodiskdb-hostile-")
+        .tempdir()?)
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> TestResult {
@@ -149,8 +151,8 @@ fn assert_untouched(dir: &Path, before: &BTreeMap<String, Snap>) -> TestResult {
         if before.contains_key(name) {
             continue;
         }
-        let blank_state = name == STATE
-            && matches!(snap, Snap::Bytes(b) if b.iter().all(|x| *x == 0));
+        let blank_state =
+            name == STATE && matches!(snap, Snap::Bytes(b) if b.iter().all(|x| *x == 0));
         if !blank_state {
             return Err(format!("{name} appeared: {snap:?}").into());
         }
@@ -290,7 +292,11 @@ async fn trim_offset_making_the_end_overflow_u32() -> TestResult {
 async fn trim_offset_ending_exactly_at_u32_max_opens() -> TestResult {
     let dir = tempdir()?;
     let body = item(1, 10);
-    write(dir.path(), "data00000.dat", &data_file(u32::MAX - 10, &body))?;
+    write(
+        dir.path(),
+        "data00000.dat",
+        &data_file(u32::MAX - 10, &body),
+    )?;
     let db = opens(dir.path()).await?;
     let stored = ItemLocation {
         index: 0,
@@ -304,7 +310,11 @@ async fn trim_offset_ending_exactly_at_u32_max_opens() -> TestResult {
     };
     assert_eq!(db.read(below).await?, None, "below the trim offset");
     let loc = db.add(&b"next"[..]).await?;
-    assert_eq!((loc.index, loc.position), (1, 0), "a full position space rolls over");
+    assert_eq!(
+        (loc.index, loc.position),
+        (1, 0),
+        "a full position space rolls over"
+    );
     still_works(db, dir.path()).await
 }
 
@@ -336,7 +346,10 @@ async fn huge_sparse_data_file_opens_fast() -> TestResult {
     let loc = db.add(&b"next"[..]).await?;
     assert_eq!(loc.index, 1, "the full file is not appended to");
     still_works(db, dir.path()).await?;
-    assert_eq!(std::fs::metadata(dir.path().join("data00000.dat"))?.len(), len);
+    assert_eq!(
+        std::fs::metadata(dir.path().join("data00000.dat"))?.len(),
+        len
+    );
     Ok(())
 }
 
@@ -372,7 +385,10 @@ async fn dirty_state_over_a_huge_sparse_head_truncates_fast() -> TestResult {
     if start.elapsed() > FAST {
         return Err(format!("recovery took {:?}", start.elapsed()).into());
     }
-    assert_eq!(std::fs::metadata(dir.path().join("data00000.dat"))?.len(), 124);
+    assert_eq!(
+        std::fs::metadata(dir.path().join("data00000.dat"))?.len(),
+        124
+    );
     let all = ItemLocation {
         index: 0,
         position: 0,
@@ -406,7 +422,13 @@ fn mkfifo(path: &Path) -> Result<bool, BoxError> {
 /// device would never end. Refused (data, state, checkpoint) or removed (stale temp).
 #[tokio::test]
 async fn fifos_never_hang_open() -> TestResult {
-    for name in ["data00000.dat", STATE, ".checkpoint-1", ".tmp.data00000.dat", "other"] {
+    for name in [
+        "data00000.dat",
+        STATE,
+        ".checkpoint-1",
+        ".tmp.data00000.dat",
+        "other",
+    ] {
         let dir = tempdir()?;
         write(dir.path(), "data00000.dat", &data_file(0, b"items"))?;
         std::fs::remove_file(dir.path().join(name)).ok();
@@ -609,7 +631,11 @@ async fn pending_ltrim_with_a_mismatched_temp_file() -> TestResult {
     let dir = tempdir()?;
     let body = item(6, 100);
     write(dir.path(), "data00000.dat", &data_file(0, &body))?;
-    write(dir.path(), ".tmp.data00000.dat", &data_file(30, &body[30..]))?;
+    write(
+        dir.path(),
+        ".tmp.data00000.dat",
+        &data_file(30, &body[30..]),
+    )?;
     let slot = Slot {
         pending: (1, 0, 40),
         ..Slot::dirty(3, 0, 100)
@@ -665,8 +691,14 @@ async fn python_checkpoint_with_wrong_last_bytes() -> TestResult {
     let good_a = checkpoint_entry(0, 24 + 90, &a[82..90]);
     write(dir.path(), ".checkpoint-1", &[good_b, good_a].concat())?;
     let db = opens(dir.path()).await?;
-    assert_eq!(std::fs::metadata(dir.path().join("data00000.dat"))?.len(), 24 + 90);
-    assert_eq!(std::fs::metadata(dir.path().join("data00001.dat"))?.len(), 24 + 80);
+    assert_eq!(
+        std::fs::metadata(dir.path().join("data00000.dat"))?.len(),
+        24 + 90
+    );
+    assert_eq!(
+        std::fs::metadata(dir.path().join("data00001.dat"))?.len(),
+        24 + 80
+    );
     assert!(!dir.path().join(".checkpoint-1").exists());
     still_works(db, dir.path()).await
 }
@@ -690,7 +722,10 @@ async fn giant_python_checkpoint_is_not_read_whole() -> TestResult {
         if start.elapsed() > FAST {
             return Err(format!("a {len}-byte checkpoint took {:?}", start.elapsed()).into());
         }
-        assert_eq!(std::fs::metadata(dir.path().join("data00001.dat"))?.len(), 24 + 70);
+        assert_eq!(
+            std::fs::metadata(dir.path().join("data00001.dat"))?.len(),
+            24 + 70
+        );
         assert!(!dir.path().join(".checkpoint-5").exists());
         still_works(db, dir.path()).await?;
     }
@@ -748,10 +783,22 @@ async fn five_thousand_unrelated_files() -> TestResult {
     let dir = tempdir()?;
     for i in 0..1000u32 {
         write(dir.path(), &format!("note{i}.txt"), b"n")?;
-        write(dir.path(), &format!("data{i:04}.dat"), &data_file(0, b"wrong padding"))?;
-        write(dir.path(), &format!("data{i:06}.dat"), b"also wrong padding")?;
+        write(
+            dir.path(),
+            &format!("data{i:04}.dat"),
+            &data_file(0, b"wrong padding"),
+        )?;
+        write(
+            dir.path(),
+            &format!("data{i:06}.dat"),
+            b"also wrong padding",
+        )?;
         write(dir.path(), &format!("blk{i:05}.dat"), b"another prefix")?;
-        write(dir.path(), &format!(".tmpx.data{i:05}.dat"), b"not a temp file")?;
+        write(
+            dir.path(),
+            &format!(".tmpx.data{i:05}.dat"),
+            b"not a temp file",
+        )?;
     }
     let body = item(13, 64);
     write(dir.path(), "data00000.dat", &data_file(0, &body))?;
@@ -830,9 +877,8 @@ async fn absurd_locations_read_as_none() -> TestResult {
 #[tokio::test]
 async fn data_files_aliasing_another_file_are_refused() -> TestResult {
     type Link = fn(&Path, &Path) -> std::io::Result<()>;
-    let symlink: Link = |target, link| {
-        std::os::unix::fs::symlink(target.file_name().unwrap_or_default(), link)
-    };
+    let symlink: Link =
+        |target, link| std::os::unix::fs::symlink(target.file_name().unwrap_or_default(), link);
     let hard_link: Link = |target, link| std::fs::hard_link(target, link);
     for (what, link, target) in [
         ("symlink to data00000.dat", symlink, "data00000.dat"),
@@ -850,6 +896,105 @@ async fn data_files_aliasing_another_file_are_refused() -> TestResult {
             .await
             .map_err(|e| format!("{what}: {e}"))?;
         invalid_data_file(&e, "data00001.dat").map_err(|e| format!("{what}: {e}"))?;
+        assert_untouched(dir.path(), &before).map_err(|e| format!("{what}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// A valid slot with the largest sequence number: the next commit cannot take a higher
+/// one. A typed error, not an overflow (a panic in debug builds; in release a wrapped
+/// sequence number would lose every later commit to the old slot).
+#[tokio::test]
+async fn state_sequence_number_at_u64_max() -> TestResult {
+    for clean in [false, true] {
+        let dir = tempdir()?;
+        write(dir.path(), "data00000.dat", &data_file(0, &item(30, 100)))?;
+        let slot = Slot {
+            clean,
+            ..Slot::dirty(u64::MAX, 0, 100)
+        };
+        write(dir.path(), STATE, &state_file(&[slot.encode()]))?;
+        let before = snapshot(dir.path())?;
+        match refused(dir.path()).await? {
+            Error::InvalidDbState { reason } if !reason.contains("task failed") => {}
+            other => {
+                return Err(format!("clean {clean}: expected InvalidDbState, got {other:?}").into())
+            }
+        }
+        assert_untouched(dir.path(), &before)?;
+    }
+    Ok(())
+}
+
+/// Index numbers at the end of their range (`file_padding(10)` allows `u32::MAX`):
+/// dropping the head, which moves appends to the next index, is a typed `DatabaseFull`,
+/// not an overflow.
+#[tokio::test]
+async fn dropping_the_head_at_the_last_index() -> TestResult {
+    let dir = tempdir()?;
+    let name = format!("data{}.dat", u32::MAX);
+    write(dir.path(), &name, &data_file(0, &item(31, 100)))?;
+    let db = open_with(
+        AioDiskDb::builder(dir.path())
+            .file_padding(10)
+            .overwrite(true),
+    )
+    .await??;
+    match db.drop_index(u32::MAX).await {
+        Err(Error::DatabaseFull { .. }) => {}
+        other => return Err(format!("expected DatabaseFull, got {other:?}").into()),
+    }
+    let all = ItemLocation {
+        index: u32::MAX,
+        position: 0,
+        size: 100,
+    };
+    assert_eq!(db.read(all).await?.as_deref(), Some(&item(31, 100)[..]));
+    match db.add(&b"more"[..]).await {
+        Ok(loc) => assert_eq!(loc.index, u32::MAX, "room is left in the last file"),
+        Err(e) => return Err(e.into()),
+    }
+    db.stop().await?;
+    Ok(())
+}
+
+/// A pending ltrim whose temp file cannot become a data file: longer than the u32
+/// position space (found by the `open_dir` fuzz target: recovery renamed it over the data
+/// file, then refused the result), or a link to the state file. Refused before the
+/// rename, untouched.
+#[tokio::test]
+async fn pending_ltrim_with_an_unusable_temp_file() -> TestResult {
+    for what in ["too long", "link to the state file"] {
+        // For the link, a genesis that the state file's first bytes (slot 0 is blank) pass.
+        let genesis = if what == "too long" {
+            crate::common::GENESIS
+        } else {
+            [0; 4]
+        };
+        let dir = tempdir()?;
+        let body = item(40, 100);
+        write(dir.path(), "data00000.dat", &data_file_with(genesis, &body))?;
+        // The link's header says trim offset 0: a record that agrees with it.
+        let to = if what == "too long" { 40 } else { 0 };
+        let slot = Slot {
+            pending: (1, 0, to),
+            ..Slot::dirty(3, 0, 100)
+        };
+        write(dir.path(), STATE, &state_file(&[slot.encode()]))?;
+        let temp = ".tmp.data00000.dat";
+        if what == "too long" {
+            let mut head = header_with(genesis, 40);
+            head.extend_from_slice(&body[40..]);
+            sparse(dir.path(), temp, &head, 24 + (1 << 32))?;
+        } else {
+            std::os::unix::fs::symlink(STATE, dir.path().join(temp))?;
+        }
+        let before = snapshot(dir.path())?;
+        let e = open_with(AioDiskDb::builder(dir.path()).genesis_bytes(genesis))
+            .await?
+            .err()
+            .ok_or_else(|| format!("{what}: opened"))?;
+        invalid_data_file(&e, temp).map_err(|e| format!("{what}: {e}"))?;
         assert_untouched(dir.path(), &before).map_err(|e| format!("{what}: {e}"))?;
     }
     Ok(())
