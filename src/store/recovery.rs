@@ -24,6 +24,10 @@ use crate::format::{
 };
 use crate::fs::{seeded, Fs, FsFile};
 
+/// How often and how far apart `open` tries the directory lock.
+const LOCK_ATTEMPTS: u32 = 20;
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(5);
+
 fn io<T>(op: &'static str, path: &Path, r: std::io::Result<T>) -> Result<T> {
     r.map_err(|e| Error::io(op, path, e))
 }
@@ -150,8 +154,16 @@ fn lock_state(fs: &dyn Fs, cfg: &Config) -> Result<(PathBuf, Arc<dyn FsFile>, Op
     let dir = &cfg.path;
     let path = dir.join(cfg.naming.state_file());
     let (file, created) = io("open state file", &path, fs.open_or_create(&path))?;
-    if !io("lock state file", &path, file.try_lock())? {
-        return Err(Error::Locked { path });
+    // A lock held for a moment by someone else's fork (a child process inherits our
+    // descriptor until it execs) is not a competing writer: retry briefly before
+    // reporting `Locked`.
+    let mut attempts = 0;
+    while !io("lock state file", &path, file.try_lock())? {
+        attempts += 1;
+        if attempts >= LOCK_ATTEMPTS {
+            return Err(Error::Locked { path });
+        }
+        std::thread::sleep(LOCK_RETRY);
     }
     if created {
         io("size state file", &path, file.set_len(2 * SLOT_LEN))?;
@@ -194,7 +206,13 @@ fn refuse_pending_unless_cleaning(
 }
 
 /// Finishes the operation a dirty state recorded before carrying it out.
-fn finish_pending(fs: &dyn Fs, cfg: &Config, pending: Pending, listing: &Listing) -> Result<bool> {
+fn finish_pending(
+    fs: &dyn Fs,
+    cfg: &Config,
+    pending: Pending,
+    head: u32,
+    listing: &Listing,
+) -> Result<bool> {
     let dir = &cfg.path;
     let naming = &cfg.naming;
     match pending {
@@ -234,6 +252,13 @@ fn finish_pending(fs: &dyn Fs, cfg: &Config, pending: Pending, listing: &Listing
             Ok(true)
         }
         Pending::Drop { index } => {
+            // Only an older file is ever recorded for dropping (the head moves first).
+            if index >= head {
+                return Err(Error::FilesInconsistency {
+                    path: dir.join(naming.data_file(index)),
+                    reason: format!("a pending drop of index {index} at or above the head {head}"),
+                });
+            }
             if !listing.data.contains(&index) {
                 return Ok(false);
             }
@@ -390,7 +415,7 @@ fn recover_dirty(
     listing: &Listing,
     report: &mut RecoveryReport,
 ) -> Result<u32> {
-    report.finished_pending = finish_pending(fs, cfg, s.pending, listing)?;
+    report.finished_pending = finish_pending(fs, cfg, s.pending, s.head, listing)?;
     for &i in listing.data.iter().filter(|i| **i > s.head) {
         let p = cfg.path.join(cfg.naming.data_file(i));
         io("remove uncommitted file", &p, fs.remove(&p))?;

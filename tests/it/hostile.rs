@@ -569,6 +569,24 @@ async fn dirty_state_with_a_missing_head() -> TestResult {
     assert_untouched(dir.path(), &before)
 }
 
+/// A forged dirty state recording a pending drop of the head itself: the library never
+/// writes one (the head moves first), and recovery must not delete the head for it.
+#[tokio::test]
+async fn forged_pending_drop_of_the_head_deletes_nothing() -> TestResult {
+    let dir = tempdir()?;
+    write(dir.path(), "data00000.dat", &data_file(0, &item(1, 100)))?;
+    write(dir.path(), "data00001.dat", &data_file(0, &item(2, 100)))?;
+    let forged = Slot {
+        pending: (2, 1, 0),
+        ..Slot::dirty(7, 1, 100)
+    };
+    write(dir.path(), STATE, &state_file(&[forged.encode()]))?;
+    let before = snapshot(dir.path())?;
+    let e = refused(dir.path()).await?;
+    files_inconsistency(&e, "data00001.dat")?;
+    assert_untouched(dir.path(), &before)
+}
+
 /// A dirty state whose committed end is past the head file's end (or below its trim
 /// offset): committed data is missing, reported, not dropped.
 #[tokio::test]
