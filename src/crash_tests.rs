@@ -136,6 +136,24 @@ pub(crate) struct Outcome {
     pub(crate) events_before_failure: usize,
 }
 
+impl Outcome {
+    fn failed(
+        model: Model,
+        db: Option<AioDiskDb>,
+        error: crate::Error,
+        events: Vec<Event>,
+        settled: usize,
+    ) -> Self {
+        Outcome {
+            model,
+            db,
+            error: Some(error),
+            events,
+            events_before_failure: settled,
+        }
+    }
+}
+
 fn drain(rx: &mut tokio::sync::broadcast::Receiver<Event>, into: &mut Vec<Event>) {
     while let Ok(e) = rx.try_recv() {
         into.push(e);
@@ -164,13 +182,7 @@ pub(crate) async fn workload_outcome(fs: SimFs, seed: u64, steps: usize) -> Outc
     let mut db = match open(&fs).await {
         Ok(db) => db,
         Err(e) => {
-            return Outcome {
-                model: m,
-                db: None,
-                error: Some(e),
-                events,
-                events_before_failure: 0,
-            }
+            return Outcome::failed(m, None, e, events, 0);
         }
     };
     let mut rx = db.subscribe();
@@ -269,13 +281,8 @@ pub(crate) async fn workload_outcome(fs: SimFs, seed: u64, steps: usize) -> Outc
                             Step::Continue
                         }
                         Err(e) => {
-                            return Outcome {
-                                model: m,
-                                db: None,
-                                error: Some(e),
-                                events_before_failure: events.len(),
-                                events,
-                            }
+                            let received = events.len();
+                            return Outcome::failed(m, None, e, events, received);
                         }
                     }
                 }
@@ -290,26 +297,14 @@ pub(crate) async fn workload_outcome(fs: SimFs, seed: u64, steps: usize) -> Outc
         }
         if let Step::Failed(e) = step {
             drain(&mut rx, &mut events);
-            return Outcome {
-                model: m,
-                db: Some(db),
-                error: Some(e),
-                events,
-                events_before_failure: settled,
-            };
+            return Outcome::failed(m, Some(db), e, events, settled);
         }
     }
     drain(&mut rx, &mut events);
     settled = events.len();
     if let Step::Failed(e) = flush(&db, &mut m).await {
         drain(&mut rx, &mut events);
-        return Outcome {
-            model: m,
-            db: Some(db),
-            error: Some(e),
-            events,
-            events_before_failure: settled,
-        };
+        return Outcome::failed(m, Some(db), e, events, settled);
     }
     drain(&mut rx, &mut events);
     settled = events.len();

@@ -68,6 +68,16 @@ pub(crate) enum Trim {
     Left,
 }
 
+/// Opens an existing database with trimming allowed.
+async fn open_for_trim(db: &DbArgs) -> anyhow::Result<AioDiskDb> {
+    Ok(db
+        .builder()
+        .create_if_missing(false)
+        .overwrite(true)
+        .open()
+        .await?)
+}
+
 /// Runs `op` on an open database, then stops it; the first error wins.
 async fn with_db<T>(
     db: AioDiskDb,
@@ -128,13 +138,7 @@ pub(crate) async fn trim(which: Trim, args: TrimArgs) -> anyhow::Result<ExitCode
         return Ok(refuse(&what));
     }
     let check = args.check.unwrap_or_default().0;
-    let db = args
-        .db
-        .builder()
-        .create_if_missing(false)
-        .overwrite(true)
-        .open()
-        .await?;
+    let db = open_for_trim(&args.db).await?;
     let removed = match which {
         Trim::Right => with_db(db.clone(), db.rtrim(index, position, &check)).await?,
         Trim::Left => with_db(db.clone(), db.ltrim(index, position, &check)).await?,
@@ -148,13 +152,7 @@ pub(crate) async fn drop_index(args: DropArgs) -> anyhow::Result<ExitCode> {
     if !args.yes {
         return Ok(refuse(&format!("drop index {index}")));
     }
-    let db = args
-        .db
-        .builder()
-        .create_if_missing(false)
-        .overwrite(true)
-        .open()
-        .await?;
+    let db = open_for_trim(&args.db).await?;
     let removed = with_db(db.clone(), db.drop_index(index)).await?;
     outln!("dropped index {index} ({removed} item bytes)")?;
     Ok(ExitCode::SUCCESS)

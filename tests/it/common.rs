@@ -117,18 +117,28 @@ pub(crate) async fn eventually(what: &str, mut cond: impl FnMut() -> bool) -> Te
 /// ids never share content and a process can regenerate another's items from `(id, len)`
 /// alone. `content(id, a)` is a prefix of `content(id, b)` for `a < b`.
 pub(crate) fn content(id: u64, len: usize) -> Vec<u8> {
-    let mut x = id.wrapping_mul(0xd6e8_feb8_6659_fd93) ^ 0x9e37_79b9_7f4a_7c15;
-    let mut out = Vec::with_capacity(len + 8);
+    let mut out = Vec::with_capacity(len);
+    splitmix_fill(
+        id.wrapping_mul(0xd6e8_feb8_6659_fd93) ^ 0x9e37_79b9_7f4a_7c15,
+        len,
+        &mut out,
+    );
+    out
+}
+
+/// Replaces `out` with `len` bytes of the splitmix64 stream that starts at `state`.
+pub(crate) fn splitmix_fill(state: u64, len: usize, out: &mut Vec<u8>) {
+    out.clear();
+    let mut x = state;
     while out.len() < len {
         x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = x;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^= z >> 31;
-        out.extend_from_slice(&z.to_le_bytes());
+        let n = (len - out.len()).min(8);
+        out.extend_from_slice(&z.to_le_bytes()[..n]);
     }
-    out.truncate(len);
-    out
 }
 
 /// The arguments that make this test binary (`std::env::current_exe()`) run exactly one

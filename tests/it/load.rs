@@ -23,7 +23,7 @@ use aiodiskdb::{AioDiskDb, ItemLocation};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::common::TestResult;
+use crate::common::{splitmix_fill, TestResult};
 
 /// Set in the child process that runs the workload.
 const CHILD_ENV: &str = "AIODISKDB_LOAD_CHILD";
@@ -113,17 +113,7 @@ struct Entry {
 
 /// The bytes of an item: a splitmix64 stream from `seed`.
 fn fill(seed: u64, len: usize, out: &mut Vec<u8>) {
-    out.clear();
-    let mut x = seed;
-    while out.len() < len {
-        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = x;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        let n = (len - out.len()).min(8);
-        out.extend_from_slice(&z.to_le_bytes()[..n]);
-    }
+    splitmix_fill(seed, len, out);
 }
 
 /// What was written and what was dropped, shared by every task.
