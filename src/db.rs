@@ -302,6 +302,10 @@ impl AioDiskDb {
                 limit,
             });
         }
+        // The common case: room in the buffer. No waiter is registered.
+        if let Some(loc) = self.try_add(&data)? {
+            return Ok(loc);
+        }
         let mut deadline = None;
         loop {
             let notified = inner.space.notified();
@@ -390,6 +394,13 @@ impl AioDiskDb {
                 _ => return Ok(None),
             }
         };
+        // A page-cache hit of an open file: no thread hop.
+        if let Some(r) = inner.read_cache.read_cached(loc, info) {
+            return r.map_err(|e| {
+                let path = inner.cfg.path.join(inner.cfg.naming.data_file(loc.index));
+                Error::io("read data file", path, e)
+            });
+        }
         let _permit = inner.reads.acquire().await.map_err(|_| Error::NotRunning)?;
         let this = Arc::clone(&self.handle.inner);
         tokio::task::spawn_blocking(move || {

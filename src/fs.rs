@@ -9,6 +9,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// A directory-level storage backend.
@@ -74,6 +75,14 @@ pub(crate) trait FsFile: Send + Sync + Debug {
     /// Takes an exclusive advisory lock without waiting; `false` if someone else holds it.
     fn try_lock(&self) -> io::Result<bool>;
 
+    /// Reads exactly `buf.len()` bytes at `offset` if the page cache holds all of them,
+    /// without blocking the calling thread: `Ok(false)` when it does not, or when the
+    /// platform cannot tell, and the caller falls back to [`FsFile::read_exact_at`] on a
+    /// blocking thread. What `buf` holds after `Ok(false)` is unspecified.
+    fn read_cached_at(&self, _buf: &mut [u8], _offset: u64) -> io::Result<bool> {
+        Ok(false)
+    }
+
     /// Reads exactly `buf.len()` bytes at `offset`, failing with `UnexpectedEof` if the file
     /// is shorter.
     fn read_exact_at(&self, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
@@ -113,7 +122,22 @@ pub(crate) trait FsFile: Send + Sync + Debug {
 pub(crate) struct RealFs;
 
 #[derive(Debug)]
-struct RealFile(File);
+struct RealFile {
+    file: File,
+    /// Whether non-blocking cached reads are still worth trying on this file (the
+    /// filesystem has not refused them).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    nowait: AtomicBool,
+}
+
+impl RealFile {
+    fn shared(file: File) -> Arc<dyn FsFile> {
+        Arc::new(RealFile {
+            file,
+            nowait: AtomicBool::new(true),
+        })
+    }
+}
 
 impl Fs for RealFs {
     fn create_new(&self, path: &Path) -> io::Result<Arc<dyn FsFile>> {
@@ -122,18 +146,18 @@ impl Fs for RealFs {
             .write(true)
             .create_new(true)
             .open(path)?;
-        Ok(Arc::new(RealFile(f)))
+        Ok(RealFile::shared(f))
     }
 
     fn open_rw(&self, path: &Path) -> io::Result<Arc<dyn FsFile>> {
         regular_file(path)?;
         let f = OpenOptions::new().read(true).write(true).open(path)?;
-        Ok(Arc::new(RealFile(f)))
+        Ok(RealFile::shared(f))
     }
 
     fn open_ro(&self, path: &Path) -> io::Result<Arc<dyn FsFile>> {
         regular_file(path)?;
-        Ok(Arc::new(RealFile(File::open(path)?)))
+        Ok(RealFile::shared(File::open(path)?))
     }
 
     fn open_or_create(&self, path: &Path) -> io::Result<(Arc<dyn FsFile>, bool)> {
@@ -216,30 +240,57 @@ fn regular_file(path: &Path) -> io::Result<()> {
 
 impl FsFile for RealFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.0.read_at(buf, offset)
+        self.file.read_at(buf, offset)
     }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
-        self.0.write_at(buf, offset)
+        self.file.write_at(buf, offset)
     }
 
     fn len(&self) -> io::Result<u64> {
-        Ok(self.0.metadata()?.len())
+        Ok(self.file.metadata()?.len())
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
-        self.0.set_len(len)
+        self.file.set_len(len)
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        self.0.sync_data()
+        self.file.sync_data()
     }
 
     fn try_lock(&self) -> io::Result<bool> {
-        match self.0.try_lock() {
+        match self.file.try_lock() {
             Ok(()) => Ok(true),
             Err(std::fs::TryLockError::WouldBlock) => Ok(false),
             Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+
+    /// `preadv2` with `RWF_NOWAIT` (Linux 4.14+): the kernel copies from the page cache and
+    /// returns `EAGAIN` instead of waiting for the disk. A short count means only part of
+    /// the range was cached.
+    #[cfg(target_os = "linux")]
+    fn read_cached_at(&self, buf: &mut [u8], offset: u64) -> io::Result<bool> {
+        use rustix::io::{preadv2, Errno, ReadWriteFlags};
+        if !self.nowait.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let want = buf.len();
+        match preadv2(
+            &self.file,
+            &mut [io::IoSliceMut::new(buf)],
+            offset,
+            ReadWriteFlags::NOWAIT,
+        ) {
+            Ok(n) => Ok(n == want),
+            Err(Errno::AGAIN | Errno::INTR) => Ok(false),
+            // The filesystem or kernel does not do non-blocking reads: stop asking.
+            Err(Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => {
+                self.nowait.store(false, Ordering::Relaxed);
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
         }
     }
 }

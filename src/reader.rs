@@ -57,6 +57,27 @@ impl ReadCache {
         self.files.lock().expect("read cache lock").remove(&index);
     }
 
+    /// Reads `loc` without blocking if its file is open here and the page cache holds all
+    /// of its bytes. `None` when that is not so: the caller goes to [`ReadCache::read`]
+    /// on a blocking thread.
+    pub(crate) fn read_cached(
+        &self,
+        loc: ItemLocation,
+        info: FileInfo,
+    ) -> Option<io::Result<Option<Bytes>>> {
+        let cached = self.get(loc.index, info.generation)?;
+        if loc.position < cached.trim_offset {
+            return Some(Ok(None));
+        }
+        let mut buf = vec![0u8; loc.size as usize];
+        let offset = HEADER_LEN + u64::from(loc.position - cached.trim_offset);
+        match cached.file.read_cached_at(&mut buf, offset) {
+            Ok(true) => Some(Ok(Some(Bytes::from(buf)))),
+            Ok(false) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+
     /// Reads `loc` from its data file; blocking. `None` when the bytes are not stored
     /// (the file is gone, shorter, or trimmed past the position).
     pub(crate) fn read(

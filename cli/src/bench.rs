@@ -21,33 +21,53 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::out::{self, outln};
 
+mod raw;
+
 pub(crate) const HELP: &str = r#"Workloads (sizes scale with --total-mb, --items, --files, --seconds):
   seed-large  random 1 KiB..1 MiB items up to 1000 MB with a concurrent verifying reader,
               then a re-read from a fresh instance
   seed-small  the same with 1..4096-byte items up to 20 MB (the default workload)
-  append      1,000,000 adds of 100 B, then a durable stop: adds/s
+  append      1,000,000 adds of 100 B, then a durable stop: adds/s; with the default
+              configuration, then with max_buffer_items raised (the byte threshold governs)
   read        writes 100,000 items of 1 KiB, reopens, then random reads with 1 and with 32
               concurrent readers (as many reads as items): reads/s
   durable     64 tasks each doing add (100 B) + flush in a loop for 5 s (or --items adds
               in all): durable items/s and flushes/s (group commit)
-  open        creates a directory of 1,000 data files, then times `open` of it: ms
+  open        creates 1,000 data files of one 100 B item, times `open` of the directory;
+              then the same with 100 KiB per file
   all         every workload above, in this order
+
+Each workload also measures, in the same run and directory, the limit it is compared with:
+  seed-*, append  the same bytes written with writes of up to 64 MiB and one fdatasync
+  read            the same random reads with plain pread, from 1 and from 32 threads
+  durable         one append of (tasks x 100 B) plus one fdatasync, in a loop on one thread
+and prints ratio = our rate / the limit's rate (above 1: faster than the limit).
 
 Output: the seed workloads print the seed's line
   Duration: ..., Reads: N (~r/s), Writes: N (~w/s), Bandwidth: XMB (Y MB/s), Avg item size: Z kB
-and the others one `WORKLOAD key=value ...` line. With --json, one object per workload:
+then a re-read line and a limit line (with the peak RSS of the write phase); the others
+print `WORKLOAD key=value ...` lines. With --json, one object per workload:
   seed-*:  {"workload": str, "secs": f64, "reads": int, "reads_per_s": f64, "writes": int,
             "writes_per_s": f64, "bytes": int, "mb_per_s": f64, "avg_item_bytes": f64,
-            "reread_items": int, "reread_secs": f64}
-  append:  {"workload": "append", "items": int, "item_bytes": 100, "secs": f64,
-            "adds_per_s": f64}
+            "reread_items": int, "reread_secs": f64, "limit_secs": f64,
+            "limit_mb_per_s": f64, "ratio": f64, "peak_rss_mib": f64|null,
+            "peak_rss_bound_mib": f64}
+  append:  {"workload": "append", "items": int, "item_bytes": 100,
+            "runs": [{"config": "default"|"bytes-governed", "max_buffer_items": int,
+                      "secs": f64, "adds_per_s": f64, "ratio": f64}],
+            "limit_secs": f64, "limit_adds_per_s": f64}
   read:    {"workload": "read", "items": int, "item_bytes": 1024,
-            "runs": [{"readers": int, "reads": int, "secs": f64, "reads_per_s": f64}]}
+            "runs": [{"readers": int, "reads": int, "secs": f64, "reads_per_s": f64,
+                      "limit_secs": f64, "limit_reads_per_s": f64, "ratio": f64}]}
   durable: {"workload": "durable", "tasks": int, "item_bytes": 100, "items": int,
-            "flushes": int, "secs": f64, "items_per_s": f64, "flushes_per_s": f64}
+            "flushes": int, "secs": f64, "items_per_s": f64, "flushes_per_s": f64,
+            "limit_batches": int, "limit_secs": f64, "limit_items_per_s": f64,
+            "ratio": f64}
   open:    {"workload": "open", "files": int, "create_secs": f64, "opens": int,
-            "open_ms": f64 (median), "first_open_ms": f64}
-MB is 10^6 bytes. Every workload uses the default configuration (durable: fsync)."#;
+            "open_ms": f64 (median), "first_open_ms": f64, "big_file_bytes": int,
+            "big_open_ms": f64 (median)}
+MB is 10^6 bytes. Every workload uses the default configuration (durable: fsync) unless
+said above."#;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Workload {
@@ -317,6 +337,14 @@ struct SeedReport {
     avg_item_bytes: f64,
     reread_items: u64,
     reread_secs: f64,
+    /// The same bytes written with large writes and one fdatasync.
+    limit_secs: f64,
+    limit_mb_per_s: f64,
+    ratio: f64,
+    /// Peak resident memory of the whole process during the write phase.
+    peak_rss_mib: Option<f64>,
+    /// What the peak may reach: twice the buffer size plus 64 MiB.
+    peak_rss_bound_mib: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -324,8 +352,21 @@ struct AppendReport {
     workload: &'static str,
     items: u64,
     item_bytes: u64,
+    /// The default configuration, then `max_buffer_items` raised so that the byte
+    /// threshold governs flushes.
+    runs: Vec<AppendRun>,
+    /// The same bytes written with large writes and one fdatasync.
+    limit_secs: f64,
+    limit_adds_per_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct AppendRun {
+    config: &'static str,
+    max_buffer_items: usize,
     secs: f64,
     adds_per_s: f64,
+    ratio: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -334,6 +375,10 @@ struct ReadRun {
     reads: u64,
     secs: f64,
     reads_per_s: f64,
+    /// The same reads with plain pread from as many threads.
+    limit_secs: f64,
+    limit_reads_per_s: f64,
+    ratio: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -354,6 +399,11 @@ struct DurableReport {
     secs: f64,
     items_per_s: f64,
     flushes_per_s: f64,
+    /// One append of `tasks` items plus one fdatasync, in a loop on one thread.
+    limit_batches: u64,
+    limit_secs: f64,
+    limit_items_per_s: f64,
+    ratio: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -362,8 +412,12 @@ struct OpenReport {
     files: u64,
     create_secs: f64,
     opens: usize,
+    /// One 100 B item per file.
     open_ms: f64,
     first_open_ms: f64,
+    /// The same number of files holding `big_file_bytes` each.
+    big_file_bytes: u64,
+    big_open_ms: f64,
 }
 
 /// `count / secs`, 0 for no time at all.
@@ -404,50 +458,115 @@ impl Report {
                     r.reread_items,
                     r.reread_secs,
                     rate(r.reread_items, r.reread_secs)
+                )?;
+                outln!(
+                    "Limit: the same bytes with large writes + one fdatasync: {:.2}s \
+                     ({:.2}MB/s), ratio {:.2}; peak RSS {} (bound {:.0} MiB)",
+                    r.limit_secs,
+                    r.limit_mb_per_s,
+                    r.ratio,
+                    r.peak_rss_mib
+                        .map_or_else(|| "unknown".to_owned(), |m| format!("{m:.1} MiB")),
+                    r.peak_rss_bound_mib
                 )
             }
-            Report::Append(r) => outln!(
-                "append items={} size={} secs={:.3} adds_per_s={:.0} (durable stop included)",
-                r.items,
-                r.item_bytes,
-                r.secs,
-                r.adds_per_s
-            ),
+            Report::Append(r) => {
+                for run in &r.runs {
+                    outln!(
+                        "append items={} size={} config={} max_buffer_items={} secs={:.3} \
+                         adds_per_s={:.0} ratio={:.2} (durable stop included)",
+                        r.items,
+                        r.item_bytes,
+                        run.config,
+                        run.max_buffer_items,
+                        run.secs,
+                        run.adds_per_s,
+                        run.ratio
+                    )?;
+                }
+                outln!(
+                    "append limit: the same bytes with large writes + one fdatasync: \
+                     secs={:.3} adds_per_s={:.0}",
+                    r.limit_secs,
+                    r.limit_adds_per_s
+                )
+            }
             Report::Read(r) => {
                 for run in &r.runs {
                     outln!(
-                        "read items={} size={} readers={} reads={} secs={:.3} reads_per_s={:.0}",
+                        "read items={} size={} readers={} reads={} secs={:.3} reads_per_s={:.0} \
+                         limit_reads_per_s={:.0} ratio={:.2}",
                         r.items,
                         r.item_bytes,
                         run.readers,
                         run.reads,
                         run.secs,
-                        run.reads_per_s
+                        run.reads_per_s,
+                        run.limit_reads_per_s,
+                        run.ratio
                     )?;
                 }
                 Ok(())
             }
             Report::Durable(r) => outln!(
                 "durable tasks={} size={} items={} flushes={} secs={:.3} items_per_s={:.0} \
-                 flushes_per_s={:.0}",
+                 flushes_per_s={:.0} limit_items_per_s={:.0} ratio={:.2}",
                 r.tasks,
                 r.item_bytes,
                 r.items,
                 r.flushes,
                 r.secs,
                 r.items_per_s,
-                r.flushes_per_s
+                r.flushes_per_s,
+                r.limit_items_per_s,
+                r.ratio
             ),
             Report::Open(r) => outln!(
-                "open files={} open_ms={:.2} (median of {}) first_open_ms={:.2} create_secs={:.3}",
+                "open files={} open_ms={:.2} (median of {}) first_open_ms={:.2} \
+                 big_file_bytes={} big_open_ms={:.2} create_secs={:.3}",
                 r.files,
                 r.open_ms,
                 r.opens,
                 r.first_open_ms,
+                r.big_file_bytes,
+                r.big_open_ms,
                 r.create_secs
             ),
         }
     }
+}
+
+/// `a / b`, 0 when `b` is not positive.
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        0.0
+    }
+}
+
+/// Runs a blocking limit measurement off the runtime's worker threads.
+async fn limit<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .context("limit measurement panicked")?
+        .context("measure the disk's limit")
+}
+
+/// The write limit of `bytes`, with its progress phase: seconds.
+async fn write_limit(ui: &Ui, workload: Workload, dir: &Path, bytes: u64) -> anyhow::Result<f64> {
+    let bar = ui.phase(
+        workload,
+        "limit: the same bytes with large writes + one fdatasync",
+        None,
+        Unit::Items,
+    );
+    let dir = dir.to_path_buf();
+    let secs = limit(move || raw::write_then_sync(&dir, bytes)).await?;
+    bar.finish();
+    Ok(secs)
 }
 
 type Written = Arc<RwLock<Vec<(ItemLocation, Bytes)>>>;
@@ -469,6 +588,7 @@ async fn seed(
         .map(|_| rng.gen::<u8>())
         .collect::<Vec<u8>>()
         .into();
+    let rss_reset = raw::reset_peak_rss();
     let db = AioDiskDb::open(dir).await?;
     let written: Written = Arc::new(RwLock::new(Vec::new()));
     let done = Arc::new(AtomicBool::new(false));
@@ -518,6 +638,9 @@ async fn seed(
     bar.finish();
     done.store(true, Ordering::Relaxed);
     let reads = reader.await??;
+    let peak_rss_mib = raw::peak_rss()
+        .filter(|_| rss_reset)
+        .map(|b| as_f64(b) / f64::from(1 << 20));
     db.stop().await?;
     let items = std::mem::take(&mut *written.write().expect("lock"));
     let writes = items.len() as u64;
@@ -539,6 +662,8 @@ async fn seed(
     db.stop().await?;
     let reread_secs = start.elapsed().as_secs_f64();
     bar.finish();
+
+    let limit_secs = write_limit(ui, workload, dir, bytes).await?;
     Ok(Report::Seed(SeedReport {
         workload: workload.name(),
         secs: elapsed,
@@ -551,34 +676,59 @@ async fn seed(
         avg_item_bytes: rate(bytes, as_f64(writes.max(1))),
         reread_items: writes,
         reread_secs,
+        limit_secs,
+        limit_mb_per_s: rate(bytes, limit_secs) / 1e6,
+        ratio: ratio(limit_secs, elapsed),
+        peak_rss_mib,
+        peak_rss_bound_mib: 2.0 * 16.0 + 64.0,
     }))
 }
 
-/// `append`: many small adds, then a durable stop.
+/// `append`: many small adds, then a durable stop; with the default configuration, and
+/// with `max_buffer_items` raised so that the byte threshold governs flushes.
 async fn append(ui: &Ui, dir: &Path, items: u64) -> anyhow::Result<Report> {
     const SIZE: u64 = 100;
     let payload = Bytes::from(vec![0xab_u8; 100]);
-    let db = AioDiskDb::open(dir).await?;
-    let bar = ui.phase(
-        Workload::Append,
-        &format!("{items} adds of {SIZE} B, then a durable stop"),
-        Some(items),
-        Unit::Items,
-    );
-    let start = Instant::now();
-    for _ in 0..items {
-        db.add(payload.clone()).await?;
-        bar.inc(1);
+    let mut runs = Vec::with_capacity(2);
+    for (config, max_items) in [("default", 1000), ("bytes-governed", 1 << 30)] {
+        let sub = dir.join(config);
+        let db = AioDiskDb::builder(&sub)
+            .max_buffer_items(max_items)
+            .open()
+            .await?;
+        let bar = ui.phase(
+            Workload::Append,
+            &format!("{items} adds of {SIZE} B, then a durable stop ({config})"),
+            Some(items),
+            Unit::Items,
+        );
+        let start = Instant::now();
+        for _ in 0..items {
+            db.add(payload.clone()).await?;
+            bar.inc(1);
+        }
+        db.stop().await?;
+        let secs = start.elapsed().as_secs_f64();
+        bar.finish();
+        runs.push(AppendRun {
+            config,
+            max_buffer_items: max_items,
+            secs,
+            adds_per_s: rate(items, secs),
+            ratio: 0.0,
+        });
     }
-    db.stop().await?;
-    let secs = start.elapsed().as_secs_f64();
-    bar.finish();
+    let limit_secs = write_limit(ui, Workload::Append, dir, items * SIZE).await?;
+    for run in &mut runs {
+        run.ratio = ratio(limit_secs, run.secs);
+    }
     Ok(Report::Append(AppendReport {
         workload: "append",
         items,
         item_bytes: SIZE,
-        secs,
-        adds_per_s: rate(items, secs),
+        runs,
+        limit_secs,
+        limit_adds_per_s: rate(items, limit_secs),
     }))
 }
 
@@ -607,6 +757,8 @@ async fn read(ui: &Ui, dir: &Path, items: u64, seed: u64) -> anyhow::Result<Repo
     }
     db.stop().await?;
     bar.finish();
+    let (files, targets) = raw_targets(dir, &locs).await?;
+    let (files, targets) = (Arc::new(files), Arc::new(targets));
     let locs = Arc::new(locs);
     let db = AioDiskDb::open(dir).await?;
     let mut runs = Vec::new();
@@ -645,11 +797,25 @@ async fn read(ui: &Ui, dir: &Path, items: u64, seed: u64) -> anyhow::Result<Repo
         }
         let secs = start.elapsed().as_secs_f64();
         bar.finish();
+        let bar = ui.phase(
+            Workload::Read,
+            &format!("limit: the same reads with pread from {readers} thread(s)"),
+            None,
+            Unit::Items,
+        );
+        let limit_secs = {
+            let (files, targets) = (Arc::clone(&files), Arc::clone(&targets));
+            limit(move || raw::pread_random(&files, &targets, 1024, readers, items, seed)).await?
+        };
+        bar.finish();
         runs.push(ReadRun {
             readers,
             reads: items,
             secs,
             reads_per_s: rate(items, secs),
+            limit_secs,
+            limit_reads_per_s: rate(items, limit_secs),
+            ratio: ratio(limit_secs, secs),
         });
     }
     db.stop().await?;
@@ -659,6 +825,40 @@ async fn read(ui: &Ui, dir: &Path, items: u64, seed: u64) -> anyhow::Result<Repo
         item_bytes: 1024,
         runs,
     }))
+}
+
+/// The data files of `dir` (opened for plain reads) and where each item of `locs` lies in
+/// them, as the read limit needs them.
+async fn raw_targets(
+    dir: &Path,
+    locs: &[ItemLocation],
+) -> anyhow::Result<(Vec<std::fs::File>, Vec<raw::Target>)> {
+    let found = AioDiskDb::builder(dir).inspect().await?;
+    let mut files = Vec::with_capacity(found.files.len());
+    let mut by_index = std::collections::HashMap::new();
+    for f in &found.files {
+        // Header bytes: the file's size less the item bytes it holds.
+        let header = f.size - (f.end - u64::from(f.trim_offset));
+        by_index.insert(f.index, (files.len(), header, f.trim_offset));
+        files.push(
+            std::fs::File::open(&f.path).with_context(|| format!("open {}", f.path.display()))?,
+        );
+    }
+    let targets = locs
+        .iter()
+        .enumerate()
+        .map(|(i, loc)| {
+            let &(file, header, trim) = by_index
+                .get(&loc.index)
+                .with_context(|| format!("no data file for {loc}"))?;
+            Ok(raw::Target {
+                file,
+                offset: header + u64::from(loc.position - trim),
+                tag: (i as u64).to_le_bytes(),
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok((files, targets))
 }
 
 /// When `durable` stops.
@@ -734,6 +934,22 @@ async fn durable(ui: &Ui, dir: &Path, tasks: usize, until: Until) -> anyhow::Res
     bar.finish();
     db.stop().await?;
     let flushes = flushes.await?;
+    let bar = ui.phase(
+        Workload::Durable,
+        &format!("limit: one write of {tasks} items + one fdatasync, in a loop"),
+        None,
+        Unit::Items,
+    );
+    let batch = tasks * usize::try_from(SIZE)?;
+    let (limit_batches, limit_secs) = {
+        let dir = dir.to_path_buf();
+        // As long as the run took, or as many items.
+        let batches = items.div_ceil(tasks as u64);
+        let duration = Duration::from_secs_f64(secs);
+        limit(move || raw::sync_batches(&dir, batch, duration, batches)).await?
+    };
+    bar.finish();
+    let limit_items_per_s = rate(limit_batches * tasks as u64, limit_secs);
     Ok(Report::Durable(DurableReport {
         workload: "durable",
         tasks,
@@ -743,29 +959,66 @@ async fn durable(ui: &Ui, dir: &Path, tasks: usize, until: Until) -> anyhow::Res
         secs,
         items_per_s: rate(items, secs),
         flushes_per_s: rate(flushes, secs),
+        limit_batches,
+        limit_secs,
+        limit_items_per_s,
+        ratio: ratio(rate(items, secs), limit_items_per_s),
     }))
 }
 
 /// `open`: creates a directory of `files` data files (one 100-byte item fills each), then
-/// times opening it.
+/// times opening it; then the same with 100 KiB per file, to show that the time does not
+/// grow with the amount of data.
 async fn open(ui: &Ui, dir: &Path, files: u32) -> anyhow::Result<Report> {
+    const BIG: u64 = 100 << 10;
+    let small = open_files(ui, &dir.join("small"), files, 100).await?;
+    let big = open_files(ui, &dir.join("big"), files, BIG).await?;
+    Ok(Report::Open(OpenReport {
+        workload: "open",
+        files: u64::from(files),
+        create_secs: small.create_secs,
+        opens: small.times.len(),
+        open_ms: small.median_ms(),
+        first_open_ms: small.times[0],
+        big_file_bytes: BIG + 24,
+        big_open_ms: big.median_ms(),
+    }))
+}
+
+/// Open times of one directory.
+struct OpenTimes {
+    create_secs: f64,
+    /// In the order taken, in milliseconds.
+    times: Vec<f64>,
+}
+
+impl OpenTimes {
+    fn median_ms(&self) -> f64 {
+        let mut t = self.times.clone();
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    }
+}
+
+/// Creates `files` data files in `dir` of one `item`-byte item each, then opens the
+/// directory 5 times.
+async fn open_files(ui: &Ui, dir: &Path, files: u32, item: u64) -> anyhow::Result<OpenTimes> {
     const OPENS: usize = 5;
-    const ITEM: u64 = 100;
     let builder = || {
         AioDiskDb::builder(dir)
-            .max_file_size(24 + ITEM)
-            .max_buffer_size(24 + ITEM)
+            .max_file_size(24 + item)
+            .max_buffer_size(24 + item)
     };
     let bar = ui.phase(
         Workload::Open,
-        &format!("creating {files} data files"),
+        &format!("creating {files} data files of {item} B"),
         Some(u64::from(files)),
         Unit::Items,
     );
     let start = Instant::now();
     // Creating the files is not what is measured: no fsync.
     let db = builder().durability(Durability::Os).open().await?;
-    let payload = Bytes::from(vec![0xef_u8; 100]);
+    let payload = Bytes::from(vec![0xef_u8; usize::try_from(item)?]);
     let mut last = None;
     for _ in 0..files {
         last = Some(db.add(payload.clone()).await?);
@@ -783,7 +1036,7 @@ async fn open(ui: &Ui, dir: &Path, files: u32) -> anyhow::Result<Report> {
 
     let bar = ui.phase(
         Workload::Open,
-        &format!("opening {files} data files {OPENS} times"),
+        &format!("opening {files} data files of {item} B {OPENS} times"),
         Some(OPENS as u64),
         Unit::Items,
     );
@@ -796,14 +1049,5 @@ async fn open(ui: &Ui, dir: &Path, files: u32) -> anyhow::Result<Report> {
         bar.inc(1);
     }
     bar.finish();
-    let first_open_ms = times[0];
-    times.sort_by(f64::total_cmp);
-    Ok(Report::Open(OpenReport {
-        workload: "open",
-        files: created,
-        create_secs,
-        opens: OPENS,
-        open_ms: times[OPENS / 2],
-        first_open_ms,
-    }))
+    Ok(OpenTimes { create_secs, times })
 }

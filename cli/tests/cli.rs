@@ -624,6 +624,39 @@ fn bench_runs_every_workload_tiny() -> Result<()> {
     assert_eq!(objects[4]["items"], 200);
     ensure!(objects[4]["flushes"].as_u64().is_some_and(|f| f >= 1));
     assert_eq!(objects[5]["files"], 10);
+    assert_eq!(objects[2]["runs"][1]["config"], "bytes-governed");
+    // Every workload measured its limit in the same run, and the ratio to it.
+    let positive = |v: &Value| v.as_f64().is_some_and(|x| x > 0.0);
+    for (o, limit, ratio) in [
+        (
+            &objects[0],
+            &objects[0]["limit_mb_per_s"],
+            &objects[0]["ratio"],
+        ),
+        (
+            &objects[1],
+            &objects[1]["limit_mb_per_s"],
+            &objects[1]["ratio"],
+        ),
+        (
+            &objects[2],
+            &objects[2]["limit_adds_per_s"],
+            &objects[2]["runs"][0]["ratio"],
+        ),
+        (
+            &objects[3],
+            &objects[3]["runs"][1]["limit_reads_per_s"],
+            &objects[3]["runs"][1]["ratio"],
+        ),
+        (
+            &objects[4],
+            &objects[4]["limit_items_per_s"],
+            &objects[4]["ratio"],
+        ),
+    ] {
+        ensure!(positive(limit) && positive(ratio), "{o}");
+    }
+    ensure!(positive(&objects[5]["big_open_ms"]), "{}", objects[5]);
     for o in &objects {
         ensure!(o.as_object().is_some_and(|m| m.len() >= 4), "{o}");
     }

@@ -323,3 +323,49 @@ fn item_location_encodings() -> TestResult {
     assert!(loc(1, 0, 5) < loc(1, 5, 1), "then by position");
     Ok(())
 }
+
+/// A read of an item that the page cache holds, from a file already open for reads, does
+/// not hop to a blocking thread: with the runtime's only blocking thread held, 1,000 such
+/// reads still complete (they would wait forever for the thread otherwise).
+#[test]
+fn cached_reads_do_not_need_a_blocking_thread() -> TestResult {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(1)
+        .build()?;
+    rt.block_on(async {
+        let dir = tempfile::tempdir()?;
+        let db = AioDiskDb::open(dir.path()).await?;
+        let mut locs = Vec::new();
+        for i in 0..1000 {
+            locs.push(db.add(item(i, 100)).await?);
+        }
+        db.stop().await?;
+        // Just written: the page cache holds every byte.
+        let db = AioDiskDb::open(dir.path()).await?;
+        // The first read opens the file for reading, on a blocking thread.
+        assert_eq!(db.read(locs[0]).await?.as_deref(), Some(&item(0, 100)[..]));
+
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started, has_started) = tokio::sync::oneshot::channel();
+        let blocker = tokio::task::spawn_blocking(move || {
+            let _ = started.send(());
+            let _ = held.recv();
+        });
+        has_started.await?;
+        let reads = async {
+            for (i, loc) in (0u32..).zip(&locs) {
+                if db.read(*loc).await?.as_deref() != Some(&item(i, 100)[..]) {
+                    return Err(format!("read {i} returned the wrong bytes").into());
+                }
+            }
+            TestResult::Ok(())
+        };
+        let outcome = tokio::time::timeout(Duration::from_secs(20), reads).await;
+        drop(release);
+        blocker.await?;
+        outcome.map_err(|_| "cached reads waited for the held blocking thread")??;
+        db.stop().await?;
+        Ok(())
+    })
+}

@@ -1,0 +1,130 @@
+//! The disk's own limits, measured in the same run as each workload, on the same
+//! filesystem: the same bytes written with large buffered writes and one `fdatasync`, read
+//! with plain `pread`, or synced with one `fdatasync` per batch. Plus the process's peak
+//! memory, read from `/proc`.
+//!
+//! These loops are what a program could do with no database at all, so a workload's ratio
+//! to them says how much of the disk (or the page cache) the database leaves on the table.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write as _};
+use std::os::unix::fs::FileExt as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+
+/// The scratch file of the limits, inside the workload's directory (the database ignores
+/// files that are not its own); removed afterwards.
+const SCRATCH: &str = "raw-limit.tmp";
+
+/// Largest single `write` the write limit issues.
+const CHUNK: usize = 64 << 20;
+
+/// Seconds to write `bytes` to a new file with writes of up to 64 MiB, then one
+/// `fdatasync`.
+pub(super) fn write_then_sync(dir: &Path, bytes: u64) -> io::Result<f64> {
+    let path = dir.join(SCRATCH);
+    let chunk = vec![0xa5_u8; usize::try_from(bytes).unwrap_or(CHUNK).min(CHUNK)];
+    let mut f = File::create(&path)?;
+    let start = Instant::now();
+    let mut left = bytes;
+    while left > 0 {
+        let n = usize::try_from(left).unwrap_or(CHUNK).min(chunk.len());
+        f.write_all(&chunk[..n])?;
+        left -= n as u64;
+    }
+    f.sync_data()?;
+    let secs = start.elapsed().as_secs_f64();
+    drop(f);
+    std::fs::remove_file(&path)?;
+    Ok(secs)
+}
+
+/// One item to read back: which file, where, and the 8 bytes it starts with.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Target {
+    pub(super) file: usize,
+    pub(super) offset: u64,
+    pub(super) tag: [u8; 8],
+}
+
+/// Seconds for `readers` threads to do `reads` random `pread`s in all of `size` bytes
+/// each, each checking the first 8 bytes, into a buffer reused per thread.
+pub(super) fn pread_random(
+    files: &[File],
+    targets: &[Target],
+    size: usize,
+    readers: usize,
+    reads: u64,
+    seed: u64,
+) -> io::Result<f64> {
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        let mut threads = Vec::with_capacity(readers);
+        for r in 0..readers as u64 {
+            let share = reads / readers as u64 + u64::from(r < reads % readers as u64);
+            threads.push(scope.spawn(move || {
+                let mut rng = StdRng::seed_from_u64(seed.wrapping_add(r));
+                let mut buf = vec![0u8; size];
+                for _ in 0..share {
+                    let t = targets[rng.gen_range(0..targets.len())];
+                    files[t.file].read_exact_at(&mut buf, t.offset)?;
+                    if buf[..8] != t.tag {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "raw pread returned unexpected bytes",
+                        ));
+                    }
+                }
+                Ok(())
+            }));
+        }
+        threads
+            .into_iter()
+            .try_for_each(|t| t.join().expect("pread thread panicked"))
+    })?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// Appends `batch` bytes with one `write` and makes them durable with one `fdatasync`, in a
+/// loop for `duration` or `batches` times, whichever comes first: (batches, seconds).
+pub(super) fn sync_batches(
+    dir: &Path,
+    batch: usize,
+    duration: Duration,
+    batches: u64,
+) -> io::Result<(u64, f64)> {
+    let path = dir.join(SCRATCH);
+    let data = vec![0x5a_u8; batch];
+    let mut f = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(&path)?;
+    let start = Instant::now();
+    let mut done = 0;
+    while done < batches && start.elapsed() < duration {
+        f.write_all(&data)?;
+        f.sync_data()?;
+        done += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    drop(f);
+    std::fs::remove_file(&path)?;
+    Ok((done, secs))
+}
+
+/// Resets the process's peak resident set size to its current one (Linux: `5` into
+/// `/proc/self/clear_refs`). Returns false where that is not possible.
+pub(super) fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", b"5").is_ok()
+}
+
+/// The process's peak resident set size since the last reset, in bytes (Linux `VmHWM`).
+pub(super) fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
