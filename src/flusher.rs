@@ -216,6 +216,7 @@ async fn run_loop(
             }
         };
         if due {
+            f.gather().await;
             // Failures poison the handle; waiters learn it from the progress channel.
             let _ = f.flush().await;
         }
@@ -309,6 +310,24 @@ impl Flusher {
 
     async fn flush(&self) -> Result<()> {
         self.write(None).await
+    }
+
+    /// Group commit: before taking the buffer, lets the tasks that are ready to run add
+    /// their items, for as long as the buffer keeps growing (a few yields at most). The
+    /// tasks that the last commit woke up typically add and ask for a flush again at once;
+    /// without this, the first of them would start a commit of one item and leave the rest
+    /// waiting for a whole sync.
+    async fn gather(&self) {
+        const MAX_YIELDS: usize = 8;
+        let mut items = self.inner.lock().active.items;
+        for _ in 0..MAX_YIELDS {
+            tokio::task::yield_now().await;
+            let now = self.inner.lock().active.items;
+            if now == items {
+                return;
+            }
+            items = now;
+        }
     }
 
     /// Runs `op` with adds held off, clearing the flag however it ends.

@@ -29,6 +29,8 @@ pub(crate) const HELP: &str = r#"Workloads (sizes scale with --total-mb, --items
   seed-small  the same with 1..4096-byte items up to 20 MB (the default workload)
   append      1,000,000 adds of 100 B, then a durable stop: adds/s; with the default
               configuration, then with max_buffer_items raised (the byte threshold governs)
+  append-large  1,000 adds of 1 MiB (--total-mb sets the count), then a durable stop:
+              adds/s (default configuration)
   read        writes 100,000 items of 1 KiB, reopens, then random reads with 1 and with 32
               concurrent readers (as many reads as items): reads/s
   durable     64 tasks each doing add (100 B) + flush in a loop for 5 s (or --items adds
@@ -38,9 +40,11 @@ pub(crate) const HELP: &str = r#"Workloads (sizes scale with --total-mb, --items
   all         every workload above, in this order
 
 Each workload also measures, in the same run and directory, the limit it is compared with:
-  seed-*, append  the same bytes written with writes of up to 64 MiB and one fdatasync
+  seed-*, append  the same bytes written with writes of up to 64 MiB and one fdatasync,
+                  before and after the workload (the mean of the two rates)
   read            the same random reads with plain pread, from 1 and from 32 threads
-  durable         one append of (tasks x 100 B) plus one fdatasync, in a loop on one thread
+  durable         one append of (tasks x 100 B) plus one fdatasync, in a loop on one thread,
+                  after each of 4 rounds of the workload, for as long as the round
 and prints ratio = our rate / the limit's rate (above 1: faster than the limit).
 
 Output: the seed workloads print the seed's line
@@ -52,7 +56,8 @@ print `WORKLOAD key=value ...` lines. With --json, one object per workload:
             "reread_items": int, "reread_secs": f64, "limit_secs": f64,
             "limit_mb_per_s": f64, "ratio": f64, "peak_rss_mib": f64|null,
             "peak_rss_bound_mib": f64}
-  append:  {"workload": "append", "items": int, "item_bytes": 100,
+  append, append-large:
+           {"workload": "append"|"append-large", "items": int, "item_bytes": int,
             "runs": [{"config": "default"|"bytes-governed", "max_buffer_items": int,
                       "secs": f64, "adds_per_s": f64, "ratio": f64}],
             "limit_secs": f64, "limit_adds_per_s": f64}
@@ -77,6 +82,8 @@ pub(crate) enum Workload {
     SeedSmall,
     /// 1,000,000 adds of 100 B, then a durable stop.
     Append,
+    /// 1,000 adds of 1 MiB, then a durable stop.
+    AppendLarge,
     /// Random reads of 1 KiB items from disk after reopen, 1 and 32 readers.
     Read,
     /// 64 tasks each doing add + flush in a loop.
@@ -88,10 +95,11 @@ pub(crate) enum Workload {
 }
 
 impl Workload {
-    const EACH: [Workload; 6] = [
+    const EACH: [Workload; 7] = [
         Workload::SeedLarge,
         Workload::SeedSmall,
         Workload::Append,
+        Workload::AppendLarge,
         Workload::Read,
         Workload::Durable,
         Workload::Open,
@@ -102,6 +110,7 @@ impl Workload {
             Workload::SeedLarge => "seed-large",
             Workload::SeedSmall => "seed-small",
             Workload::Append => "append",
+            Workload::AppendLarge => "append-large",
             Workload::Read => "read",
             Workload::Durable => "durable",
             Workload::Open => "open",
@@ -120,7 +129,7 @@ pub(crate) struct Args {
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
     /// Megabytes to write in the seed workloads [default: 20 for seed-small, 1000 for
-    /// seed-large].
+    /// seed-large]; for `append-large`, the number of 1 MiB adds [default: 1000].
     #[arg(long, value_name = "MB")]
     total_mb: Option<u64>,
     /// Items: adds for `append` [default: 1000000], items written and reads per run for
@@ -213,7 +222,10 @@ async fn run_workloads(
                 let mb = args.total_mb.unwrap_or(1000);
                 seed(ui, w, &dir, mb, 1024, 1 << 20, args.seed).await?
             }
-            Workload::Append => append(ui, &dir, args.items.unwrap_or(1_000_000)).await?,
+            Workload::Append => append(ui, w, &dir, args.items.unwrap_or(1_000_000), 100).await?,
+            Workload::AppendLarge => {
+                append(ui, w, &dir, args.total_mb.unwrap_or(1000), 1 << 20).await?
+            }
             Workload::Read => read(ui, &dir, args.items.unwrap_or(100_000), args.seed).await?,
             Workload::Durable => {
                 let stop = match args.items {
@@ -473,8 +485,9 @@ impl Report {
             Report::Append(r) => {
                 for run in &r.runs {
                     outln!(
-                        "append items={} size={} config={} max_buffer_items={} secs={:.3} \
+                        "{} items={} size={} config={} max_buffer_items={} secs={:.3} \
                          adds_per_s={:.0} ratio={:.2} (durable stop included)",
+                        r.workload,
                         r.items,
                         r.item_bytes,
                         run.config,
@@ -485,8 +498,9 @@ impl Report {
                     )?;
                 }
                 outln!(
-                    "append limit: the same bytes with large writes + one fdatasync: \
+                    "{} limit: the same bytes with large writes + one fdatasync: \
                      secs={:.3} adds_per_s={:.0}",
+                    r.workload,
                     r.limit_secs,
                     r.limit_adds_per_s
                 )
@@ -555,7 +569,8 @@ async fn limit<T: Send + 'static>(
         .context("measure the disk's limit")
 }
 
-/// The write limit of `bytes`, with its progress phase: seconds.
+/// The write limit: seconds to write `bytes` with large writes and one fdatasync, with
+/// its progress phase.
 async fn write_limit(ui: &Ui, workload: Workload, dir: &Path, bytes: u64) -> anyhow::Result<f64> {
     let bar = ui.phase(
         workload,
@@ -569,7 +584,44 @@ async fn write_limit(ui: &Ui, workload: Workload, dir: &Path, bytes: u64) -> any
     Ok(secs)
 }
 
+/// Seconds the write limit takes for `bytes`, from two measurements (before and after the
+/// workload) of `(bytes, secs)` each: the mean of their rates, so that a disk whose speed
+/// drifts weighs on both sides alike.
+fn mean_limit_secs(bytes: u64, runs: [(u64, f64); 2]) -> f64 {
+    let rates = runs.map(|(b, s)| rate(b, s));
+    let mean = f64::midpoint(rates[0], rates[1]);
+    ratio(as_f64(bytes), mean)
+}
+
 type Written = Arc<RwLock<Vec<(ItemLocation, Bytes)>>>;
+
+/// The seed's concurrent reader: reads random written items and checks their bytes until
+/// `done`; returns how many it read.
+async fn verifying_reader(
+    db: AioDiskDb,
+    written: Written,
+    done: Arc<AtomicBool>,
+    seed: u64,
+) -> anyhow::Result<u64> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut reads = 0u64;
+    while !done.load(Ordering::Relaxed) {
+        let pick = {
+            let w = written.read().expect("lock");
+            (!w.is_empty()).then(|| w[rng.gen_range(0..w.len())].clone())
+        };
+        let Some((loc, expected)) = pick else {
+            tokio::task::yield_now().await;
+            continue;
+        };
+        let got = db.read(loc).await?;
+        if got.as_deref() != Some(&expected[..]) {
+            bail!("read of {loc} returned wrong data");
+        }
+        reads += 1;
+    }
+    Ok(reads)
+}
 
 /// The seed's concurrency test: a writer adds random items while a reader reads random
 /// written items and checks them; then everything is re-read from a fresh instance.
@@ -588,33 +640,17 @@ async fn seed(
         .map(|_| rng.gen::<u8>())
         .collect::<Vec<u8>>()
         .into();
+    let before = write_limit(ui, workload, dir, total).await?;
     let rss_reset = raw::reset_peak_rss();
     let db = AioDiskDb::open(dir).await?;
     let written: Written = Arc::new(RwLock::new(Vec::new()));
     let done = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let (db, written, done) = (db.clone(), Arc::clone(&written), Arc::clone(&done));
-        tokio::spawn(async move {
-            let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
-            let mut reads = 0u64;
-            while !done.load(Ordering::Relaxed) {
-                let pick = {
-                    let w = written.read().expect("lock");
-                    (!w.is_empty()).then(|| w[rng.gen_range(0..w.len())].clone())
-                };
-                let Some((loc, expected)) = pick else {
-                    tokio::task::yield_now().await;
-                    continue;
-                };
-                let got = db.read(loc).await?;
-                if got.as_deref() != Some(&expected[..]) {
-                    bail!("read of {loc} returned wrong data");
-                }
-                reads += 1;
-            }
-            anyhow::Ok(reads)
-        })
-    };
+    let reader = tokio::spawn(verifying_reader(
+        db.clone(),
+        Arc::clone(&written),
+        Arc::clone(&done),
+        seed ^ 0x5eed,
+    ));
     let bar = ui.phase(
         workload,
         &format!("writing {total_mb} MB, reading concurrently"),
@@ -663,7 +699,8 @@ async fn seed(
     let reread_secs = start.elapsed().as_secs_f64();
     bar.finish();
 
-    let limit_secs = write_limit(ui, workload, dir, bytes).await?;
+    let after = write_limit(ui, workload, dir, bytes).await?;
+    let limit_secs = mean_limit_secs(bytes, [(total, before), (bytes, after)]);
     Ok(Report::Seed(SeedReport {
         workload: workload.name(),
         secs: elapsed,
@@ -684,21 +721,35 @@ async fn seed(
     }))
 }
 
-/// `append`: many small adds, then a durable stop; with the default configuration, and
-/// with `max_buffer_items` raised so that the byte threshold governs flushes.
-async fn append(ui: &Ui, dir: &Path, items: u64) -> anyhow::Result<Report> {
-    const SIZE: u64 = 100;
-    let payload = Bytes::from(vec![0xab_u8; 100]);
+/// `append` (`size` = 100 B): many small adds, then a durable stop; with the default
+/// configuration, and with `max_buffer_items` raised so that the byte threshold governs
+/// flushes. `append-large` (`size` = 1 MiB): the default configuration only (the byte
+/// threshold governs already).
+async fn append(
+    ui: &Ui,
+    workload: Workload,
+    dir: &Path,
+    items: u64,
+    size: u64,
+) -> anyhow::Result<Report> {
+    let payload = Bytes::from(vec![0xab_u8; usize::try_from(size)?]);
+    let bytes = items * size;
+    let configs: &[(&'static str, usize)] = if size < 1 << 20 {
+        &[("default", 1000), ("bytes-governed", 1 << 30)]
+    } else {
+        &[("default", 1000)]
+    };
+    let before = write_limit(ui, workload, dir, bytes).await?;
     let mut runs = Vec::with_capacity(2);
-    for (config, max_items) in [("default", 1000), ("bytes-governed", 1 << 30)] {
+    for &(config, max_items) in configs {
         let sub = dir.join(config);
         let db = AioDiskDb::builder(&sub)
             .max_buffer_items(max_items)
             .open()
             .await?;
         let bar = ui.phase(
-            Workload::Append,
-            &format!("{items} adds of {SIZE} B, then a durable stop ({config})"),
+            workload,
+            &format!("{items} adds of {size} B, then a durable stop ({config})"),
             Some(items),
             Unit::Items,
         );
@@ -718,14 +769,15 @@ async fn append(ui: &Ui, dir: &Path, items: u64) -> anyhow::Result<Report> {
             ratio: 0.0,
         });
     }
-    let limit_secs = write_limit(ui, Workload::Append, dir, items * SIZE).await?;
+    let after = write_limit(ui, workload, dir, bytes).await?;
+    let limit_secs = mean_limit_secs(bytes, [(bytes, before), (bytes, after)]);
     for run in &mut runs {
         run.ratio = ratio(limit_secs, run.secs);
     }
     Ok(Report::Append(AppendReport {
-        workload: "append",
+        workload: workload.name(),
         items,
-        item_bytes: SIZE,
+        item_bytes: size,
         runs,
         limit_secs,
         limit_adds_per_s: rate(items, limit_secs),
@@ -871,9 +923,11 @@ enum Until {
 }
 
 /// `durable`: many tasks each doing add + flush in a loop; concurrent flushes share one
-/// sync (group commit).
+/// sync (group commit). The run is cut into rounds, each followed by as long a run of the
+/// limit, so that a disk whose speed drifts (a shared virtual disk) weighs on both alike.
 async fn durable(ui: &Ui, dir: &Path, tasks: usize, until: Until) -> anyhow::Result<Report> {
     const SIZE: u64 = 100;
+    const ROUNDS: u32 = 4;
     let db = AioDiskDb::open(dir).await?;
     let mut events = db.subscribe();
     let flushes = tokio::spawn(async move {
@@ -887,18 +941,66 @@ async fn durable(ui: &Ui, dir: &Path, tasks: usize, until: Until) -> anyhow::Res
             }
         }
     });
-    let (what, len) = match until {
-        Until::Items(n) => (format!("{tasks} tasks, {n} adds + flushes in all"), Some(n)),
+    let (what, len, round) = match until {
+        Until::Items(n) => (
+            format!("{tasks} tasks, {n} adds + flushes in all"),
+            Some(n),
+            Until::Items(n.div_ceil(u64::from(ROUNDS))),
+        ),
         Until::Time(d) => (
             format!(
-                "{tasks} tasks doing add + flush for {:.1}s",
+                "{tasks} tasks doing add + flush for {:.1}s, in {ROUNDS} rounds, each followed \
+                 by the limit",
                 d.as_secs_f64()
             ),
             None,
+            Until::Time(d / ROUNDS),
         ),
     };
     let bar = ui.phase(Workload::Durable, &what, len, Unit::Items);
     let payload = Bytes::from(vec![0xcd_u8; 100]);
+    let batch = tasks * usize::try_from(SIZE)?;
+    let (mut items, mut secs) = (0, 0.0);
+    let (mut limit_batches, mut limit_secs) = (0, 0.0);
+    for _ in 0..ROUNDS {
+        let (n, t) = durable_round(&db, tasks, &payload, round, &bar).await?;
+        items += n;
+        secs += t;
+        // The limit: as long as the round took, or as many items.
+        let (dir, batches) = (dir.to_path_buf(), n.div_ceil(tasks as u64));
+        let duration = Duration::from_secs_f64(t);
+        let (b, t) = limit(move || raw::sync_batches(&dir, batch, duration, batches)).await?;
+        limit_batches += b;
+        limit_secs += t;
+    }
+    bar.finish();
+    db.stop().await?;
+    let flushes = flushes.await?;
+    let limit_items_per_s = rate(limit_batches * tasks as u64, limit_secs);
+    Ok(Report::Durable(DurableReport {
+        workload: "durable",
+        tasks,
+        item_bytes: SIZE,
+        items,
+        flushes,
+        secs,
+        items_per_s: rate(items, secs),
+        flushes_per_s: rate(flushes, secs),
+        limit_batches,
+        limit_secs,
+        limit_items_per_s,
+        ratio: ratio(rate(items, secs), limit_items_per_s),
+    }))
+}
+
+/// One round of `durable`: (items made durable, seconds).
+async fn durable_round(
+    db: &AioDiskDb,
+    tasks: usize,
+    payload: &Bytes,
+    until: Until,
+    bar: &Bar,
+) -> anyhow::Result<(u64, f64)> {
     let issued = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut handles = Vec::with_capacity(tasks);
@@ -930,40 +1032,7 @@ async fn durable(ui: &Ui, dir: &Path, tasks: usize, until: Until) -> anyhow::Res
     for h in handles {
         items += h.await??;
     }
-    let secs = start.elapsed().as_secs_f64();
-    bar.finish();
-    db.stop().await?;
-    let flushes = flushes.await?;
-    let bar = ui.phase(
-        Workload::Durable,
-        &format!("limit: one write of {tasks} items + one fdatasync, in a loop"),
-        None,
-        Unit::Items,
-    );
-    let batch = tasks * usize::try_from(SIZE)?;
-    let (limit_batches, limit_secs) = {
-        let dir = dir.to_path_buf();
-        // As long as the run took, or as many items.
-        let batches = items.div_ceil(tasks as u64);
-        let duration = Duration::from_secs_f64(secs);
-        limit(move || raw::sync_batches(&dir, batch, duration, batches)).await?
-    };
-    bar.finish();
-    let limit_items_per_s = rate(limit_batches * tasks as u64, limit_secs);
-    Ok(Report::Durable(DurableReport {
-        workload: "durable",
-        tasks,
-        item_bytes: SIZE,
-        items,
-        flushes,
-        secs,
-        items_per_s: rate(items, secs),
-        flushes_per_s: rate(flushes, secs),
-        limit_batches,
-        limit_secs,
-        limit_items_per_s,
-        ratio: ratio(rate(items, secs), limit_items_per_s),
-    }))
+    Ok((items, start.elapsed().as_secs_f64()))
 }
 
 /// `open`: creates a directory of `files` data files (one 100-byte item fills each), then

@@ -614,16 +614,19 @@ fn bench_runs_every_workload_tiny() -> Result<()> {
             "seed-large",
             "seed-small",
             "append",
+            "append-large",
             "read",
             "durable",
             "open"
         ]
     );
     assert_eq!(objects[2]["items"], 200);
-    assert_eq!(objects[3]["runs"][1]["readers"], 32);
-    assert_eq!(objects[4]["items"], 200);
-    ensure!(objects[4]["flushes"].as_u64().is_some_and(|f| f >= 1));
-    assert_eq!(objects[5]["files"], 10);
+    assert_eq!(objects[3]["items"], 1);
+    assert_eq!(objects[3]["item_bytes"], 1 << 20);
+    assert_eq!(objects[4]["runs"][1]["readers"], 32);
+    assert_eq!(objects[5]["items"], 200);
+    ensure!(objects[5]["flushes"].as_u64().is_some_and(|f| f >= 1));
+    assert_eq!(objects[6]["files"], 10);
     assert_eq!(objects[2]["runs"][1]["config"], "bytes-governed");
     // Every workload measured its limit in the same run, and the ratio to it.
     let positive = |v: &Value| v.as_f64().is_some_and(|x| x > 0.0);
@@ -645,18 +648,23 @@ fn bench_runs_every_workload_tiny() -> Result<()> {
         ),
         (
             &objects[3],
-            &objects[3]["runs"][1]["limit_reads_per_s"],
-            &objects[3]["runs"][1]["ratio"],
+            &objects[3]["limit_adds_per_s"],
+            &objects[3]["runs"][0]["ratio"],
         ),
         (
             &objects[4],
-            &objects[4]["limit_items_per_s"],
-            &objects[4]["ratio"],
+            &objects[4]["runs"][1]["limit_reads_per_s"],
+            &objects[4]["runs"][1]["ratio"],
+        ),
+        (
+            &objects[5],
+            &objects[5]["limit_items_per_s"],
+            &objects[5]["ratio"],
         ),
     ] {
         ensure!(positive(limit) && positive(ratio), "{o}");
     }
-    ensure!(positive(&objects[5]["big_open_ms"]), "{}", objects[5]);
+    ensure!(positive(&objects[6]["big_open_ms"]), "{}", objects[6]);
     for o in &objects {
         ensure!(o.as_object().is_some_and(|m| m.len() >= 4), "{o}");
     }

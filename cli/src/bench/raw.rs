@@ -25,6 +25,7 @@ const CHUNK: usize = 64 << 20;
 /// Seconds to write `bytes` to a new file with writes of up to 64 MiB, then one
 /// `fdatasync`.
 pub(super) fn write_then_sync(dir: &Path, bytes: u64) -> io::Result<f64> {
+    std::fs::create_dir_all(dir)?;
     let path = dir.join(SCRATCH);
     let chunk = vec![0xa5_u8; usize::try_from(bytes).unwrap_or(CHUNK).min(CHUNK)];
     let mut f = File::create(&path)?;
