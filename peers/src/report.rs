@@ -1,0 +1,211 @@
+//! One result per (engine, workload): a text line prefixed by the engine's name, or one
+//! JSON object with the field names of `aiodiskdb bench --json` plus `"engine"`.
+
+use std::io::{self, Write as _};
+
+use serde::Serialize;
+
+/// One (engine, workload) result.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub(crate) enum Report {
+    Seed(SeedReport),
+    Append(AppendReport),
+    Read(ReadReport),
+    Durable(DurableReport),
+    Open(OpenReport),
+    /// The workload failed: no figure.
+    Failed {
+        engine: &'static str,
+        workload: &'static str,
+        error: String,
+    },
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct SeedReport {
+    pub(crate) engine: &'static str,
+    pub(crate) workload: &'static str,
+    pub(crate) secs: f64,
+    pub(crate) reads: u64,
+    pub(crate) reads_per_s: f64,
+    pub(crate) writes: u64,
+    pub(crate) writes_per_s: f64,
+    pub(crate) bytes: u64,
+    pub(crate) mb_per_s: f64,
+    pub(crate) avg_item_bytes: f64,
+    pub(crate) reread_items: u64,
+    pub(crate) reread_secs: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct AppendReport {
+    pub(crate) engine: &'static str,
+    pub(crate) workload: &'static str,
+    pub(crate) items: u64,
+    pub(crate) item_bytes: u64,
+    pub(crate) secs: f64,
+    pub(crate) adds_per_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct ReadRun {
+    pub(crate) readers: usize,
+    pub(crate) reads: u64,
+    pub(crate) secs: f64,
+    pub(crate) reads_per_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct ReadReport {
+    pub(crate) engine: &'static str,
+    pub(crate) workload: &'static str,
+    pub(crate) items: u64,
+    pub(crate) item_bytes: u64,
+    pub(crate) runs: Vec<ReadRun>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct DurableReport {
+    pub(crate) engine: &'static str,
+    pub(crate) workload: &'static str,
+    pub(crate) tasks: usize,
+    pub(crate) item_bytes: u64,
+    pub(crate) items: u64,
+    /// Synced commits, when the engine tells (`null` otherwise).
+    pub(crate) flushes: Option<u64>,
+    pub(crate) secs: f64,
+    pub(crate) items_per_s: f64,
+    pub(crate) flushes_per_s: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct OpenReport {
+    pub(crate) engine: &'static str,
+    pub(crate) workload: &'static str,
+    /// Items of `item_bytes` written before the opens.
+    pub(crate) items: u64,
+    pub(crate) item_bytes: u64,
+    /// Files in the store's directory after the writes.
+    pub(crate) files: u64,
+    pub(crate) create_secs: f64,
+    pub(crate) opens: usize,
+    /// Median.
+    pub(crate) open_ms: f64,
+    pub(crate) first_open_ms: f64,
+}
+
+/// `count / secs`, 0 for no time at all.
+pub(crate) fn rate(count: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        as_f64(count) / secs
+    } else {
+        0.0
+    }
+}
+
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "counts far below 2^52; the figures are approximate"
+)]
+pub(crate) fn as_f64(n: u64) -> f64 {
+    n as f64
+}
+
+impl Report {
+    /// Prints one JSON line.
+    pub(crate) fn print_json(&self) -> anyhow::Result<()> {
+        let mut out = io::stdout().lock();
+        serde_json::to_writer(&mut out, self)?;
+        out.write_all(b"\n")?;
+        out.flush()?;
+        Ok(())
+    }
+
+    /// Prints text lines, each prefixed by the engine's name.
+    pub(crate) fn print_text(&self) -> io::Result<()> {
+        let mut out = io::stdout().lock();
+        match self {
+            Report::Seed(r) => {
+                writeln!(
+                    out,
+                    "{} {}: Duration: {:.2}s, Reads: {} (~{:.0}/s), Writes: {} (~{:.0}/s), \
+                     Bandwidth: {:.0}MB ({:.2}MB/s), Avg item size: {:.1}kB",
+                    r.engine,
+                    r.workload,
+                    r.secs,
+                    r.reads,
+                    r.reads_per_s,
+                    r.writes,
+                    r.writes_per_s,
+                    rate(r.bytes, 1e6),
+                    r.mb_per_s,
+                    r.avg_item_bytes / 1e3,
+                )?;
+                writeln!(
+                    out,
+                    "{} {}: Re-read from a fresh instance: {} items in {:.2}s (~{:.0}/s), \
+                     all verified",
+                    r.engine,
+                    r.workload,
+                    r.reread_items,
+                    r.reread_secs,
+                    rate(r.reread_items, r.reread_secs)
+                )?;
+            }
+            Report::Append(r) => writeln!(
+                out,
+                "{} append items={} size={} secs={:.3} adds_per_s={:.0} (durable close included)",
+                r.engine, r.items, r.item_bytes, r.secs, r.adds_per_s
+            )?,
+            Report::Read(r) => {
+                for run in &r.runs {
+                    writeln!(
+                        out,
+                        "{} read items={} size={} readers={} reads={} secs={:.3} reads_per_s={:.0}",
+                        r.engine,
+                        r.items,
+                        r.item_bytes,
+                        run.readers,
+                        run.reads,
+                        run.secs,
+                        run.reads_per_s
+                    )?;
+                }
+            }
+            Report::Durable(r) => {
+                let flushes = r
+                    .flushes
+                    .map_or_else(|| "n/a".to_owned(), |f| f.to_string());
+                let flushes_per_s = r
+                    .flushes_per_s
+                    .map_or_else(|| "n/a".to_owned(), |f| format!("{f:.0}"));
+                writeln!(
+                    out,
+                    "{} durable tasks={} size={} items={} flushes={flushes} secs={:.3} \
+                     items_per_s={:.0} flushes_per_s={flushes_per_s}",
+                    r.engine, r.tasks, r.item_bytes, r.items, r.secs, r.items_per_s
+                )?;
+            }
+            Report::Open(r) => writeln!(
+                out,
+                "{} open items={} size={} files={} open_ms={:.2} (median of {}) \
+                 first_open_ms={:.2} create_secs={:.3}",
+                r.engine,
+                r.items,
+                r.item_bytes,
+                r.files,
+                r.open_ms,
+                r.opens,
+                r.first_open_ms,
+                r.create_secs
+            )?,
+            Report::Failed {
+                engine,
+                workload,
+                error,
+            } => writeln!(out, "{engine} {workload} FAILED: {error}")?,
+        }
+        out.flush()
+    }
+}
