@@ -87,7 +87,8 @@ def main():
         ("durable, 64 tasks", "items/s", du["items_per_s"], du["limit_items_per_s"], True,
          ("durable", lambda o: o["items_per_s"]), (None, "no durable flush")),
         ("open, 1,000 files of 100 B", "ms", op["open_ms"], None, False, None, (None, "")),
-        ("open, 1,000 files of 100 KiB", "ms", op["big_open_ms"], None, False,
+        ("open, 1,000 files of 100 KiB", "ms", op["big_open_ms"], None, False, None, (None, "")),
+        ("open, 100,000 items of 1 KiB", "ms", op["items_open_ms"], None, False,
          ("open", lambda o: o["open_ms"]), (None, "")),
     ]
     head = ["workload", "unit", "aiodiskdb", "limit", "÷ limit"] + PEERS + ["Python 0.2.3", "÷ Python"]

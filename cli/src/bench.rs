@@ -36,7 +36,8 @@ pub(crate) const HELP: &str = r#"Workloads (sizes scale with --total-mb, --items
   durable     64 tasks each doing add (100 B) + flush in a loop for 5 s (or --items adds
               in all): durable items/s and flushes/s (group commit)
   open        creates 1,000 data files of one 100 B item, times `open` of the directory;
-              then the same with 100 KiB per file
+              then the same with 100 KiB per file; then a directory of 100,000 items of
+              1 KiB (what the peers' `open` stores)
   all         every workload above, in this order
 
 Each workload also measures, in the same run and directory, the limit it is compared with:
@@ -71,7 +72,7 @@ print `WORKLOAD key=value ...` lines. With --json, one object per workload:
             "ratio": f64}
   open:    {"workload": "open", "files": int, "create_secs": f64, "opens": int,
             "open_ms": f64 (median), "first_open_ms": f64, "big_file_bytes": int,
-            "big_open_ms": f64 (median)}
+            "big_open_ms": f64 (median), "items_open_ms": f64 (median)}
 MB is 10^6 bytes. Every workload uses the default configuration (durable: fsync) unless
 said above."#;
 
@@ -431,6 +432,9 @@ struct OpenReport {
     /// The same number of files holding `big_file_bytes` each.
     big_file_bytes: u64,
     big_open_ms: f64,
+    /// A directory of 100,000 items of 1 KiB in the default configuration, as the peers'
+    /// `open` workload stores.
+    items_open_ms: f64,
 }
 
 /// `count / secs`, 0 for no time at all.
@@ -538,13 +542,14 @@ impl Report {
             ),
             Report::Open(r) => outln!(
                 "open files={} open_ms={:.2} (median of {}) first_open_ms={:.2} \
-                 big_file_bytes={} big_open_ms={:.2} create_secs={:.3}",
+                 big_file_bytes={} big_open_ms={:.2} items_open_ms={:.2} create_secs={:.3}",
                 r.files,
                 r.open_ms,
                 r.opens,
                 r.first_open_ms,
                 r.big_file_bytes,
                 r.big_open_ms,
+                r.items_open_ms,
                 r.create_secs
             ),
         }
@@ -1049,6 +1054,7 @@ async fn open(ui: &Ui, dir: &Path, files: u32) -> anyhow::Result<Report> {
     const BIG: u64 = 100 << 10;
     let small = open_files(ui, &dir.join("small"), files, 100).await?;
     let big = open_files(ui, &dir.join("big"), files, BIG).await?;
+    let items = open_items(ui, &dir.join("items"), 100_000).await?;
     Ok(Report::Open(OpenReport {
         workload: "open",
         files: u64::from(files),
@@ -1058,6 +1064,7 @@ async fn open(ui: &Ui, dir: &Path, files: u32) -> anyhow::Result<Report> {
         first_open_ms: small.times[0],
         big_file_bytes: BIG + 24,
         big_open_ms: big.median_ms(),
+        items_open_ms: items.median_ms(),
     }))
 }
 
@@ -1074,6 +1081,35 @@ impl OpenTimes {
         t.sort_by(f64::total_cmp);
         t[t.len() / 2]
     }
+}
+
+/// Writes `items` items of 1 KiB to `dir` (default configuration), then opens the
+/// directory 5 times.
+async fn open_items(ui: &Ui, dir: &Path, items: u64) -> anyhow::Result<OpenTimes> {
+    const OPENS: usize = 5;
+    let bar = ui.phase(
+        Workload::Open,
+        &format!("writing {items} items of 1 KiB"),
+        Some(items),
+        Unit::Items,
+    );
+    let start = Instant::now();
+    let db = AioDiskDb::open(dir).await?;
+    for i in 0..items {
+        db.add(read_item(i)).await?;
+        bar.inc(1);
+    }
+    db.stop().await?;
+    let create_secs = start.elapsed().as_secs_f64();
+    bar.finish();
+    let mut times = Vec::with_capacity(OPENS);
+    for _ in 0..OPENS {
+        let t = Instant::now();
+        let db = AioDiskDb::open(dir).await?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        db.stop().await?;
+    }
+    Ok(OpenTimes { create_secs, times })
 }
 
 /// Creates `files` data files in `dir` of one `item`-byte item each, then opens the
