@@ -21,7 +21,8 @@ def load(d):
     py = {}
     for line in (d / "python.txt").read_text().splitlines():
         name, *kv = line.split()
-        py[name] = dict(x.split("=", 1) for x in kv)
+        # randread prints the line of its own (smaller) `small` first: keep the first one.
+        py.setdefault(name, dict(x.split("=", 1) for x in kv))
     return ours, peers, py
 
 

@@ -49,10 +49,12 @@ pub(crate) enum Bug {
     RenameBeforeTempSynced,
     /// A transaction is committed in two batches.
     SplitTransaction,
+    /// The first change of a session writes data before the dirty state record.
+    NoDirtyMarkBeforeFirstWrite,
 }
 
 impl Bug {
-    pub(crate) const ALL: [Bug; 7] = [
+    pub(crate) const ALL: [Bug; 8] = [
         Bug::AckBeforeSync,
         Bug::NoDirSyncAfterCreate,
         Bug::RetryFailedSync,
@@ -60,6 +62,7 @@ impl Bug {
         Bug::TruncateBeforeCommit,
         Bug::RenameBeforeTempSynced,
         Bug::SplitTransaction,
+        Bug::NoDirtyMarkBeforeFirstWrite,
     ];
 }
 

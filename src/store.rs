@@ -55,6 +55,11 @@ pub(crate) struct Store {
     state_path: PathBuf,
     state_file: Arc<dyn FsFile>,
     state: State,
+    /// Whether the state on disk is a dirty record of this session. Until the first
+    /// change, the directory is left as it was found (a read-only session writes nothing);
+    /// every change first makes sure of a dirty record, so that from then on the state
+    /// file is the commit point.
+    marked_dirty: bool,
     head_file: Arc<dyn FsFile>,
     catalog: Catalog,
 }
@@ -136,7 +141,19 @@ impl Store {
             )?;
         }
         self.state = next;
+        self.marked_dirty = !clean;
         Ok(())
+    }
+
+    /// Writes a dirty state record before the first change of the session: from then on,
+    /// recovery cuts whatever a crash leaves past the committed end.
+    fn mark_dirty(&mut self) -> Result<()> {
+        if self.marked_dirty || seeded!(self.fs, NoDirtyMarkBeforeFirstWrite) {
+            return Ok(());
+        }
+        let head = self.catalog.head;
+        let end = self.catalog.head_info().map_or(0, |f| f.end);
+        self.write_state(false, head, end, Pending::None)
     }
 
     /// Appends the segments and commits them as one batch. On return the data is persisted
@@ -145,6 +162,7 @@ impl Store {
     /// Segments must continue the committed head: the first starts at the head's committed
     /// end (or creates the next index), each next one likewise.
     pub(crate) fn write_batch(&mut self, segments: &[&Segment]) -> Result<Vec<Delta>> {
+        self.mark_dirty()?;
         let mut touched: Vec<(Arc<dyn FsFile>, u32)> = Vec::new();
         let mut created = false;
         let mut deltas = Vec::with_capacity(segments.len() + 1);
@@ -245,6 +263,10 @@ impl Store {
     /// Marks the directory cleanly stopped: everything is synced and the data files are
     /// authoritative as they are.
     pub(crate) fn close_clean(&mut self) -> Result<()> {
+        // Nothing changed since a clean state was found: leave it as it is.
+        if !self.marked_dirty && self.state.clean {
+            return Ok(());
+        }
         let head = self.catalog.head;
         let end = self.catalog.head_info().map_or(0, |f| f.end);
         self.write_state(true, head, end, Pending::None)
@@ -279,6 +301,7 @@ impl Store {
 
     /// Cuts `index` from logical position `from` to its end. See `AioDiskDb::rtrim`.
     pub(crate) fn rtrim(&mut self, index: u32, from: u32, check: &[u8]) -> Result<TrimOutcome> {
+        self.mark_dirty()?;
         let info = self.file_info(index)?;
         let is_head = index == self.catalog.head;
         if from > info.end {
@@ -357,6 +380,7 @@ impl Store {
 
     /// Removes the bytes of `index` before logical position `to`. See `AioDiskDb::ltrim`.
     pub(crate) fn ltrim(&mut self, index: u32, to: u32, check: &[u8]) -> Result<TrimOutcome> {
+        self.mark_dirty()?;
         let info = self.file_info(index)?;
         if to <= info.trim_offset {
             return Err(Error::trim(
@@ -482,6 +506,7 @@ impl Store {
 
     /// Deletes the data file of `index`. Dropping the head moves appends to a new index.
     pub(crate) fn drop_index(&mut self, index: u32) -> Result<TrimOutcome> {
+        self.mark_dirty()?;
         let info = self.file_info(index)?;
         let path = self.data_path(index);
         let mut deltas = Vec::new();

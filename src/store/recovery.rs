@@ -8,8 +8,10 @@
 //! 2. A clean or absent state (our clean stop, or a Python directory): trust the files as
 //!    they are (another writer may have appended), and apply a Python `.checkpoint-*` left
 //!    by a crashed Python flush.
-//! 3. Delete stale `.tmp.` files, create the head file if missing, write a fresh dirty
-//!    state: from here on, the state file is the commit point.
+//! 3. Delete stale `.tmp.` files and create the head file if missing. The first change of
+//!    the session (a flush, a trim) writes a fresh dirty state before anything else: from
+//!    then on, the state file is the commit point. A session that changes nothing leaves
+//!    the state as it found it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -527,7 +529,7 @@ impl Store {
             io("sync directory", dir, fs.sync_dir(dir))?;
         }
         let head_end = catalog.head_info().map_or(0, |f| f.end);
-        let mut store = Store {
+        let store = Store {
             fs,
             dir: dir.clone(),
             naming: naming.clone(),
@@ -543,10 +545,21 @@ impl Store {
                 head_end,
                 pending: Pending::None,
             }),
+            marked_dirty: false,
             head_file,
             catalog,
         };
-        store.write_state(false, head, head_end, Pending::None)?;
+        // The first change would need the next sequence number: refuse now, with the
+        // directory untouched, rather than at the first flush. Only a forged state file
+        // gets here.
+        if store.state.seq == u64::MAX {
+            return Err(Error::InvalidDbState {
+                reason: format!(
+                    "{}: the commit sequence number is exhausted",
+                    store.state_path.display()
+                ),
+            });
+        }
         Ok((store, report))
     }
 }

@@ -414,3 +414,52 @@ async fn stop_during_concurrent_adds_keeps_every_acknowledged_item() -> TestResu
     db.stop().await?;
     Ok(())
 }
+
+/// A session that changes nothing leaves the directory exactly as it found it, state file
+/// included: opening writes no state record (the first change does), and the stop writes
+/// none either when the state it found was clean. A session that writes marks the state
+/// dirty first and clean at the stop.
+#[tokio::test]
+async fn a_read_only_session_leaves_the_directory_untouched() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = AioDiskDb::open(dir.path()).await?;
+    let loc = db.add(item(1, 500)).await?;
+    db.stop().await?;
+    let before = snapshot(dir.path());
+    assert!(
+        before.contains_key(".aiodiskdb.data.state"),
+        "{:?}",
+        before.keys()
+    );
+
+    let db = AioDiskDb::open(dir.path()).await?;
+    assert_eq!(db.read(loc).await?.as_deref(), Some(&item(1, 500)[..]));
+    assert_eq!(
+        snapshot(dir.path()),
+        before,
+        "open or read changed the directory"
+    );
+    db.stop().await?;
+    assert_eq!(
+        snapshot(dir.path()),
+        before,
+        "a read-only stop changed the directory"
+    );
+
+    // A write changes the state record (and the data file).
+    let db = AioDiskDb::open(dir.path()).await?;
+    db.add(item(2, 10)).await?;
+    db.flush().await?;
+    let during = snapshot(dir.path());
+    assert_ne!(
+        during[".aiodiskdb.data.state"], before[".aiodiskdb.data.state"],
+        "the first flush marks the state dirty"
+    );
+    db.stop().await?;
+    let after = snapshot(dir.path());
+    assert_ne!(
+        after[".aiodiskdb.data.state"],
+        during[".aiodiskdb.data.state"]
+    );
+    Ok(())
+}
