@@ -192,7 +192,7 @@ impl Store {
                 Self::io(
                     "write data file",
                     &path,
-                    f.write_all_at(&seg.data, HEADER_LEN),
+                    write_with_writeback(f.as_ref(), &seg.data, HEADER_LEN),
                 )?;
                 self.head_file = Arc::clone(&f);
                 touched.push((f, seg.index));
@@ -215,7 +215,7 @@ impl Store {
                 Self::io(
                     "write data file",
                     &path,
-                    self.head_file.write_all_at(&seg.data, offset),
+                    write_with_writeback(self.head_file.as_ref(), &seg.data, offset),
                 )?;
                 if !touched.iter().any(|(_, i)| *i == seg.index) {
                     touched.push((Arc::clone(&self.head_file), seg.index));
@@ -556,6 +556,26 @@ impl Store {
 
 fn internal(reason: String) -> Error {
     Error::InvalidDbState { reason }
+}
+
+/// Data of a batch is written in pieces of this size, each handed to writeback at once.
+const WRITEBACK_CHUNK: usize = 1 << 20;
+
+/// Writes `data` at `offset`; a large write goes in 1 MiB pieces, each followed by a
+/// writeback hint, so that the disk writes while the rest is copied (without it, a 16 MiB
+/// batch was copied whole, then synced whole: about 0.6 of the speed on the development
+/// VM). Small batches are one write, with no hint.
+fn write_with_writeback(file: &dyn FsFile, data: &[u8], offset: u64) -> std::io::Result<()> {
+    if data.len() <= WRITEBACK_CHUNK {
+        return file.write_all_at(data, offset);
+    }
+    let mut at = offset;
+    for piece in data.chunks(WRITEBACK_CHUNK) {
+        file.write_all_at(piece, at)?;
+        file.start_writeback(at, piece.len() as u64);
+        at += piece.len() as u64;
+    }
+    Ok(())
 }
 
 pub(crate) fn read_up_to(f: &dyn FsFile, buf: &mut [u8]) -> std::io::Result<usize> {

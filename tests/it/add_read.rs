@@ -369,3 +369,34 @@ fn cached_reads_do_not_need_a_blocking_thread() -> TestResult {
         Ok(())
     })
 }
+
+/// A batch larger than the 1 MiB writeback piece is written in pieces whose boundaries fall
+/// inside items: every byte reads back, from RAM, from the page cache and after reopen.
+#[tokio::test]
+async fn batches_larger_than_a_writeback_piece_read_back_whole() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = AioDiskDb::open(dir.path()).await?;
+    let mut locs = Vec::new();
+    for i in 0..7 {
+        locs.push(db.add(item(i, 700 * 1024 + 13 * i as usize)).await?);
+    }
+    db.flush().await?;
+    for (i, loc) in (0..).zip(&locs) {
+        assert_eq!(
+            db.read(*loc).await?.as_deref(),
+            Some(&item(i, 700 * 1024 + 13 * i as usize)[..])
+        );
+    }
+    db.stop().await?;
+    let expected: u64 = (0..7u64).map(|i| 700 * 1024 + 13 * i).sum();
+    assert_eq!(file_len(dir.path(), "data00000.dat"), HEADER_LEN + expected);
+    let db = AioDiskDb::open(dir.path()).await?;
+    for (i, loc) in (0..).zip(&locs) {
+        assert_eq!(
+            db.read(*loc).await?.as_deref(),
+            Some(&item(i, 700 * 1024 + 13 * i as usize)[..])
+        );
+    }
+    db.stop().await?;
+    Ok(())
+}
