@@ -31,6 +31,8 @@ def num(x, digits=0):
         return "n/a"
     if x >= 100 or digits == 0:
         return f"{x:,.0f}"
+    if x < 1:
+        return f"{x:.2f}"
     return f"{x:,.{digits}f}"
 
 

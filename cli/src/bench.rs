@@ -580,8 +580,9 @@ async fn limit<T: Send + 'static>(
 const ONE_SYNC_MAX: u64 = 256 << 20;
 
 /// The write limit: seconds to write `bytes` the faster of two plain ways (writes of
-/// 64 MiB and one fdatasync at the end; writes of 16 MiB, the default buffer size, each
-/// followed by one fdatasync), with its progress phase.
+/// 16 MiB, the default buffer size, each followed by one fdatasync; up to
+/// [`ONE_SYNC_MAX`], also writes of 64 MiB and one fdatasync at the end), with its
+/// progress phase.
 async fn write_limit(ui: &Ui, workload: Workload, dir: &Path, bytes: u64) -> anyhow::Result<f64> {
     let bar = ui.phase(
         workload,
