@@ -21,7 +21,10 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::out::{self, outln};
 
+mod data;
 mod raw;
+
+use data::{as_f64, rate, read_item};
 
 pub(crate) const HELP: &str = r#"Workloads (sizes scale with --total-mb, --items, --files, --seconds):
   seed-large  random 1 KiB..1 MiB items up to 1000 MB with a concurrent verifying reader,
@@ -438,23 +441,6 @@ struct OpenReport {
     items_open_ms: f64,
 }
 
-/// `count / secs`, 0 for no time at all.
-fn rate(count: u64, secs: f64) -> f64 {
-    if secs > 0.0 {
-        as_f64(count) / secs
-    } else {
-        0.0
-    }
-}
-
-#[expect(
-    clippy::cast_precision_loss,
-    reason = "counts far below 2^52; the figures are approximate"
-)]
-fn as_f64(n: u64) -> f64 {
-    n as f64
-}
-
 impl Report {
     fn print(&self) -> std::io::Result<()> {
         match self {
@@ -658,11 +644,8 @@ async fn seed(
     seed: u64,
 ) -> anyhow::Result<Report> {
     let total = total_mb * 1_000_000;
-    let mut rng = StdRng::seed_from_u64(seed);
-    let blob: Bytes = (0..max * 2)
-        .map(|_| rng.gen::<u8>())
-        .collect::<Vec<u8>>()
-        .into();
+    let (blob, mut rng) = data::seed_blob(seed, max);
+    let blob = Bytes::from(blob);
     let before = write_limit(ui, workload, dir, total).await?;
     let rss_reset = raw::reset_peak_rss();
     let db = AioDiskDb::open(dir).await?;
@@ -683,8 +666,7 @@ async fn seed(
     let start = Instant::now();
     let mut bytes = 0u64;
     while bytes < total {
-        let size = rng.gen_range(min..=max);
-        let at = rng.gen_range(0..=blob.len() - size);
+        let (at, size) = data::next_seed_item(&mut rng, blob.len(), min, max);
         let item = blob.slice(at..at + size);
         let loc = db.add(item.clone()).await?;
         written.write().expect("lock").push((loc, item));
@@ -807,13 +789,6 @@ async fn append(
     }))
 }
 
-/// The 1 KiB item number `i` of `read`: `i` (u64 LE), then its low byte repeated.
-fn read_item(i: u64) -> Bytes {
-    let mut v = vec![i.to_le_bytes()[0]; 1024];
-    v[..8].copy_from_slice(&i.to_le_bytes());
-    v.into()
-}
-
 /// `read`: writes 1 KiB items, reopens, and reads random ones back from disk with 1 and
 /// with 32 concurrent readers.
 async fn read(ui: &Ui, dir: &Path, items: u64, seed: u64) -> anyhow::Result<Report> {
@@ -827,7 +802,7 @@ async fn read(ui: &Ui, dir: &Path, items: u64, seed: u64) -> anyhow::Result<Repo
     );
     let mut locs = Vec::with_capacity(usize::try_from(items)?);
     for i in 0..items {
-        locs.push(db.add(read_item(i)).await?);
+        locs.push(db.add(Bytes::from(read_item(i))).await?);
         bar.inc(1);
     }
     db.stop().await?;
@@ -1107,7 +1082,7 @@ async fn open_items(ui: &Ui, dir: &Path, items: u64) -> anyhow::Result<OpenTimes
     let start = Instant::now();
     let db = AioDiskDb::open(dir).await?;
     for i in 0..items {
-        db.add(read_item(i)).await?;
+        db.add(Bytes::from(read_item(i))).await?;
         bar.inc(1);
     }
     db.stop().await?;

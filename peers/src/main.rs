@@ -4,6 +4,9 @@
 //! equivalent to ours (data acknowledged only once fsynced). See [`engines`] for how each
 //! engine is used and made durable.
 
+// The workloads' data, shared with `aiodiskdb bench` so that both run on the same bytes.
+#[path = "../../cli/src/bench/data.rs"]
+mod data;
 mod engine;
 mod engines;
 mod report;

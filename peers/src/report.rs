@@ -5,6 +5,8 @@ use std::io::{self, Write as _};
 
 use serde::Serialize;
 
+use crate::data::rate;
+
 /// One (engine, workload) result.
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
@@ -93,23 +95,6 @@ pub(crate) struct OpenReport {
     /// Median.
     pub(crate) open_ms: f64,
     pub(crate) first_open_ms: f64,
-}
-
-/// `count / secs`, 0 for no time at all.
-pub(crate) fn rate(count: u64, secs: f64) -> f64 {
-    if secs > 0.0 {
-        as_f64(count) / secs
-    } else {
-        0.0
-    }
-}
-
-#[expect(
-    clippy::cast_precision_loss,
-    reason = "counts far below 2^52; the figures are approximate"
-)]
-pub(crate) fn as_f64(n: u64) -> f64 {
-    n as f64
 }
 
 impl Report {

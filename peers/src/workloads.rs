@@ -12,9 +12,10 @@ use anyhow::{bail, ensure, Context as _};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 
+use crate::data::{as_f64, next_seed_item, rate, read_item, seed_blob};
 use crate::engine::{Engine, Handle as _, Visibility};
 use crate::report::{
-    as_f64, rate, AppendReport, DurableReport, OpenReport, ReadReport, ReadRun, Report, SeedReport,
+    AppendReport, DurableReport, OpenReport, ReadReport, ReadRun, Report, SeedReport,
 };
 
 /// Progress lines on stderr, unless quiet.
@@ -60,8 +61,7 @@ pub(crate) fn seed<E: Engine>(
         seed,
     } = spec;
     let total = total_mb * 1_000_000;
-    let mut rng = StdRng::seed_from_u64(seed);
-    let blob: Vec<u8> = (0..max * 2).map(|_| rng.gen::<u8>()).collect();
+    let (blob, mut rng) = seed_blob(seed, max);
     let db = E::open(dir)?;
     // Written items: location, and where their bytes are in `blob`.
     let written: RwLock<Vec<(E::Loc, usize, usize)>> = RwLock::new(Vec::new());
@@ -84,8 +84,7 @@ pub(crate) fn seed<E: Engine>(
         let bytes = db.bulk(Visibility::Immediate, |add| {
             let mut bytes = 0u64;
             while bytes < total && !done.load(Ordering::Relaxed) {
-                let size = rng.gen_range(min..=max);
-                let at = rng.gen_range(0..=blob.len() - size);
+                let (at, size) = next_seed_item(&mut rng, blob.len(), min, max);
                 let loc = add(&blob[at..at + size])?;
                 written
                     .write()
@@ -195,14 +194,6 @@ pub(crate) fn append<E: Engine>(
         secs,
         adds_per_s: rate(items, secs),
     }))
-}
-
-/// The 1 KiB item number `i` of `read` and `open`: `i` (u64 LE), then its low byte
-/// repeated (as in `bench.rs`).
-fn read_item(i: u64) -> Vec<u8> {
-    let mut v = vec![i.to_le_bytes()[0]; 1024];
-    v[..8].copy_from_slice(&i.to_le_bytes());
-    v
 }
 
 /// Writes `items` items of `read_item` in one session and closes the store.

@@ -1,0 +1,51 @@
+//! The workloads' data, shared with the peers' benchmark (peers/src/main.rs includes this
+//! file) so that both run on the same bytes: the seed's blob and item picks, the 1 KiB
+//! items of `read` and `open`, and the rate arithmetic.
+
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+
+/// The seed workloads' random blob (twice the largest item: items are slices of it) and
+/// the generator that then picks the items with [`next_seed_item`].
+pub(crate) fn seed_blob(seed: u64, max: usize) -> (Vec<u8>, StdRng) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let blob = (0..max * 2).map(|_| rng.gen::<u8>()).collect();
+    (blob, rng)
+}
+
+/// The next seed item: where it starts in the blob, and its size (`min..=max`).
+pub(crate) fn next_seed_item(
+    rng: &mut StdRng,
+    blob_len: usize,
+    min: usize,
+    max: usize,
+) -> (usize, usize) {
+    let size = rng.gen_range(min..=max);
+    let at = rng.gen_range(0..=blob_len - size);
+    (at, size)
+}
+
+/// The 1 KiB item number `i` of `read` and `open`: `i` (u64 LE), then its low byte
+/// repeated.
+pub(crate) fn read_item(i: u64) -> Vec<u8> {
+    let mut v = vec![i.to_le_bytes()[0]; 1024];
+    v[..8].copy_from_slice(&i.to_le_bytes());
+    v
+}
+
+/// `count / secs`, 0 for no time at all.
+pub(crate) fn rate(count: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        as_f64(count) / secs
+    } else {
+        0.0
+    }
+}
+
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "counts far below 2^52; the figures are approximate"
+)]
+pub(crate) fn as_f64(n: u64) -> f64 {
+    n as f64
+}
