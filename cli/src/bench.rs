@@ -24,7 +24,7 @@ use crate::out::{self, outln};
 mod data;
 mod raw;
 
-use data::{as_f64, rate, read_item};
+use data::{as_f64, rate, read_item, SeedFigures};
 
 pub(crate) const HELP: &str = r#"Workloads (sizes scale with --total-mb, --items, --files, --seconds):
   seed-large  random 1 KiB..1 MiB items up to 1000 MB with a concurrent verifying reader,
@@ -345,17 +345,9 @@ enum Report {
 #[derive(Debug, Serialize)]
 struct SeedReport {
     workload: &'static str,
-    secs: f64,
-    reads: u64,
-    reads_per_s: f64,
-    writes: u64,
-    writes_per_s: f64,
-    bytes: u64,
-    mb_per_s: f64,
-    avg_item_bytes: f64,
-    reread_items: u64,
-    reread_secs: f64,
-    /// The same bytes written with large writes and one fdatasync.
+    #[serde(flatten)]
+    figures: SeedFigures,
+    /// The same bytes with plain writes + fdatasync (see `write_limit`).
     limit_secs: f64,
     limit_mb_per_s: f64,
     ratio: f64,
@@ -373,7 +365,7 @@ struct AppendReport {
     /// The default configuration, then `max_buffer_items` raised so that the byte
     /// threshold governs flushes.
     runs: Vec<AppendRun>,
-    /// The same bytes written with large writes and one fdatasync.
+    /// The same bytes with plain writes + fdatasync (see `write_limit`).
     limit_secs: f64,
     limit_adds_per_s: f64,
 }
@@ -445,24 +437,8 @@ impl Report {
     fn print(&self) -> std::io::Result<()> {
         match self {
             Report::Seed(r) => {
-                outln!(
-                    "Duration: {:.2}s, Reads: {} (~{:.0}/s), Writes: {} (~{:.0}/s), \
-                     Bandwidth: {:.0}MB ({:.2}MB/s), Avg item size: {:.1}kB",
-                    r.secs,
-                    r.reads,
-                    r.reads_per_s,
-                    r.writes,
-                    r.writes_per_s,
-                    rate(r.bytes, 1e6),
-                    r.mb_per_s,
-                    r.avg_item_bytes / 1e3,
-                )?;
-                outln!(
-                    "Re-read from a fresh instance: {} items in {:.2}s (~{:.0}/s), all verified",
-                    r.reread_items,
-                    r.reread_secs,
-                    rate(r.reread_items, r.reread_secs)
-                )?;
+                outln!("{}", r.figures.seed_line())?;
+                outln!("{}", r.figures.reread_line())?;
                 outln!(
                     "Limit: the same bytes with plain writes + fdatasync: {:.2}s \
                      ({:.2}MB/s), ratio {:.2}; peak RSS {} (bound {:.0} MiB)",
@@ -708,16 +684,7 @@ async fn seed(
     let limit_secs = mean_limit_secs(bytes, [(total, before), (bytes, after)]);
     Ok(Report::Seed(SeedReport {
         workload: workload.name(),
-        secs: elapsed,
-        reads,
-        reads_per_s: rate(reads, elapsed),
-        writes,
-        writes_per_s: rate(writes, elapsed),
-        bytes,
-        mb_per_s: rate(bytes, elapsed) / 1e6,
-        avg_item_bytes: rate(bytes, as_f64(writes.max(1))),
-        reread_items: writes,
-        reread_secs,
+        figures: SeedFigures::new(elapsed, reads, writes, bytes, reread_secs),
         limit_secs,
         limit_mb_per_s: rate(bytes, limit_secs) / 1e6,
         ratio: ratio(limit_secs, elapsed),

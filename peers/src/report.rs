@@ -5,7 +5,7 @@ use std::io::{self, Write as _};
 
 use serde::Serialize;
 
-use crate::data::rate;
+use crate::data::SeedFigures;
 
 /// One (engine, workload) result.
 #[derive(Debug, Serialize)]
@@ -28,16 +28,8 @@ pub(crate) enum Report {
 pub(crate) struct SeedReport {
     pub(crate) engine: &'static str,
     pub(crate) workload: &'static str,
-    pub(crate) secs: f64,
-    pub(crate) reads: u64,
-    pub(crate) reads_per_s: f64,
-    pub(crate) writes: u64,
-    pub(crate) writes_per_s: f64,
-    pub(crate) bytes: u64,
-    pub(crate) mb_per_s: f64,
-    pub(crate) avg_item_bytes: f64,
-    pub(crate) reread_items: u64,
-    pub(crate) reread_secs: f64,
+    #[serde(flatten)]
+    pub(crate) figures: SeedFigures,
 }
 
 #[derive(Debug, Serialize)]
@@ -112,31 +104,9 @@ impl Report {
         let mut out = io::stdout().lock();
         match self {
             Report::Seed(r) => {
-                writeln!(
-                    out,
-                    "{} {}: Duration: {:.2}s, Reads: {} (~{:.0}/s), Writes: {} (~{:.0}/s), \
-                     Bandwidth: {:.0}MB ({:.2}MB/s), Avg item size: {:.1}kB",
-                    r.engine,
-                    r.workload,
-                    r.secs,
-                    r.reads,
-                    r.reads_per_s,
-                    r.writes,
-                    r.writes_per_s,
-                    rate(r.bytes, 1e6),
-                    r.mb_per_s,
-                    r.avg_item_bytes / 1e3,
-                )?;
-                writeln!(
-                    out,
-                    "{} {}: Re-read from a fresh instance: {} items in {:.2}s (~{:.0}/s), \
-                     all verified",
-                    r.engine,
-                    r.workload,
-                    r.reread_items,
-                    r.reread_secs,
-                    rate(r.reread_items, r.reread_secs)
-                )?;
+                let prefix = format!("{} {}:", r.engine, r.workload);
+                writeln!(out, "{prefix} {}", r.figures.seed_line())?;
+                writeln!(out, "{prefix} {}", r.figures.reread_line())?;
             }
             Report::Append(r) => writeln!(
                 out,

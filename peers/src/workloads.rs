@@ -12,7 +12,7 @@ use anyhow::{bail, ensure, Context as _};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 
-use crate::data::{as_f64, next_seed_item, rate, read_item, seed_blob};
+use crate::data::{next_seed_item, rate, read_item, seed_blob, SeedFigures};
 use crate::engine::{Engine, Handle as _, Visibility};
 use crate::report::{
     AppendReport, DurableReport, OpenReport, ReadReport, ReadRun, Report, SeedReport,
@@ -121,16 +121,7 @@ pub(crate) fn seed<E: Engine>(
     Ok(Report::Seed(SeedReport {
         engine,
         workload,
-        secs: elapsed,
-        reads,
-        reads_per_s: rate(reads, elapsed),
-        writes,
-        writes_per_s: rate(writes, elapsed),
-        bytes,
-        mb_per_s: rate(bytes, elapsed) / 1e6,
-        avg_item_bytes: rate(bytes, as_f64(writes.max(1))),
-        reread_items: writes,
-        reread_secs,
+        figures: SeedFigures::new(elapsed, reads, writes, bytes, reread_secs),
     }))
 }
 

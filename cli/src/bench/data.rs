@@ -49,3 +49,66 @@ pub(crate) fn rate(count: u64, secs: f64) -> f64 {
 pub(crate) fn as_f64(n: u64) -> f64 {
     n as f64
 }
+
+/// The figures of a seed workload (`seed-large`, `seed-small`): what the seed's line
+/// prints, plus the re-read from a fresh instance. Both benchmarks flatten it into their
+/// JSON objects, so the field names and the lines are defined once.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct SeedFigures {
+    pub(crate) secs: f64,
+    pub(crate) reads: u64,
+    pub(crate) reads_per_s: f64,
+    pub(crate) writes: u64,
+    pub(crate) writes_per_s: f64,
+    pub(crate) bytes: u64,
+    pub(crate) mb_per_s: f64,
+    pub(crate) avg_item_bytes: f64,
+    pub(crate) reread_items: u64,
+    pub(crate) reread_secs: f64,
+}
+
+impl SeedFigures {
+    /// `writes` items of `bytes` in all written in `secs` while `reads` concurrent reads
+    /// were checked; every item then re-read in `reread_secs`.
+    pub(crate) fn new(secs: f64, reads: u64, writes: u64, bytes: u64, reread_secs: f64) -> Self {
+        SeedFigures {
+            secs,
+            reads,
+            reads_per_s: rate(reads, secs),
+            writes,
+            writes_per_s: rate(writes, secs),
+            bytes,
+            mb_per_s: rate(bytes, secs) / 1e6,
+            avg_item_bytes: rate(bytes, as_f64(writes.max(1))),
+            reread_items: writes,
+            reread_secs,
+        }
+    }
+
+    /// The seed's line: `Duration: ..., Reads: N (~r/s), Writes: N (~w/s), Bandwidth: XMB
+    /// (Y MB/s), Avg item size: Z kB`.
+    pub(crate) fn seed_line(&self) -> String {
+        format!(
+            "Duration: {:.2}s, Reads: {} (~{:.0}/s), Writes: {} (~{:.0}/s), \
+             Bandwidth: {:.0}MB ({:.2}MB/s), Avg item size: {:.1}kB",
+            self.secs,
+            self.reads,
+            self.reads_per_s,
+            self.writes,
+            self.writes_per_s,
+            rate(self.bytes, 1e6),
+            self.mb_per_s,
+            self.avg_item_bytes / 1e3,
+        )
+    }
+
+    /// The re-read line.
+    pub(crate) fn reread_line(&self) -> String {
+        format!(
+            "Re-read from a fresh instance: {} items in {:.2}s (~{:.0}/s), all verified",
+            self.reread_items,
+            self.reread_secs,
+            rate(self.reread_items, self.reread_secs)
+        )
+    }
+}
