@@ -301,7 +301,6 @@ impl Store {
 
     /// Cuts `index` from logical position `from` to its end. See `AioDiskDb::rtrim`.
     pub(crate) fn rtrim(&mut self, index: u32, from: u32, check: &[u8]) -> Result<TrimOutcome> {
-        self.mark_dirty()?;
         let info = self.file_info(index)?;
         let is_head = index == self.catalog.head;
         if from > info.end {
@@ -343,6 +342,8 @@ impl Store {
         if trimmed == 0 {
             return Ok(TrimOutcome::default());
         }
+        // Validated: from here on the directory changes.
+        self.mark_dirty()?;
         let path = self.data_path(index);
         let new_len = HEADER_LEN + u64::from(new_end - info.trim_offset);
         if is_head {
@@ -380,7 +381,6 @@ impl Store {
 
     /// Removes the bytes of `index` before logical position `to`. See `AioDiskDb::ltrim`.
     pub(crate) fn ltrim(&mut self, index: u32, to: u32, check: &[u8]) -> Result<TrimOutcome> {
-        self.mark_dirty()?;
         let info = self.file_info(index)?;
         if to <= info.trim_offset {
             return Err(Error::trim(
@@ -424,6 +424,8 @@ impl Store {
         if to == info.end {
             return self.drop_index(index);
         }
+        // Validated: from here on the directory changes.
+        self.mark_dirty()?;
         let is_head = index == self.catalog.head;
         let path = self.data_path(index);
         let temp = self.path(&self.naming.temp_file(index));
@@ -506,7 +508,6 @@ impl Store {
 
     /// Deletes the data file of `index`. Dropping the head moves appends to a new index.
     pub(crate) fn drop_index(&mut self, index: u32) -> Result<TrimOutcome> {
-        self.mark_dirty()?;
         let info = self.file_info(index)?;
         let path = self.data_path(index);
         let mut deltas = Vec::new();
@@ -518,6 +519,7 @@ impl Store {
                     padding: self.naming.padding,
                 });
             };
+            self.mark_dirty()?;
             let next_path = self.data_path(next);
             let f = create_data_file(self.fs.as_ref(), &next_path, self.genesis, 0, self.sync)?;
             if self.sync {
@@ -537,6 +539,7 @@ impl Store {
             }
             self.write_state(false, next, 0, Pending::None)?;
         } else {
+            self.mark_dirty()?;
             Self::io("remove data file", &path, self.fs.remove(&path))?;
             if self.sync {
                 Self::io("sync directory", &self.dir, self.fs.sync_dir(&self.dir))?;

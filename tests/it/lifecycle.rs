@@ -432,12 +432,34 @@ async fn a_read_only_session_leaves_the_directory_untouched() -> TestResult {
         before.keys()
     );
 
-    let db = AioDiskDb::open(dir.path()).await?;
+    // Trims allowed, so that the rejected ones below reach the storage layer.
+    let db = AioDiskDb::builder(dir.path())
+        .overwrite(true)
+        .open()
+        .await?;
     assert_eq!(db.read(loc).await?.as_deref(), Some(&item(1, 500)[..]));
     assert_eq!(
         snapshot(dir.path()),
         before,
         "open or read changed the directory"
+    );
+    // Trims that the storage layer rejects (a safety check that does not match, a range
+    // past the end) change nothing either.
+    for rejected in [
+        db.rtrim(0, 10, b"wrong").await,
+        db.ltrim(0, 10, b"wrong").await,
+        db.rtrim(0, 501, b"").await,
+        db.ltrim(0, 501, b"").await,
+    ] {
+        match rejected {
+            Err(Error::InvalidTrimCommand { .. }) => {}
+            other => return Err(format!("expected InvalidTrimCommand, got {other:?}").into()),
+        }
+    }
+    assert_eq!(
+        snapshot(dir.path()),
+        before,
+        "a rejected trim changed the directory"
     );
     db.stop().await?;
     assert_eq!(
