@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use crate::db::AioDiskDb;
 use crate::error::{Error, Result};
 use crate::events::{Hooks, WriteEvent};
-use crate::format::{Naming, DEFAULT_GENESIS, HEADER_LEN};
+use crate::format::{Format, Naming, DEFAULT_GENESIS, HEADER_LEN, MAX_PREFIX_BYTES};
 
 /// When an item counts as persisted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -58,6 +58,14 @@ impl Config {
 
     pub(crate) fn sync(&self) -> bool {
         self.durability == Durability::Sync
+    }
+
+    /// The naming and genesis bytes, as the state file records them.
+    pub(crate) fn format(&self) -> Format {
+        Format {
+            naming: self.naming.clone(),
+            genesis: self.genesis,
+        }
     }
 }
 
@@ -163,7 +171,7 @@ impl Builder {
         self
     }
 
-    /// Data file name prefix: letters only. Default `"data"`.
+    /// Data file name prefix: letters only, at most 200 bytes. Default `"data"`.
     pub fn file_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.file_prefix = prefix.into();
         self
@@ -336,6 +344,13 @@ impl Builder {
                 "file_prefix",
                 &format!("{:?}", b.file_prefix),
                 "must be a non-empty string of letters",
+            ));
+        }
+        if b.file_prefix.len() > MAX_PREFIX_BYTES {
+            return Err(Error::config(
+                "file_prefix",
+                &format!("of {} bytes", b.file_prefix.len()),
+                format!("must be at most {MAX_PREFIX_BYTES} bytes (file names are limited to 255)"),
             ));
         }
         if !(1..=10).contains(&b.file_padding) {

@@ -27,6 +27,9 @@ use crate::reader::ReadCache;
 use crate::sim::{Bug, Damage, SimFs};
 use crate::store::{Segment, Store};
 
+mod python_sim;
+use python_sim::{python_session, PyOutcome};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum St {
     /// Added, not acknowledged: absent or whole.
@@ -37,6 +40,9 @@ enum St {
     Gone,
     /// In the range of a trim that was not acknowledged: absent or whole.
     MaybeGone,
+    /// Not acknowledged, rolled back by the Python library, and its range reused by the
+    /// Python library's appends: it reads as another writer's bytes (its batch was absent).
+    Reused,
 }
 
 #[derive(Debug, Clone)]
@@ -475,8 +481,15 @@ fn check_catalog(image: &SimFs, cfg: &Config, catalog: &Catalog, m: &Model) -> R
         }
     }
     for g in &m.groups {
-        let k = g.iter().filter(|n| present[**n]).count();
-        if k != 0 && k != g.len() {
+        let reused = g.iter().any(|n| m.items[*n].st == St::Reused);
+        let settled: Vec<usize> = g
+            .iter()
+            .copied()
+            .filter(|n| m.items[*n].st != St::Reused)
+            .collect();
+        let k = settled.iter().filter(|n| present[**n]).count();
+        // A batch the Python library rolled back in part of its range is absent.
+        if k != 0 && (reused || k != settled.len()) {
             return Err(format!(
                 "a failed batch is half visible: {k} of {} items",
                 g.len()
@@ -484,6 +497,59 @@ fn check_catalog(image: &SimFs, cfg: &Config, catalog: &Catalog, m: &Model) -> R
         }
     }
     Ok(())
+}
+
+/// The model after a Python session appended `py` to a crash image: unacknowledged items
+/// whose range the Python library reused read as its bytes; its own items are durable.
+fn after_python(m: &Model, py: &[(ItemLocation, Vec<u8>)]) -> Model {
+    let mut out = m.clone();
+    for it in &mut out.items {
+        let overlaps = py.iter().any(|(loc, _)| {
+            loc.index == it.loc.index
+                && u64::from(loc.position) < it.loc.end()
+                && u64::from(it.loc.position) < loc.end()
+        });
+        if overlaps && matches!(it.st, St::Pending | St::MaybeGone) {
+            it.st = St::Reused;
+        }
+    }
+    for (loc, data) in py {
+        out.items.push(Item {
+            loc: *loc,
+            data: data.clone(),
+            st: St::Durable,
+        });
+    }
+    out
+}
+
+/// Bytes no item of ours holds: the Python library's appends in [`check_python`].
+fn python_items() -> Vec<Vec<u8>> {
+    (0u8..3)
+        .map(|k| vec![0xa0 | k; 30 + usize::from(k)])
+        .collect()
+}
+
+/// The Python library opens the crash image before we do (applying the checkpoint it finds,
+/// as it does on start), appends and stops; then our recovery must keep everything either
+/// writer acknowledged, and serve nothing of ours that was partial. Returns whether the
+/// Python library appended (`false`: it refused to start, changing nothing that matters).
+fn check_python(image: &SimFs, m: &Model) -> Result<bool, String> {
+    let cfg = sim_config();
+    match python_session(image, &cfg, &python_items()) {
+        PyOutcome::Refused(why) => check(image, m)
+            .map(|()| false)
+            .map_err(|e| format!("after the python library refused to start ({why}): {e}")),
+        PyOutcome::Appended(py) => {
+            let (store, _) = Store::open(Arc::new(image.clone()), &cfg)
+                .map_err(|e| format!("recovery after the python session failed: {e}"))?;
+            let catalog = store.catalog().clone();
+            drop(store);
+            check_catalog(image, &cfg, &catalog, &after_python(m, &py))
+                .map_err(|e| format!("after a python session that appended {py:?}: {e}"))?;
+            Ok(true)
+        }
+    }
 }
 
 /// After recovery, appends must land right after the committed end and read back.
@@ -549,6 +615,10 @@ fn check_append(image: &SimFs, m: &Model) -> Result<(), String> {
 pub(crate) struct Tally {
     pub(crate) states: AtomicU64,
     pub(crate) workload_runs: AtomicU64,
+    /// Crash images the simulated Python library opened and appended to.
+    pub(crate) python_appended: AtomicU64,
+    /// Crash images the simulated Python library refused to start on.
+    pub(crate) python_refused: AtomicU64,
 }
 
 /// Enumerates every crash point of one workload. Returns the first violation.
@@ -578,6 +648,13 @@ pub(crate) fn enumerate(
             tally.states.fetch_add(1, Ordering::Relaxed);
             check(&image.crash_image(Damage::All, 0), &m)
                 .map_err(|e| format!("seed {seed} crash at op {n} ({damage:?}): {e}"))?;
+            let appended = check_python(&image.crash_image(Damage::All, 0), &m)
+                .map_err(|e| format!("seed {seed} crash at op {n} ({damage:?}), python: {e}"))?;
+            if appended {
+                tally.python_appended.fetch_add(1, Ordering::Relaxed);
+            } else {
+                tally.python_refused.fetch_add(1, Ordering::Relaxed);
+            }
             if matches!(damage, Damage::Zeros | Damage::Garbage | Damage::Prefix) {
                 check_append(&image.crash_image(Damage::All, 0), &m).map_err(|e| {
                     format!("seed {seed} crash at op {n} ({damage:?}), append: {e}")
@@ -656,9 +733,14 @@ mod tests {
             enumerate(seed, 60, None, &tally, true).unwrap();
         }
         eprintln!(
-            "crash enumeration [{first}]: {n} workloads, {} workload runs, {} crash states checked, 0 violations",
+            "crash enumeration [{first}]: {n} workloads, {} workload runs, {} crash states checked, \
+             python opened {} of them first ({} appended, {} refused to start), 0 violations",
             tally.workload_runs.load(Ordering::Relaxed),
             tally.states.load(Ordering::Relaxed),
+            tally.python_appended.load(Ordering::Relaxed)
+                + tally.python_refused.load(Ordering::Relaxed),
+            tally.python_appended.load(Ordering::Relaxed),
+            tally.python_refused.load(Ordering::Relaxed),
         );
     }
 

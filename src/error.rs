@@ -26,7 +26,7 @@ pub enum Error {
         /// The rejected value.
         value: String,
         /// What the value must be.
-        reason: &'static str,
+        reason: String,
     },
     /// The database was stopped (or never finished opening); reopen it to continue.
     #[error("the database is not running")]
@@ -144,12 +144,12 @@ impl Error {
     pub(crate) fn config(
         option: &'static str,
         value: &dyn std::fmt::Display,
-        reason: &'static str,
+        reason: impl Into<String>,
     ) -> Self {
         Error::InvalidConfiguration {
             option,
             value: value.to_string(),
-            reason,
+            reason: reason.into(),
         }
     }
 

@@ -4,6 +4,7 @@
 //!
 //! The seam is deliberately narrow and synchronous: the callers run it on blocking threads.
 
+use std::ffi::OsString;
 use std::fmt::Debug;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -27,8 +28,9 @@ pub(crate) trait Fs: Send + Sync + Debug + 'static {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes a file.
     fn remove(&self, path: &Path) -> io::Result<()>;
-    /// Names of the directory's entries (files only matter to the caller).
-    fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Names of the directory's entries (files only matter to the caller), including names
+    /// that are not UTF-8.
+    fn list(&self, dir: &Path) -> io::Result<Vec<OsString>>;
     /// Makes the directory's entries (creations, renames, removals) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// Whether the directory exists.
@@ -192,15 +194,10 @@ impl Fs for RealFs {
         std::fs::remove_file(path)
     }
 
-    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            if let Ok(name) = entry.file_name().into_string() {
-                names.push(name);
-            }
-        }
-        Ok(names)
+    fn list(&self, dir: &Path) -> io::Result<Vec<OsString>> {
+        std::fs::read_dir(dir)?
+            .map(|entry| Ok(entry?.file_name()))
+            .collect()
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::format::{
-    decode_py_checkpoint, Header, Pending, PyCheckpointEntry, State, HEADER_BYTES, HEADER_LEN,
-    PY_CHECKPOINT_PREFIX, SLOT_BYTES,
+    decode_py_checkpoint, hex, py_checkpoint_name, Header, Pending, PyCheckpointEntry, State,
+    HEADER_BYTES, HEADER_LEN, PY_CHECKPOINT_PREFIX, SLOT_BYTES,
 };
 use crate::fs::{Fs, RealFs};
 
@@ -138,15 +138,21 @@ pub(crate) fn inspect_with(fs: &dyn Fs, cfg: &Config) -> Result<Inspection> {
         ));
     }
     let naming = &cfg.naming;
-    let mut names = fs
-        .list(dir)
-        .map_err(|e| Error::io("list directory", dir, e))?;
-    names.sort();
     let mut out = Inspection::default();
+    let mut names = Vec::new();
+    for name in fs
+        .list(dir)
+        .map_err(|e| Error::io("list directory", dir, e))?
+    {
+        match name.into_string() {
+            Ok(n) => names.push(n),
+            Err(raw) => inspect_non_utf8_name(dir, naming, &raw, &mut out),
+        }
+    }
+    names.sort();
 
-    inspect_state(fs, cfg, &names, &mut out)?;
-    let dirty = out.state.filter(|s| !s.clean && !out.locked);
-
+    let state = inspect_state(fs, cfg, &names, &mut out)?;
+    let (dirty, ours) = inspect_session(dir, naming, state, &names, &mut out);
     for name in &names {
         let path = dir.join(name);
         if let Some(index) = naming.parse_data_file(name) {
@@ -162,6 +168,14 @@ pub(crate) fn inspect_with(fs: &dyn Fs, cfg: &Config) -> Result<Inspection> {
             out.pending_recovery
                 .push(format!("delete or finish the temp file {name}"));
         } else if name.starts_with(PY_CHECKPOINT_PREFIX) {
+            if dirty.is_some() {
+                if Some(name) != ours.as_ref() {
+                    out.pending_recovery.push(format!(
+                        "delete the python checkpoint {name} (the commit record rules)"
+                    ));
+                }
+                continue;
+            }
             let entries = read_prefix(fs, &path, 1 << 16)
                 .map(|raw| decode_py_checkpoint(&raw))
                 .unwrap_or_default();
@@ -169,9 +183,10 @@ pub(crate) fn inspect_with(fs: &dyn Fs, cfg: &Config) -> Result<Inspection> {
                 "apply the python checkpoint {name} ({} file(s) to truncate)",
                 entries.len()
             ));
-            if dirty.is_none() {
-                check_py_checkpoint(fs, cfg, name, &entries, &mut out);
-            }
+            check_py_checkpoint(fs, cfg, name, &entries, &mut out);
+        } else if *name == naming.checkpoint_temp_file() {
+            out.pending_recovery
+                .push(format!("delete the temp file {name}"));
         } else if looks_like_data_file(name, &naming.prefix) && !name.starts_with('.') {
             out.problems.push(problem(
                 &path,
@@ -185,36 +200,14 @@ pub(crate) fn inspect_with(fs: &dyn Fs, cfg: &Config) -> Result<Inspection> {
     }
 
     if let Some(s) = dirty {
-        let head_path = dir.join(naming.data_file(s.head));
-        match out.files.iter().find(|f| f.index == s.head) {
-            None => out
-                .problems
-                .push(problem(&head_path, "the committed head file is missing")),
-            Some(f) if u64::from(s.head_end) > f.end || s.head_end < f.trim_offset => {
-                out.problems.push(problem(
-                    &head_path,
-                    format!(
-                        "committed data is missing: position {} was committed, the file ends at {}",
-                        s.head_end, f.end
-                    ),
-                ));
-            }
-            Some(f) if u64::from(s.head_end) < f.end => out.pending_recovery.push(format!(
-                "truncate {} from position {} back to the committed {}",
-                naming.data_file(s.head),
-                f.end,
-                s.head_end
-            )),
-            Some(_) => out
-                .pending_recovery
-                .push("mark the interrupted session recovered".to_owned()),
-        }
+        inspect_dirty_head(dir, naming, s, &mut out);
     }
     let checkpoints = names
         .iter()
         .filter(|n| n.starts_with(PY_CHECKPOINT_PREFIX))
         .count();
-    if checkpoints > 1 {
+    // A dirty state's recovery deletes every checkpoint but its own.
+    if checkpoints > 1 && dirty.is_none() {
         out.problems.push(problem(
             dir,
             format!("{checkpoints} python checkpoint files; at most one can be pending"),
@@ -283,52 +276,175 @@ fn check_py_checkpoint(
     }
 }
 
-/// Reads the commit record and tests the lock.
-fn inspect_state(fs: &dyn Fs, cfg: &Config, names: &[String], out: &mut Inspection) -> Result<()> {
+/// What recovering a dirty state does to its head file.
+fn inspect_dirty_head(dir: &Path, naming: &crate::format::Naming, s: State, out: &mut Inspection) {
+    let head_path = dir.join(naming.data_file(s.head));
+    match out.files.iter().find(|f| f.index == s.head) {
+        None => out
+            .problems
+            .push(problem(&head_path, "the committed head file is missing")),
+        Some(f) if u64::from(s.head_end) > f.end || s.head_end < f.trim_offset => {
+            out.problems.push(problem(
+                &head_path,
+                format!(
+                    "committed data is missing: position {} was committed, the file ends at {}",
+                    s.head_end, f.end
+                ),
+            ));
+        }
+        Some(f) if u64::from(s.head_end) < f.end => out.pending_recovery.push(format!(
+            "truncate {} from position {} back to the committed {}",
+            naming.data_file(s.head),
+            f.end,
+            s.head_end
+        )),
+        Some(_) => out
+            .pending_recovery
+            .push("mark the interrupted session recovered".to_owned()),
+    }
+}
+
+/// What the next open does about the last session: nothing (clean), take the files as
+/// they are (its checkpoint is gone: another writer took over), or recover it (a problem
+/// until done). Returns the state to recover, and the name of its checkpoint.
+fn inspect_session(
+    dir: &Path,
+    naming: &crate::format::Naming,
+    state: Option<State>,
+    names: &[String],
+    out: &mut Inspection,
+) -> (Option<State>, Option<String>) {
+    let ours = state
+        .filter(|s| !s.clean && s.checkpoint != 0)
+        .map(|s| py_checkpoint_name(s.checkpoint));
+    let taken_over = ours.as_ref().is_some_and(|n| !names.contains(n)) && !out.locked;
+    let dirty = state.filter(|s| !s.clean && !out.locked && !taken_over);
+    if taken_over {
+        out.pending_recovery.push(format!(
+            "mark the interrupted session recovered: its checkpoint {} is gone, so another \
+             writer (the Python library) rolled it back and took over; the files are kept as \
+             they are",
+            ours.as_deref().unwrap_or_default()
+        ));
+    } else if let Some(s) = dirty {
+        match s.pending {
+            Pending::None => {}
+            Pending::Ltrim { index, trim_offset } => out.pending_recovery.push(format!(
+                "finish the ltrim of index {index} to position {trim_offset}"
+            )),
+            Pending::Drop { index } => out
+                .pending_recovery
+                .push(format!("finish dropping index {index}")),
+        }
+        out.problems.push(problem(
+            &dir.join(naming.state_file()),
+            "recovery pending: the last session did not stop cleanly; run `aiodiskdb \
+             recover` (or open the directory with this library) to finish it",
+        ));
+    }
+    (dirty, ours)
+}
+
+/// A name that is not UTF-8 is never one of ours, but the Python library lists it too:
+/// report those it would take for a data file or a pending checkpoint.
+fn inspect_non_utf8_name(
+    dir: &Path,
+    naming: &crate::format::Naming,
+    raw: &std::ffi::OsStr,
+    out: &mut Inspection,
+) {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = raw.as_bytes();
+    let what = if bytes.starts_with(naming.prefix.as_bytes()) && bytes.ends_with(b".dat") {
+        "a data file (and fail on its index)"
+    } else if bytes.starts_with(PY_CHECKPOINT_PREFIX.as_bytes()) {
+        "a pending checkpoint"
+    } else {
+        return;
+    };
+    out.problems.push(problem(
+        &dir.join(raw),
+        format!(
+            "the file name is not UTF-8: it is ignored, but the Python library would take it \
+             for {what}"
+        ),
+    ));
+}
+
+/// Reads the commit record and tests the lock; returns the state as recorded.
+fn inspect_state(
+    fs: &dyn Fs,
+    cfg: &Config,
+    names: &[String],
+    out: &mut Inspection,
+) -> Result<Option<State>> {
     let dir = &cfg.path;
     let naming = &cfg.naming;
     let state_path = dir.join(naming.state_file());
-    if names.iter().any(|n| *n == naming.state_file()) {
-        match fs.open_ro(&state_path) {
-            Ok(f) => {
-                out.locked = !f
-                    .try_lock()
-                    .map_err(|e| Error::io("lock state file", &state_path, e))?;
-                drop(f);
-                let raw = read_prefix(fs, &state_path, 2 * SLOT_BYTES)
-                    .map_err(|e| Error::io("read state file", &state_path, e))?;
-                let state = State::newest(&raw);
-                if state.is_none() && raw.iter().any(|b| *b != 0) {
-                    out.problems.push(problem(
-                        &state_path,
-                        "no valid commit record in the state file",
-                    ));
-                }
-                out.state = state.map(|s| CommitState {
-                    clean: s.clean,
-                    head: s.head,
-                    head_end: s.head_end,
-                    seq: s.seq,
-                });
-                if let Some(s) = state.filter(|s| !s.clean && !out.locked) {
-                    match s.pending {
-                        Pending::None => {}
-                        Pending::Ltrim { index, trim_offset } => out.pending_recovery.push(
-                            format!("finish the ltrim of index {index} to position {trim_offset}"),
-                        ),
-                        Pending::Drop { index } => out
-                            .pending_recovery
-                            .push(format!("finish dropping index {index}")),
-                    }
-                }
-            }
-            Err(e) => out.problems.push(problem(
+    if !names.iter().any(|n| *n == naming.state_file()) {
+        return Ok(None);
+    }
+    let f = match fs.open_ro(&state_path) {
+        Ok(f) => f,
+        Err(e) => {
+            out.problems.push(problem(
                 &state_path,
                 format!("cannot open the state file: {e}"),
-            )),
+            ));
+            return Ok(None);
+        }
+    };
+    out.locked = !f
+        .try_lock()
+        .map_err(|e| Error::io("lock state file", &state_path, e))?;
+    drop(f);
+    let raw = read_prefix(fs, &state_path, 2 * SLOT_BYTES)
+        .map_err(|e| Error::io("read state file", &state_path, e))?;
+    let slot = State::newest(&raw);
+    if slot.is_none() && raw.iter().any(|b| *b != 0) {
+        out.problems.push(problem(
+            &state_path,
+            "no valid commit record in the state file",
+        ));
+    }
+    if let Some(recorded) = slot.as_ref().and_then(|s| s.format.as_ref()) {
+        let theirs = &recorded.naming;
+        let mismatch = if theirs.padding != naming.padding {
+            Some(format!(
+                "file_padding {} (not {})",
+                theirs.padding, naming.padding
+            ))
+        } else if recorded.genesis != cfg.genesis {
+            Some(format!(
+                "genesis bytes {} (not {})",
+                hex(&recorded.genesis),
+                hex(&cfg.genesis)
+            ))
+        } else if theirs.prefix != naming.prefix {
+            Some(format!(
+                "file_prefix {:?} (not {:?})",
+                theirs.prefix, naming.prefix
+            ))
+        } else {
+            None
+        };
+        if let Some(m) = mismatch {
+            out.problems.push(problem(
+                &state_path,
+                format!(
+                    "the directory was written with {m}; open and inspect it with the same value"
+                ),
+            ));
         }
     }
-    Ok(())
+    let state = slot.map(|s| s.state);
+    out.state = state.map(|s| CommitState {
+        clean: s.clean,
+        head: s.head,
+        head_end: s.head_end,
+        seq: s.seq,
+    });
+    Ok(state)
 }
 
 fn inspect_data_file(fs: &dyn Fs, cfg: &Config, index: u32, path: &Path, out: &mut Inspection) {

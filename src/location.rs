@@ -76,15 +76,17 @@ impl fmt::Display for ItemLocation {
 impl FromStr for ItemLocation {
     type Err = Error;
 
-    /// Parses `index:position:size` (decimal).
+    /// Parses `index:position:size`: three decimal `u32`s of digits only (no sign, no
+    /// spaces), as [`Display`](fmt::Display) prints them.
     fn from_str(s: &str) -> Result<Self> {
         let bad = || Error::InvalidLocation {
             reason: format!("expected index:position:size as decimal u32s, got {s:?}"),
         };
-        let mut parts = s.trim().split(':');
+        let mut parts = s.split(':');
         let mut next = || -> Result<u32> {
             parts
                 .next()
+                .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|p| p.parse::<u32>().ok())
                 .ok_or_else(bad)
         };
@@ -139,7 +141,21 @@ mod tests {
                 size: 3
             }
         );
-        for bad in ["", "1:2", "1:2:3:4", "a:b:c", "-1:2:3", "1:2:99999999999"] {
+        for bad in [
+            "",
+            "1:2",
+            "1:2:3:4",
+            "a:b:c",
+            "-1:2:3",
+            "1:2:99999999999",
+            "+0:1:2",
+            "1:+2:3",
+            " 1:2:3",
+            "1:2:3 ",
+            "1: 2:3",
+            "1::3",
+            "1:2:3\n",
+        ] {
             assert!(bad.parse::<ItemLocation>().is_err(), "{bad}");
         }
     }

@@ -2,19 +2,23 @@
 //! of appends, and the trims. Plain blocking Rust over the [`Fs`] seam; it knows nothing
 //! about tokio. Every fsync of the engine is issued here.
 //!
-//! Commit protocol (see `docs/design.md`): data is written at the committed end of the head
-//! file (and into new files created exclusively), the touched files are synced, the
-//! directory is synced if a file was created, and only then is the state record (head
-//! index, committed end) written to the state file and synced. That record is the commit
-//! point: recovery truncates the head file back to it and deletes newer files.
+//! Commit protocol (see `docs/design.md`): new files are created with their header, and
+//! listed in our Python-format checkpoint, before any data goes into them; data is written
+//! at the committed end of the head file, the touched files are synced, and only then are
+//! the checkpoint (the head at its new length) and the state record (head index, committed
+//! end) written and synced. The state record is the commit point: recovery truncates the
+//! head file back to it and deletes newer files. The checkpoint lets the Python library do
+//! the same rollback if it opens the directory first (`checkpoint.rs`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::catalog::{Catalog, Delta, FileInfo};
 use crate::error::{Error, Result};
-use crate::format::{Header, Naming, Pending, State, HEADER_LEN};
+use crate::format::{Format, Header, Naming, Pending, PyCheckpointEntry, State, HEADER_LEN};
 use crate::fs::{seeded, Fs, FsFile};
+
+use checkpoint::{empty_file_entry, PyCheckpoint};
 
 /// A run of bytes to append to one data file, starting at logical position `start`.
 #[derive(Debug, Clone)]
@@ -55,19 +59,48 @@ pub(crate) struct Store {
     state_path: PathBuf,
     state_file: Arc<dyn FsFile>,
     state: State,
+    /// The naming and genesis bytes, recorded in every state slot written.
+    format: Format,
     /// Whether the state on disk is a dirty record of this session. Until the first
     /// change, the directory is left as it was found (a read-only session writes nothing);
     /// every change first makes sure of a dirty record, so that from then on the state
     /// file is the commit point.
     marked_dirty: bool,
+    /// The session's Python-format checkpoint, from the first change to the clean stop.
+    py_checkpoint: Option<PyCheckpoint>,
     head_file: Arc<dyn FsFile>,
+    /// The last 8 bytes of the head file at its committed length (what a checkpoint entry
+    /// records), once known: read when first needed, then kept up to date.
+    head_tail: Option<[u8; 8]>,
     catalog: Catalog,
 }
 
+mod checkpoint;
 mod recovery;
+
+fn io<T>(op: &'static str, path: &Path, r: std::io::Result<T>) -> Result<T> {
+    r.map_err(|e| Error::io(op, path, e))
+}
+
+/// The last 8 bytes of `tail` followed by `data`.
+fn roll_tail(tail: [u8; 8], data: &[u8]) -> [u8; 8] {
+    let mut out = [0u8; 8];
+    if data.len() >= 8 {
+        out.copy_from_slice(&data[data.len() - 8..]);
+    } else {
+        let keep = 8 - data.len();
+        out[..keep].copy_from_slice(&tail[8 - keep..]);
+        out[keep..].copy_from_slice(data);
+    }
+    out
+}
 
 /// What recovery found and did, for `info` and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent facts of one report"
+)]
 pub(crate) struct RecoveryReport {
     /// The previous session did not stop cleanly.
     pub(crate) was_dirty: bool,
@@ -79,6 +112,9 @@ pub(crate) struct RecoveryReport {
     pub(crate) finished_pending: bool,
     /// A Python `.checkpoint-*` was applied.
     pub(crate) applied_py_checkpoint: bool,
+    /// The last session of ours did not stop cleanly, but its checkpoint is gone: another
+    /// writer (the Python library) applied it and took over; the files were kept as found.
+    pub(crate) taken_over: bool,
     /// Stale temp files deleted.
     pub(crate) removed_temp_files: usize,
 }
@@ -93,7 +129,7 @@ impl Store {
     }
 
     fn io<T>(op: &'static str, path: &Path, r: std::io::Result<T>) -> Result<T> {
-        r.map_err(|e| Error::io(op, path, e))
+        io(op, path, r)
     }
 
     /// The committed catalog.
@@ -108,6 +144,19 @@ impl Store {
         head: u32,
         head_end: u32,
         pending: Pending,
+    ) -> Result<()> {
+        self.write_state_with(clean, head, head_end, pending, None)
+    }
+
+    /// [`Store::write_state`], syncing `checkpoint` (written already) at the same time: two
+    /// syncs of independent files, issued together rather than one after the other.
+    fn write_state_with(
+        &mut self,
+        clean: bool,
+        head: u32,
+        head_end: u32,
+        pending: Pending,
+        checkpoint: Option<checkpoint::Unsynced>,
     ) -> Result<()> {
         // Only a forged state file gets here: 2^64 commits do not happen.
         let seq = self
@@ -126,53 +175,145 @@ impl Store {
             head,
             head_end,
             pending,
+            checkpoint: match &self.py_checkpoint {
+                Some(c) if !clean => c.id(),
+                _ => 0,
+            },
         };
         Self::io(
             "write state file",
             &self.state_path,
             self.state_file
-                .write_all_at(&next.encode(), next.slot_offset()),
+                .write_all_at(&next.encode(&self.format), next.slot_offset()),
         )?;
         if self.sync {
-            Self::io(
-                "sync state file",
-                &self.state_path,
-                self.state_file.sync_data(),
-            )?;
+            let state = || {
+                Self::io(
+                    "sync state file",
+                    &self.state_path,
+                    self.state_file.sync_data(),
+                )
+            };
+            match checkpoint {
+                None => state()?,
+                Some(c) => std::thread::scope(|s| {
+                    let other = c.clone();
+                    match std::thread::Builder::new().spawn_scoped(s, move || other.sync()) {
+                        Ok(h) => {
+                            let r = state();
+                            let o = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                            r.and(o)
+                        }
+                        // No thread to spare: one after the other.
+                        Err(_) => state().and_then(|()| c.sync()),
+                    }
+                })?,
+            }
         }
         self.state = next;
         self.marked_dirty = !clean;
         Ok(())
     }
 
-    /// Writes a dirty state record before the first change of the session: from then on,
-    /// recovery cuts whatever a crash leaves past the committed end.
+    /// The last 8 bytes of the head file at its committed length.
+    fn head_tail(&mut self) -> Result<[u8; 8]> {
+        if let Some(t) = self.head_tail {
+            return Ok(t);
+        }
+        let info = self.head_info()?;
+        let path = self.data_path(self.catalog.head);
+        let len = HEADER_LEN + info.data_len();
+        let mut tail = [0u8; 8];
+        Self::io(
+            "read data file",
+            &path,
+            self.head_file.read_exact_at(&mut tail, len - 8),
+        )?;
+        self.head_tail = Some(tail);
+        Ok(tail)
+    }
+
+    fn head_info(&self) -> Result<FileInfo> {
+        self.catalog
+            .head_info()
+            .copied()
+            .ok_or_else(|| Error::InvalidDbState {
+                reason: "the head file is missing from the catalog".into(),
+            })
+    }
+
+    /// The checkpoint entry of the head file at its committed length.
+    fn head_entry(&mut self) -> Result<PyCheckpointEntry> {
+        let info = self.head_info()?;
+        Ok(PyCheckpointEntry {
+            index: u64::from(self.catalog.head),
+            file_len: HEADER_LEN + info.data_len(),
+            last_bytes: self.head_tail()?,
+        })
+    }
+
+    /// Points the checkpoint at the head file's first `len` bytes (a trim's new length),
+    /// reading the bytes it records from the file as it is now.
+    fn checkpoint_head_at(&mut self, len: u64) -> Result<()> {
+        let mut tail = [0u8; 8];
+        let path = self.data_path(self.catalog.head);
+        Self::io(
+            "read data file",
+            &path,
+            self.head_file.read_exact_at(&mut tail, len - 8),
+        )?;
+        self.set_checkpoint(vec![PyCheckpointEntry {
+            index: u64::from(self.catalog.head),
+            file_len: len,
+            last_bytes: tail,
+        }])?;
+        self.head_tail = Some(tail);
+        Ok(())
+    }
+
+    /// Makes our Python-format checkpoint hold `entries` (if this session has one).
+    fn set_checkpoint(&mut self, entries: Vec<PyCheckpointEntry>) -> Result<()> {
+        match &mut self.py_checkpoint {
+            Some(c) => c.set(
+                self.fs.as_ref(),
+                &self.dir,
+                &self.naming,
+                entries,
+                self.sync,
+            ),
+            None => Ok(()),
+        }
+    }
+
+    /// Before the first change of the session: publishes the Python-format checkpoint of
+    /// the committed state, then writes a dirty state record naming it. From then on,
+    /// recovery (ours, or the Python library's through the checkpoint) cuts whatever a
+    /// crash leaves past the committed end.
     fn mark_dirty(&mut self) -> Result<()> {
         if self.marked_dirty || seeded!(self.fs, NoDirtyMarkBeforeFirstWrite) {
             return Ok(());
         }
+        if self.py_checkpoint.is_none() {
+            let entry = self.head_entry()?;
+            self.py_checkpoint = Some(PyCheckpoint::create(
+                self.fs.as_ref(),
+                &self.dir,
+                &self.naming,
+                vec![entry],
+                self.sync,
+            )?);
+        }
         let head = self.catalog.head;
-        let end = self.catalog.head_info().map_or(0, |f| f.end);
+        let end = self.head_info()?.end;
         self.write_state(false, head, end, Pending::None)
     }
 
-    /// Appends the segments and commits them as one batch. On return the data is persisted
-    /// (synced with `Durability::Sync`) and the deltas describe the new catalog.
-    ///
-    /// Segments must continue the committed head: the first starts at the head's committed
-    /// end (or creates the next index), each next one likewise.
-    pub(crate) fn write_batch(&mut self, segments: &[&Segment]) -> Result<Vec<Delta>> {
-        self.mark_dirty()?;
-        let mut touched: Vec<(Arc<dyn FsFile>, u32)> = Vec::new();
-        let mut created = false;
-        let mut deltas = Vec::with_capacity(segments.len() + 1);
+    /// Checks that the segments continue the committed head, each after the previous one;
+    /// returns the indexes they create.
+    fn check_continues(&self, segments: &[&Segment]) -> Result<Vec<u32>> {
+        let mut created = Vec::new();
         let mut head = self.catalog.head;
-        let mut head_info = *self
-            .catalog
-            .head_info()
-            .ok_or_else(|| Error::InvalidDbState {
-                reason: "the head file is missing from the catalog".into(),
-            })?;
+        let mut end = self.head_info()?.end;
         for seg in segments {
             if seg.new_file {
                 if seg.index != head + 1 || seg.start != 0 {
@@ -187,45 +328,99 @@ impl Store {
                         padding: self.naming.padding,
                     });
                 }
-                let path = self.data_path(seg.index);
-                let f = create_data_file(self.fs.as_ref(), &path, self.genesis, 0, false)?;
-                Self::io(
-                    "write data file",
-                    &path,
-                    write_with_writeback(f.as_ref(), &seg.data, HEADER_LEN),
-                )?;
-                self.head_file = Arc::clone(&f);
-                touched.push((f, seg.index));
-                created = true;
+                created.push(seg.index);
                 head = seg.index;
-                head_info = FileInfo {
-                    trim_offset: 0,
-                    end: 0,
-                    generation: 0,
-                };
-            } else {
-                if seg.index != head || seg.start != head_info.end {
-                    return Err(internal(format!(
-                        "segment {}@{} does not continue head {head} at {}",
-                        seg.index, seg.start, head_info.end
-                    )));
-                }
-                let offset = HEADER_LEN + u64::from(seg.start - head_info.trim_offset);
-                let path = self.data_path(seg.index);
-                Self::io(
-                    "write data file",
-                    &path,
-                    write_with_writeback(self.head_file.as_ref(), &seg.data, offset),
-                )?;
-                if !touched.iter().any(|(_, i)| *i == seg.index) {
-                    touched.push((Arc::clone(&self.head_file), seg.index));
-                }
+            } else if seg.index != head || seg.start != end {
+                return Err(internal(format!(
+                    "segment {}@{} does not continue head {head} at {end}",
+                    seg.index, seg.start
+                )));
             }
-            head_info.end = seg.end();
+            end = seg.end();
+        }
+        Ok(created)
+    }
+
+    /// Lists the files `created` in the checkpoint (at their header's length) before they
+    /// exist, so that no crash leaves a file of ours that the Python library's rollback
+    /// does not cover; then creates them with their header.
+    fn create_files(&mut self, created: &[u32]) -> Result<Vec<Arc<dyn FsFile>>> {
+        let mut files = Vec::with_capacity(created.len());
+        if created.is_empty() {
+            return Ok(files);
+        }
+        let mut entries = vec![self.head_entry()?];
+        entries.extend(created.iter().map(|&i| empty_file_entry(i)));
+        self.set_checkpoint(entries)?;
+        for &index in created {
+            let path = self.data_path(index);
+            files.push(create_data_file(
+                self.fs.as_ref(),
+                &path,
+                self.genesis,
+                0,
+                self.sync,
+            )?);
+        }
+        if self.sync {
+            Self::io("sync directory", &self.dir, self.fs.sync_dir(&self.dir))?;
+        }
+        Ok(files)
+    }
+
+    /// Appends the segments and commits them as one batch. On return the data is persisted
+    /// (synced with `Durability::Sync`) and the deltas describe the new catalog.
+    ///
+    /// Segments must continue the committed head: the first starts at the head's committed
+    /// end (or creates the next index), each next one likewise.
+    pub(crate) fn write_batch(&mut self, segments: &[&Segment]) -> Result<Vec<Delta>> {
+        self.mark_dirty()?;
+        let committed = self.head_info()?;
+        let created = self.check_continues(segments)?;
+        let new_files = self.create_files(&created)?;
+        let mut new_files = new_files.into_iter();
+        let (head, end) = segments
+            .last()
+            .map_or((self.catalog.head, committed.end), |s| (s.index, s.end()));
+        let mut files: Vec<(Arc<dyn FsFile>, u32)> = Vec::with_capacity(segments.len());
+        for seg in segments {
+            let file = if seg.new_file {
+                (new_files.next().expect("one per new segment"), 0)
+            } else {
+                match files.last() {
+                    Some((f, trim)) => (Arc::clone(f), *trim),
+                    None => (Arc::clone(&self.head_file), committed.trim_offset),
+                }
+            };
+            files.push(file);
+        }
+        // Write the data at the committed end (never O_APPEND), and sync it.
+        let mut deltas = Vec::with_capacity(segments.len() + 1);
+        let mut tail = if segments.first().is_some_and(|s| s.new_file) {
+            [0; 8]
+        } else {
+            self.head_tail()?
+        };
+        let mut touched: Vec<(Arc<dyn FsFile>, u32)> = Vec::new();
+        for (seg, (f, trim)) in segments.iter().zip(&files) {
+            let path = self.data_path(seg.index);
+            let offset = HEADER_LEN + u64::from(seg.start - trim);
+            Self::io(
+                "write data file",
+                &path,
+                write_with_writeback(f.as_ref(), &seg.data, offset),
+            )?;
+            if seg.new_file {
+                tail = [0; 8];
+            }
+            tail = roll_tail(tail, &seg.data);
+            if !touched.iter().any(|(_, i)| *i == seg.index) {
+                touched.push((Arc::clone(f), seg.index));
+            }
             deltas.push(Delta::SetEnd {
                 index: seg.index,
-                trim_offset: head_info.trim_offset,
-                end: head_info.end,
+                trim_offset: *trim,
+                end: seg.end(),
             });
         }
         if self.sync && !seeded!(self.fs, AckBeforeSync) {
@@ -237,15 +432,33 @@ impl Store {
                 }
                 Self::io("sync data file", &path, r)?;
             }
-            if created && !seeded!(self.fs, NoDirSyncAfterCreate) {
-                Self::io("sync directory", &self.dir, self.fs.sync_dir(&self.dir))?;
-            }
         }
-        self.write_state(false, head, head_info.end, Pending::None)?;
+        // The commit: the checkpoint and the state record name the new end.
+        let head_trim = files.last().map_or(committed.trim_offset, |(_, t)| *t);
+        let entry = PyCheckpointEntry {
+            index: u64::from(head),
+            file_len: HEADER_LEN + u64::from(end - head_trim),
+            last_bytes: tail,
+        };
+        let unsynced = match &mut self.py_checkpoint {
+            Some(c) => c.write(
+                self.fs.as_ref(),
+                &self.dir,
+                &self.naming,
+                vec![entry],
+                self.sync,
+            )?,
+            None => None,
+        };
+        self.write_state_with(false, head, end, Pending::None, unsynced)?;
         deltas.push(Delta::Head { index: head });
         for d in &deltas {
             self.catalog.apply(d);
         }
+        if let Some((f, _)) = files.last() {
+            self.head_file = Arc::clone(f);
+        }
+        self.head_tail = Some(tail);
         Ok(deltas)
     }
 
@@ -261,15 +474,20 @@ impl Store {
     }
 
     /// Marks the directory cleanly stopped: everything is synced and the data files are
-    /// authoritative as they are.
+    /// authoritative as they are. Removes the session's checkpoint: from here on the
+    /// directory is a plain aiodiskdb 0.2.x directory.
     pub(crate) fn close_clean(&mut self) -> Result<()> {
         // Nothing changed since a clean state was found: leave it as it is.
-        if !self.marked_dirty && self.state.clean {
+        if !self.marked_dirty && self.state.clean && self.py_checkpoint.is_none() {
             return Ok(());
         }
         let head = self.catalog.head;
         let end = self.catalog.head_info().map_or(0, |f| f.end);
-        self.write_state(true, head, end, Pending::None)
+        self.write_state(true, head, end, Pending::None)?;
+        match self.py_checkpoint.take() {
+            Some(c) => c.remove(self.fs.as_ref(), &self.dir, self.sync),
+            None => Ok(()),
+        }
     }
 
     fn file_info(&self, index: u32) -> Result<FileInfo> {
@@ -348,10 +566,12 @@ impl Store {
         let new_len = HEADER_LEN + u64::from(new_end - info.trim_offset);
         if is_head {
             // The new end must be committed before the bytes go, or recovery would find
-            // committed data missing.
+            // committed data missing; the checkpoint likewise, or the Python library would
+            // find the file shorter than it says and refuse to start.
             if seeded!(self.fs, TruncateBeforeCommit) {
                 Self::io("truncate data file", &path, self.head_file.set_len(new_len))?;
             }
+            self.checkpoint_head_at(new_len)?;
             self.write_state(false, index, new_end, Pending::None)?;
             Self::io("truncate data file", &path, self.head_file.set_len(new_len))?;
             if self.sync {
@@ -455,6 +675,9 @@ impl Store {
         }
         if is_head {
             self.head_file = Self::io("open head file", &path, self.fs.open_rw(&path))?;
+            // The head file is shorter now: until the checkpoint says so too, the Python
+            // library would refuse to start (never cut anything).
+            self.checkpoint_head_at(HEADER_LEN + u64::from(info.end - to))?;
         }
         self.write_state(false, head, head_end, Pending::None)?;
         let delta = Delta::Replaced {
@@ -520,13 +743,20 @@ impl Store {
                 });
             };
             self.mark_dirty()?;
+            // The new head is listed in the checkpoint before it exists (see write_batch),
+            // and the file about to go is left out once the new head is in place: the
+            // Python library appends to the highest index and must find it empty.
+            let entry = self.head_entry()?;
+            self.set_checkpoint(vec![entry, empty_file_entry(next)])?;
             let next_path = self.data_path(next);
             let f = create_data_file(self.fs.as_ref(), &next_path, self.genesis, 0, self.sync)?;
             if self.sync {
                 Self::io("sync directory", &self.dir, self.fs.sync_dir(&self.dir))?;
             }
+            self.set_checkpoint(vec![empty_file_entry(next)])?;
             self.write_state(false, next, 0, Pending::Drop { index })?;
             self.head_file = f;
+            self.head_tail = Some([0; 8]);
             deltas.push(Delta::SetEnd {
                 index: next,
                 trim_offset: 0,

@@ -67,7 +67,11 @@ pub(crate) fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct HexBytes(pub(crate) Vec<u8>);
 
+/// A non-empty hex value: an empty one (`--check ''`) would check nothing, silently.
 pub(crate) fn parse_hex_bytes(s: &str) -> Result<HexBytes, String> {
+    if s.trim().is_empty() {
+        return Err("an empty value checks nothing; leave the option out instead".to_owned());
+    }
     parse_hex(s).map(HexBytes)
 }
 

@@ -24,8 +24,11 @@ for a directory without our commit record (one written only by the Python librar
 info exits 0 even when it lists problems; use `check` for a verdict."#;
 
 pub(crate) const CHECK_HELP: &str = r#"Prints one line per problem, `PATH: MESSAGE`, and exits 3; prints `ok: ...` and exits 0
-when the directory is sound. Pending recovery (finished by the next open), a lock held by
-another process and `.dat` files of another naming are `note:` lines, not problems.
+when the directory is sound. A session of ours that did not stop cleanly is a problem
+("recovery pending"): `aiodiskdb recover` finishes it, and another writer (the Python
+library) must not be handed the directory before. The steps of a pending recovery, a
+Python checkpoint (the Python library applies it itself), a lock held by another process
+and `.dat` files of another naming are `note:` lines.
 With --json, prints one object:
   {"dir": str, "sound": bool, "files": int, "total_item_bytes": int, "locked": bool,
    "pending_recovery": [str], "problems": [{"path": str, "message": str}],

@@ -29,7 +29,8 @@ Exit codes:
   1  error: one line on stderr, `aiodiskdb: <error>: <cause>...` (missing directory,
      location not stored, failed trim, I/O error, ...)
   2  usage error: bad arguments or location syntax (clap), or rtrim/ltrim/drop without --yes
-  3  `check` found problems (one line per problem on stdout, naming the file)
+  3  `check` found problems, or recovery is pending (one line per problem on stdout, naming
+     the file; `aiodiskdb recover` finishes a pending recovery)
 A closed stdout pipe (`aiodiskdb read ... | head -c1`) is not an error.";
 
 /// Inspect, check, read, write, trim and benchmark aiodiskdb data directories
@@ -51,6 +52,9 @@ enum Command {
     /// exit 3 with one line per problem when the directory is not sound.
     #[command(after_help = inspect::CHECK_HELP)]
     Check(inspect::CheckArgs),
+    /// Recover a directory a crashed writer left (finish or undo its interrupted flush or
+    /// trim), mark it cleanly stopped, and print what was done.
+    Recover(ops::RecoverArgs),
     /// Store one item read from stdin (or --file), make it durable, print its location
     /// as INDEX:POSITION:SIZE.
     Add(ops::AddArgs),
@@ -88,6 +92,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         match cli.command {
             Command::Info(args) => inspect::info(args).await,
             Command::Check(args) => inspect::check(args).await,
+            Command::Recover(args) => ops::recover(args).await,
             Command::Add(args) => ops::add(args).await,
             Command::Read(args) => ops::read(args).await,
             Command::Rtrim(args) => ops::trim(ops::Trim::Right, args).await,

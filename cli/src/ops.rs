@@ -22,6 +22,12 @@ pub(crate) struct AddArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub(crate) struct RecoverArgs {
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(Debug, clap::Args)]
 pub(crate) struct ReadArgs {
     #[command(flatten)]
     db: DbArgs,
@@ -109,6 +115,24 @@ pub(crate) async fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
     let loc = with_db(db.clone(), db.add(data)).await?;
     // Printed only once `stop` has made the item durable.
     outln!("{loc}")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the directory (which recovers it) and stops it cleanly; prints what the open
+/// recovered, as `inspect` planned it just before.
+pub(crate) async fn recover(args: RecoverArgs) -> anyhow::Result<ExitCode> {
+    let plan = args.db.builder().inspect().await?;
+    let db = args.db.builder().create_if_missing(false).open().await?;
+    db.stop().await.context("stop the database")?;
+    let dir = args.db.dir.display();
+    if plan.pending_recovery.is_empty() {
+        outln!("nothing to recover in {dir}; it is stopped cleanly")?;
+    } else {
+        for line in &plan.pending_recovery {
+            outln!("recovered: {line}")?;
+        }
+        outln!("{dir} is recovered and stopped cleanly")?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -54,16 +54,21 @@ pub(crate) fn run(data: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// What `index:position:size` means: three decimal `u32`s, surrounding whitespace ignored.
+/// What `index:position:size` means: three `u32`s of decimal digits only, as `Display`
+/// prints them (no sign, no whitespace; leading zeros are allowed).
 fn model_parse(text: &str) -> Option<ItemLocation> {
-    let parts: Vec<&str> = text.trim().split(':').collect();
+    let parts: Vec<&str> = text.split(':').collect();
     let [index, position, size] = parts.as_slice() else {
         return None;
     };
+    let num = |p: &str| -> Option<u32> {
+        let digits = p.bytes().all(|b| b.is_ascii_digit()) && !p.is_empty();
+        digits.then(|| p.parse().ok()).flatten()
+    };
     Some(ItemLocation {
-        index: index.parse().ok()?,
-        position: position.parse().ok()?,
-        size: size.parse().ok()?,
+        index: num(index)?,
+        position: num(position)?,
+        size: num(size)?,
     })
 }
 

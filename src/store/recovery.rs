@@ -16,13 +16,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{create_data_file, read_up_to, RecoveryReport, Store};
+use super::checkpoint::PyCheckpoint;
+use super::{create_data_file, io, read_up_to, RecoveryReport, Store};
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::format::{
-    decode_py_checkpoint, invalid_file, Header, Naming, Pending, State, HEADER_BYTES, HEADER_LEN,
-    PY_CHECKPOINT_PREFIX, SLOT_BYTES, SLOT_LEN,
+    decode_py_checkpoint, hex, invalid_file, py_checkpoint_name, Format, Header, Naming, Pending,
+    Slot, State, HEADER_BYTES, HEADER_LEN, PY_CHECKPOINT_PREFIX, SLOT_BYTES, SLOT_LEN,
 };
 use crate::fs::{seeded, Fs, FsFile};
 
@@ -30,28 +31,30 @@ use crate::fs::{seeded, Fs, FsFile};
 const LOCK_ATTEMPTS: u32 = 20;
 const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(5);
 
-fn io<T>(op: &'static str, path: &Path, r: std::io::Result<T>) -> Result<T> {
-    r.map_err(|e| Error::io(op, path, e))
-}
-
 /// The names in a directory that concern one configuration.
 #[derive(Debug, Default)]
 struct Listing {
     data: Vec<u32>,
     temps: Vec<(u32, String)>,
     checkpoints: Vec<String>,
+    /// Our Python-format checkpoint's temp file, left by a crash before its rename.
+    checkpoint_temp: Option<String>,
 }
 
 fn list(fs: &dyn Fs, dir: &Path, naming: &Naming) -> Result<Listing> {
     let names = io("list directory", dir, fs.list(dir))?;
     let mut listing = Listing::default();
-    for name in names {
+    // A name that is not UTF-8 is never one of ours (`check` reports those that look like
+    // data files or checkpoints to the Python library).
+    for name in names.into_iter().filter_map(|n| n.into_string().ok()) {
         if let Some(i) = naming.parse_data_file(&name) {
             listing.data.push(i);
         } else if let Some(i) = naming.parse_temp_file(&name) {
             listing.temps.push((i, name));
         } else if name.starts_with(PY_CHECKPOINT_PREFIX) {
             listing.checkpoints.push(name);
+        } else if name == naming.checkpoint_temp_file() {
+            listing.checkpoint_temp = Some(name);
         }
     }
     listing.data.sort_unstable();
@@ -151,8 +154,49 @@ fn ensure_dir(fs: &dyn Fs, cfg: &Config) -> Result<()> {
     }
 }
 
-/// Opens and locks the state file; returns it and the newest valid state in it.
-fn lock_state(fs: &dyn Fs, cfg: &Config) -> Result<(PathBuf, Arc<dyn FsFile>, Option<State>)> {
+/// Refuses to open a directory with another naming or other genesis bytes than its state
+/// records: data files of another naming are invisible to this one, so an open would
+/// create a second head file beside the real one, and a crash there would make the next
+/// correct open cut the real head back to its header.
+fn check_format(cfg: &Config, recorded: &Format, state_path: &Path) -> Result<()> {
+    let mismatch = |option: &'static str, ours: &dyn std::fmt::Display, theirs: String| {
+        Error::config(
+            option,
+            ours,
+            format!(
+                "the directory was written with {option} = {theirs} (recorded in {}); open it \
+                 with the same value",
+                state_path.display()
+            ),
+        )
+    };
+    let want = &recorded.naming;
+    if want.prefix != cfg.naming.prefix {
+        return Err(mismatch(
+            "file_prefix",
+            &format!("{:?}", cfg.naming.prefix),
+            format!("{:?}", want.prefix),
+        ));
+    }
+    if want.padding != cfg.naming.padding {
+        return Err(mismatch(
+            "file_padding",
+            &cfg.naming.padding,
+            want.padding.to_string(),
+        ));
+    }
+    if recorded.genesis != cfg.genesis {
+        return Err(mismatch(
+            "genesis_bytes",
+            &hex(&cfg.genesis),
+            hex(&recorded.genesis),
+        ));
+    }
+    Ok(())
+}
+
+/// Opens and locks the state file; returns it and the newest valid slot in it.
+fn lock_state(fs: &dyn Fs, cfg: &Config) -> Result<(PathBuf, Arc<dyn FsFile>, Option<Slot>)> {
     let dir = &cfg.path;
     let path = dir.join(cfg.naming.state_file());
     let (file, created) = io("open state file", &path, fs.open_or_create(&path))?;
@@ -183,6 +227,17 @@ fn lock_state(fs: &dyn Fs, cfg: &Config) -> Result<(PathBuf, Arc<dyn FsFile>, Op
     Ok((path, file, State::newest(&raw[..n])))
 }
 
+/// A dirty state whose checkpoint is gone: another writer (the Python library) applied our
+/// checkpoint, rolling back what we had not committed, took over, and may have appended
+/// since. The files are authoritative, as after a clean stop.
+fn taken_over(s: State, listing: &Listing) -> bool {
+    !s.clean
+        && s.checkpoint != 0
+        && !listing
+            .checkpoints
+            .contains(&py_checkpoint_name(s.checkpoint))
+}
+
 /// With `clean_stale_data(false)`, anything to recover is an error.
 fn refuse_pending_unless_cleaning(
     cfg: &Config,
@@ -194,7 +249,8 @@ fn refuse_pending_unless_cleaning(
         .temps
         .iter()
         .filter(|(i, _)| Some(*i) != pending_temp)
-        .count();
+        .count()
+        + usize::from(listing.checkpoint_temp.is_some());
     if !cfg.clean_stale_data && (dirty || !listing.checkpoints.is_empty() || stale_temps > 0) {
         return Err(Error::InvalidDbState {
             reason: format!(
@@ -424,8 +480,13 @@ fn recover_dirty(
         report.removed_files.push(i);
     }
     // Our own commit state rules; a Python checkpoint here cannot be newer than it and
-    // must not be applied later against our data.
+    // must not be applied later against our data. Ours, which the state names, is kept:
+    // it is brought in line with the recovered files once the head is truncated.
+    let ours = (s.checkpoint != 0).then(|| py_checkpoint_name(s.checkpoint));
     for name in &listing.checkpoints {
+        if Some(name) == ours.as_ref() {
+            continue;
+        }
         let p = cfg.path.join(name);
         io("remove python checkpoint", &p, fs.remove(&p))?;
         report.removed_temp_files += 1;
@@ -464,9 +525,14 @@ impl Store {
         let dir = &cfg.path;
         let naming = &cfg.naming;
         ensure_dir(fs.as_ref(), cfg)?;
-        let (state_path, state_file, prev) = lock_state(fs.as_ref(), cfg)?;
+        let (state_path, state_file, slot) = lock_state(fs.as_ref(), cfg)?;
+        if let Some(recorded) = slot.as_ref().and_then(|s| s.format.as_ref()) {
+            check_format(cfg, recorded, &state_path)?;
+        }
+        let prev = slot.map(|s| s.state);
         let listing = list(fs.as_ref(), dir, naming)?;
-        let dirty = prev.filter(|s| !s.clean);
+        let taken_over = prev.is_some_and(|s| taken_over(s, &listing));
+        let dirty = prev.filter(|s| !s.clean && !taken_over);
         // Validate every data file before changing anything, except those an interrupted
         // flush created after the commit point: they may be torn, and are deleted below.
         let committed: Vec<u32> = match dirty {
@@ -494,21 +560,15 @@ impl Store {
         refuse_aliases(fs.as_ref(), &own)?;
         refuse_pending_unless_cleaning(cfg, dirty.is_some(), pending_temp, &listing)?;
         let mut report = RecoveryReport {
-            was_dirty: dirty.is_some(),
+            was_dirty: prev.is_some_and(|s| !s.clean),
+            taken_over,
             ..RecoveryReport::default()
         };
         let head = match dirty {
             Some(s) => recover_dirty(fs.as_ref(), cfg, s, &listing, &mut report)?,
             None => recover_clean(fs.as_ref(), cfg, prev, &listing, &mut report)?,
         };
-        for (i, name) in &listing.temps {
-            if Some(*i) == pending_temp && report.finished_pending {
-                continue;
-            }
-            let p = dir.join(name);
-            io("remove temp file", &p, fs.remove(&p))?;
-            report.removed_temp_files += 1;
-        }
+        remove_stale_temps(fs.as_ref(), dir, &listing, pending_temp, &mut report)?;
         let dir_changed = report.finished_pending
             || report.applied_py_checkpoint
             || report.removed_temp_files > 0
@@ -529,6 +589,12 @@ impl Store {
             io("sync directory", dir, fs.sync_dir(dir))?;
         }
         let head_end = catalog.head_info().map_or(0, |f| f.end);
+        let py_checkpoint = match dirty {
+            Some(s) if s.checkpoint != 0 => {
+                Some(PyCheckpoint::open(fs.as_ref(), dir, s.checkpoint)?)
+            }
+            _ => None,
+        };
         let store = Store {
             fs,
             dir: dir.clone(),
@@ -544,22 +610,63 @@ impl Store {
                 head,
                 head_end,
                 pending: Pending::None,
+                checkpoint: 0,
             }),
+            format: cfg.format(),
             marked_dirty: false,
+            py_checkpoint,
             head_file,
+            head_tail: None,
             catalog,
         };
+        Ok((store.finish_open()?, report))
+    }
+
+    /// The last steps of `open`, on the recovered store.
+    fn finish_open(mut self) -> Result<Store> {
         // The first change would need the next sequence number: refuse now, with the
         // directory untouched, rather than at the first flush. Only a forged state file
         // gets here.
-        if store.state.seq == u64::MAX {
+        if self.state.seq == u64::MAX {
             return Err(Error::InvalidDbState {
                 reason: format!(
                     "{}: the commit sequence number is exhausted",
-                    store.state_path.display()
+                    self.state_path.display()
                 ),
             });
         }
-        Ok((store, report))
+        // The checkpoint of the interrupted session now describes the recovered files (the
+        // head at its committed length), so that the Python library, should it open the
+        // directory before our next clean stop, finds nothing to cut and no file missing.
+        if self.py_checkpoint.is_some() {
+            let entry = self.head_entry()?;
+            self.set_checkpoint(vec![entry])?;
+        }
+        Ok(self)
     }
+}
+
+/// Deletes the temp files nothing will finish: ltrim rewrites without a pending record
+/// (or whose rename recovery just did) and our checkpoint's temp file.
+fn remove_stale_temps(
+    fs: &dyn Fs,
+    dir: &Path,
+    listing: &Listing,
+    pending_temp: Option<u32>,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    let pending = |i: u32| Some(i) == pending_temp && report.finished_pending;
+    let stale = listing
+        .temps
+        .iter()
+        .filter(|(i, _)| !pending(*i))
+        .map(|(_, name)| name)
+        .chain(&listing.checkpoint_temp)
+        .collect::<Vec<_>>();
+    for name in stale {
+        let p = dir.join(name);
+        io("remove temp file", &p, fs.remove(&p))?;
+        report.removed_temp_files += 1;
+    }
+    Ok(())
 }

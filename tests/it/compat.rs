@@ -284,7 +284,7 @@ fn fixture_dir(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn roundtrip_script() -> PathBuf {
+pub(crate) fn roundtrip_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat/roundtrip.py")
 }
 
@@ -554,7 +554,7 @@ fn assert_file_sizes(now: &Files, python: &Files, cfg: &PyConfig) {
 
 /// The Python with aiodiskdb 0.2.3, from `AIODISKDB_PYTHON`. Without it: `None` and a
 /// printed "skipped" line, or a failure under `CI=true` (CI must never skip silently).
-fn python(test: &str) -> Option<PathBuf> {
+pub(crate) fn python(test: &str) -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("AIODISKDB_PYTHON").filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(p));
     }
@@ -574,7 +574,7 @@ fn python(test: &str) -> Option<PathBuf> {
 
 /// Runs `py args...` without stdin, prints its output, fails unless it exits 0; returns
 /// its stdout.
-fn run_python(py: &Path, args: &[&std::ffi::OsStr]) -> Res<String> {
+pub(crate) fn run_python(py: &Path, args: &[&std::ffi::OsStr]) -> Res<String> {
     let out = Command::new(py)
         .args(args)
         .env("PYTHONDONTWRITEBYTECODE", "1")

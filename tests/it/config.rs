@@ -65,6 +65,11 @@ async fn every_bad_option_is_named() -> TestResult {
         ("dot in prefix", b().file_prefix("da.ta"), "file_prefix"),
         ("path in prefix", b().file_prefix("../data"), "file_prefix"),
         ("space in prefix", b().file_prefix("da ta"), "file_prefix"),
+        (
+            "prefix of 201 bytes",
+            b().file_prefix("d".repeat(201)),
+            "file_prefix",
+        ),
         ("zero padding", b().file_padding(0), "file_padding"),
         ("padding 11", b().file_padding(11), "file_padding"),
     ];

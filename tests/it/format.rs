@@ -6,7 +6,7 @@ use std::path::Path;
 use aiodiskdb::{AioDiskDb, Error};
 
 use crate::common::{
-    data_files, file_bytes, header, header_with, item, visible_snapshot, TestResult,
+    data_files, file_bytes, header, header_with, item, snapshot, visible_snapshot, TestResult,
 };
 
 #[tokio::test]
@@ -84,16 +84,32 @@ async fn custom_prefix_padding_and_genesis() -> TestResult {
     second.extend_from_slice(&[2u8; 4]);
     assert_eq!(file_bytes(dir.path(), "blk00000001.dat"), second);
 
-    // The same files with another genesis are not ours.
+    // The same files with another genesis are not ours: the state records the genesis
+    // bytes, and the open is refused before anything is written.
+    let before = snapshot(dir.path());
+    let other_genesis = || {
+        AioDiskDb::builder(dir.path())
+            .file_prefix("blk")
+            .file_padding(8)
+            .max_file_size(24 + 10)
+            .max_buffer_size(10)
+    };
+    match other_genesis().open().await {
+        Err(Error::InvalidConfiguration {
+            option: "genesis_bytes",
+            value,
+            reason,
+        }) => {
+            assert_eq!(value, "0dce8f37");
+            assert!(reason.contains("f9beb4d9"), "{reason}");
+        }
+        other => panic!("expected InvalidConfiguration, got {other:?}"),
+    }
+    assert_eq!(snapshot(dir.path()), before);
+    // Without our state (as the Python library leaves a directory), each header says so.
+    std::fs::remove_file(dir.path().join(".aiodiskdb.blk.state"))?;
     let before = visible_snapshot(dir.path());
-    let r = AioDiskDb::builder(dir.path())
-        .file_prefix("blk")
-        .file_padding(8)
-        .max_file_size(24 + 10)
-        .max_buffer_size(10)
-        .open()
-        .await;
-    match r {
+    match other_genesis().open().await {
         Err(Error::InvalidDataFile { path, .. }) => {
             assert_eq!(path, dir.path().join("blk00000000.dat"));
         }
@@ -239,5 +255,76 @@ async fn two_prefixes_share_a_directory() -> TestResult {
     let mut expected = header(0);
     expected.extend_from_slice(b"block");
     assert_eq!(file_bytes(dir.path(), "blk00000.dat"), expected);
+    Ok(())
+}
+
+/// Copies every file of `from` into a new directory `to` (a crash image of a writer that is
+/// idle: everything it wrote is in the page cache).
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        std::fs::copy(e.path(), to.join(e.file_name()))?;
+    }
+    Ok(())
+}
+
+/// The state records the naming and the genesis bytes: an open with another padding (or
+/// prefix, or genesis) is refused before anything is written, naming both values. Before,
+/// padding 6 on a padding-5 directory created `data000011.dat` beside `data00011.dat` and
+/// recorded it as the head; after a crash there, the next correct open cut the real head
+/// back to its header.
+#[tokio::test]
+async fn an_open_with_another_naming_is_refused_before_anything_is_written() -> TestResult {
+    let t = tempfile::tempdir()?;
+    let clean = t.path().join("clean");
+    let crashed = t.path().join("crashed");
+    let with_padding = |dir: &Path, padding: usize| {
+        AioDiskDb::builder(dir)
+            .file_padding(padding)
+            .max_file_size(24 + 100)
+            .max_buffer_size(100)
+    };
+    let db = with_padding(&clean, 5).open().await?;
+    let mut locs = Vec::new();
+    for k in 0..30u32 {
+        locs.push((db.add(item(k, 40)).await?, item(k, 40)));
+    }
+    db.flush().await?;
+    assert!(locs.last().unwrap().0.index >= 11, "several files");
+    copy_dir(&clean, &crashed)?; // a dirty state, as a kill -9 leaves it
+    db.stop().await?;
+
+    for dir in [&clean, &crashed] {
+        let before = snapshot(dir);
+        match with_padding(dir, 6).open().await {
+            Err(Error::InvalidConfiguration {
+                option: "file_padding",
+                value,
+                reason,
+            }) => {
+                assert_eq!(value, "6");
+                assert!(reason.contains("file_padding = 5"), "{reason}");
+            }
+            other => panic!(
+                "{}: expected InvalidConfiguration, got {other:?}",
+                dir.display()
+            ),
+        }
+        assert_eq!(snapshot(dir), before, "{}: nothing written", dir.display());
+        let ins = with_padding(dir, 6).inspect().await?;
+        assert!(
+            ins.problems
+                .iter()
+                .any(|p| p.message.contains("written with file_padding 5")),
+            "{:?}",
+            ins.problems
+        );
+        let db = with_padding(dir, 5).open().await?;
+        for (loc, data) in &locs {
+            assert_eq!(db.read(*loc).await?.as_deref(), Some(&data[..]), "{loc}");
+        }
+        db.stop().await?;
+    }
     Ok(())
 }

@@ -4,6 +4,7 @@ mod common;
 
 mod add_read;
 mod compat;
+mod compat_crash;
 mod concurrency;
 mod config;
 mod events;
