@@ -145,13 +145,16 @@ impl Builder {
         self
     }
 
-    /// Longest time buffered items wait before a flush. Default 30 s; more than zero.
+    /// Longest time buffered items wait before a flush. Default 30 s; more than zero. An
+    /// interval too long for the clock (`Duration::MAX`) means never: only size, item
+    /// count, `flush` and the other triggers flush.
     pub fn flush_interval(mut self, interval: Duration) -> Self {
         self.flush_interval = interval;
         self
     }
 
     /// Longest wait for buffer space in `add`, and for `stop`. Default 30 s; more than zero.
+    /// A timeout too long for the clock (`Duration::MAX`) means wait for ever.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify, Semaphore};
@@ -152,6 +152,22 @@ pub(crate) fn poisoned_error(cause: &Error) -> Error {
     }
     Error::InvalidDbState {
         reason: format!("a previous write failed ({why}); reopen the database to recover"),
+    }
+}
+
+/// `start + wait`, or `None` when that instant is past what the clock can represent: a
+/// deadline that never comes (`Duration::MAX` means "wait for ever", not an overflow).
+pub(crate) fn after(start: Instant, wait: Duration) -> Option<Instant> {
+    start.checked_add(wait)
+}
+
+/// Waits for `fut` until `deadline` (for ever if `None`); whether it completed in time.
+async fn notified_before(deadline: Option<Instant>, fut: impl std::future::Future) -> bool {
+    if let Some(at) = deadline {
+        tokio::time::timeout_at(at, fut).await.is_ok()
+    } else {
+        fut.await;
+        true
     }
 }
 
@@ -314,8 +330,8 @@ impl AioDiskDb {
             if let Some(loc) = self.try_add(&data)? {
                 return Ok(loc);
             }
-            let until = *deadline.get_or_insert_with(|| Instant::now() + inner.cfg.timeout);
-            if tokio::time::timeout_at(until, notified).await.is_err() {
+            let until = *deadline.get_or_insert_with(|| after(Instant::now(), inner.cfg.timeout));
+            if !notified_before(until, notified).await {
                 return Err(Error::Timeout {
                     what: "buffer space",
                     waited_ms: u64::try_from(inner.cfg.timeout.as_millis()).unwrap_or(u64::MAX),
