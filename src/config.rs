@@ -206,6 +206,19 @@ impl Builder {
     }
 
     /// Called after each range is persisted, with the time and the range.
+    ///
+    /// Hooks never slow or block the database, and they miss nothing: every event is
+    /// queued for them (apart from the [`subscribe`](AioDiskDb::subscribe) channel, which
+    /// lets a slow receiver lag), and one task calls the hooks one event at a time, in
+    /// event order, awaiting each call. That task ends after `on_stop` returns, or once
+    /// every handle is dropped and the queue is empty.
+    ///
+    /// Memory when a hook cannot keep up: the queue holds up to 65,536 events as they
+    /// come (72 bytes each, about 5 MiB). Past that, a `Written` range that continues the
+    /// last queued one (same index, next position) is merged into it, and the hook gets one
+    /// call for the combined range with the later time; every other event is still queued.
+    /// So from then on the queue grows by one entry per data file started, trim, drop or
+    /// failure while the hook is behind, not per flush. Nothing is ever dropped.
     pub fn on_write<F, Fut>(mut self, hook: F) -> Self
     where
         F: Fn(SystemTime, WriteEvent) -> Fut + Send + Sync + 'static,
@@ -215,7 +228,8 @@ impl Builder {
         self
     }
 
-    /// Called once the database has opened.
+    /// Called once the database has opened. Runs on the hooks' task, in event order, and
+    /// never misses an event: see [`Builder::on_write`] for the queue and its memory.
     pub fn on_start<F, Fut>(mut self, hook: F) -> Self
     where
         F: Fn(SystemTime) -> Fut + Send + Sync + 'static,
@@ -225,7 +239,8 @@ impl Builder {
         self
     }
 
-    /// Called once the database has stopped.
+    /// Called once the database has stopped. Runs on the hooks' task, in event order, and
+    /// never misses an event: see [`Builder::on_write`] for the queue and its memory.
     pub fn on_stop<F, Fut>(mut self, hook: F) -> Self
     where
         F: Fn(SystemTime) -> Fut + Send + Sync + 'static,
@@ -235,7 +250,9 @@ impl Builder {
         self
     }
 
-    /// Called when a write or sync fails (the handle then refuses writes).
+    /// Called when a write or sync fails (the handle then refuses writes). Runs on the
+    /// hooks' task, in event order, and never misses an event: see [`Builder::on_write`]
+    /// for the queue and its memory.
     pub fn on_failure<F, Fut>(mut self, hook: F) -> Self
     where
         F: Fn(SystemTime, Error) -> Fut + Send + Sync + 'static,
@@ -245,7 +262,9 @@ impl Builder {
         self
     }
 
-    /// Called when a data file is deleted, with its index and item bytes.
+    /// Called when a data file is deleted, with its index and item bytes. Runs on the
+    /// hooks' task, in event order, and never misses an event: see [`Builder::on_write`]
+    /// for the queue and its memory.
     pub fn on_index_drop<F, Fut>(mut self, hook: F) -> Self
     where
         F: Fn(SystemTime, u32, u64) -> Fut + Send + Sync + 'static,

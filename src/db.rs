@@ -2,7 +2,8 @@
 //!
 //! Lock order: `Inner::shared` is a short std mutex never held across `.await` and never
 //! held while taking another lock, except the store mutex inside the flusher's blocking
-//! closures, which never takes `shared`.
+//! closures, which never takes `shared`. The hooks' queue has a mutex of its own, taken
+//! alone (events are emitted after `shared` is released).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +18,7 @@ use crate::buffer::{Buffer, Limits, Tail};
 use crate::catalog::{Catalog, FileInfo};
 use crate::config::{Builder, Config};
 use crate::error::{Error, Result};
-use crate::events::{Event, Hooks};
+use crate::events::{Event, HookQueue, HookSender, Hooks, HOOK_MERGE_AFTER};
 use crate::flusher::{self, Command, TrimOp};
 use crate::fs::{Fs, RealFs};
 use crate::location::ItemLocation;
@@ -98,6 +99,8 @@ pub(crate) struct Inner {
     pub(crate) space: Notify,
     pub(crate) progress: watch::Sender<Progress>,
     pub(crate) events: broadcast::Sender<Event>,
+    /// The hooks' own queue, when any hook is set: hooks see every event.
+    pub(crate) hooks: Option<HookSender>,
     pub(crate) overwrite: AtomicBool,
     pub(crate) reads: Semaphore,
     pub(crate) read_cache: ReadCache,
@@ -111,7 +114,12 @@ impl Inner {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Sends `event` to the subscribers and queues it for the hooks. Never waits: a slow
+    /// subscriber lags, a slow hook lets its queue grow (see [`HookQueue`]).
     pub(crate) fn emit(&self, event: Event) {
+        if let Some(hooks) = &self.hooks {
+            hooks.0.push(event.clone());
+        }
         // No receiver is not an error.
         let _ = self.events.send(event);
     }
@@ -246,6 +254,7 @@ impl AioDiskDb {
         };
         shared.tail_from_catalog();
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let hook_queue = (!hooks.is_empty()).then(|| Arc::new(HookQueue::new(HOOK_MERGE_AFTER)));
         let inner = Arc::new(Inner {
             overwrite: AtomicBool::new(cfg.overwrite),
             reads: Semaphore::new(cfg.concurrency),
@@ -257,10 +266,11 @@ impl AioDiskDb {
             space: Notify::new(),
             progress: watch::Sender::new(Progress::default()),
             events,
+            hooks: hook_queue.as_ref().map(|q| HookSender(Arc::clone(q))),
             read_cache: ReadCache::default(),
         });
-        if !hooks.is_empty() {
-            tokio::spawn(hooks.dispatch(inner.events.subscribe()));
+        if let Some(queue) = hook_queue {
+            tokio::spawn(hooks.dispatch(queue));
         }
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(flusher::run(Arc::clone(&inner), store, rx));
