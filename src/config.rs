@@ -153,8 +153,10 @@ impl Builder {
         self
     }
 
-    /// Longest wait for buffer space in `add`, and for `stop`. Default 30 s; more than zero.
-    /// A timeout too long for the clock (`Duration::MAX`) means wait for ever.
+    /// Longest wait for buffer space in `add`, for `stop`, and in `open` for a handle of
+    /// this process that is still closing the directory (persisting its buffer after its
+    /// last clone was dropped). Default 30 s; more than zero. A timeout too long for the
+    /// clock (`Duration::MAX`) means wait for ever.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -278,7 +280,9 @@ impl Builder {
     ///
     /// # Errors
     /// [`Error::InvalidConfiguration`] for a bad option; [`Error::Locked`] if another process
-    /// or handle holds the directory; [`Error::InvalidDataFile`] for a data file with a bad
+    /// or a running handle holds the directory (a handle of this process that is closing,
+    /// after its last clone was dropped or `stop` was called, is waited for, up to
+    /// `timeout`); [`Error::InvalidDataFile`] for a data file with a bad
     /// header (nothing is changed); [`Error::InvalidDbState`] for pending recovery with
     /// `clean_stale_data(false)`; [`Error::FilesInconsistency`] if committed data is missing;
     /// [`Error::Io`] for I/O failures.

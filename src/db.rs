@@ -23,6 +23,7 @@ use crate::flusher::{self, Command, TrimOp};
 use crate::fs::{Fs, RealFs};
 use crate::location::ItemLocation;
 use crate::reader::ReadCache;
+use crate::registry::{self, Session};
 use crate::store::Store;
 use crate::transaction::Transaction;
 
@@ -184,6 +185,25 @@ async fn notified_before(deadline: Option<Instant>, fut: impl std::future::Futur
 struct Handle {
     inner: Arc<Inner>,
     commands: mpsc::UnboundedSender<Command>,
+    /// This database in the process's registry of open directories.
+    session: Option<Session>,
+}
+
+impl Handle {
+    /// From now on the flusher releases the directory by itself: an `open` of it in this
+    /// process waits for that instead of failing with `Locked`.
+    fn closing(&self) {
+        if let Some(session) = self.session {
+            registry::closing(session);
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // `commands` closes right after this: the flusher stops and releases the store.
+        self.closing();
+    }
 }
 
 /// An open database: a cheap `Clone` handle, usable from many tasks at once.
@@ -220,14 +240,18 @@ impl AioDiskDb {
         cfg: Config,
         hooks: Hooks,
     ) -> Result<AioDiskDb> {
-        let (store, _report) = {
+        let (store, session) = {
             let fs = Arc::clone(&fs);
             let cfg = cfg.clone();
-            tokio::task::spawn_blocking(move || Store::open(fs, &cfg))
-                .await
-                .map_err(|e| Error::InvalidDbState {
-                    reason: format!("open task failed: {e}"),
-                })??
+            tokio::task::spawn_blocking(move || {
+                let (store, _report) = Store::open(Arc::clone(&fs), &cfg)?;
+                let state = cfg.path.join(cfg.naming.state_file());
+                Ok::<_, Error>((store, registry::session_of(fs.as_ref(), &state)))
+            })
+            .await
+            .map_err(|e| Error::InvalidDbState {
+                reason: format!("open task failed: {e}"),
+            })??
         };
         let catalog = store.catalog().clone();
         let limits = Limits {
@@ -281,6 +305,7 @@ impl AioDiskDb {
             handle: Arc::new(Handle {
                 inner,
                 commands: tx,
+                session,
             }),
         })
     }
@@ -671,6 +696,7 @@ impl AioDiskDb {
                 s.status = Status::Stopping;
             }
         }
+        self.handle.closing();
         inner.space.notify_waiters();
         let (tx, rx) = oneshot::channel();
         self.handle

@@ -554,3 +554,32 @@ fn a_dead_flusher_fails_every_waiter_at_once() -> TestResult {
     })?;
     Ok(())
 }
+
+#[tokio::test]
+async fn reopening_at_once_after_dropping_the_last_handle_waits_for_its_final_flush() -> TestResult
+{
+    const ITEM: usize = 64 << 10;
+    // 200 MiB, persisted only by the drop-time stop: a final flush of well over the 100 ms
+    // that `open` used to retry the lock for (about 70 ms per 50 MiB here).
+    const ITEMS: u32 = 3200;
+    let dir = tempfile::tempdir()?;
+    let db = AioDiskDb::builder(dir.path())
+        .max_file_size(256 << 20)
+        .max_buffer_size(256 << 20)
+        .max_buffer_items(100_000)
+        .flush_interval(HOUR)
+        .open()
+        .await?;
+    let mut locs = Vec::new();
+    for tag in 0..ITEMS {
+        locs.push(db.add(item(tag, ITEM)).await?);
+    }
+    drop(db);
+    // No retry: the open must wait for the closing handle, not report `Locked`.
+    let db = AioDiskDb::open(dir.path()).await?;
+    for (tag, l) in (0..ITEMS).zip(&locs) {
+        assert_eq!(db.read(*l).await?, Some(item(tag, ITEM).into()), "{l}");
+    }
+    db.stop().await?;
+    Ok(())
+}
