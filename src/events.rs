@@ -21,6 +21,9 @@ use crate::error::Error;
 /// (same index, next position) is merged into it instead of being queued.
 pub(crate) const HOOK_MERGE_AFTER: usize = 65_536;
 
+/// Queue capacity kept once a backlog is worked off.
+const SHRINK_ABOVE: usize = 1024;
+
 /// One contiguous range of an index that just became persisted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct WriteEvent {
@@ -162,7 +165,8 @@ impl Hooks {
 /// starts, extends that range instead (the hook then gets one call for the combined range,
 /// with the later time); any other event is queued. So while a hook is behind, the queue
 /// grows past the threshold by one entry per data file started, per trim or drop and per
-/// failure, not per flush. No event is ever dropped while the dispatcher runs.
+/// failure, not per flush. No event is ever dropped while the dispatcher runs. Once the
+/// queue is empty again, its allocation shrinks back to 1,024 events.
 #[derive(Debug)]
 pub(crate) struct HookQueue {
     state: Mutex<QueueState>,
@@ -223,6 +227,10 @@ impl HookQueue {
             {
                 let mut q = self.lock();
                 if let Some(e) = q.events.pop_front() {
+                    if q.events.is_empty() && q.events.capacity() > SHRINK_ABOVE {
+                        // The hook caught up: give back what a backlog made the queue grow to.
+                        q.events.shrink_to(SHRINK_ABOVE);
+                    }
                     return Some(e);
                 }
                 if q.closed {
@@ -328,6 +336,12 @@ mod tests {
 
     fn describe_all(q: &HookQueue) -> Vec<String> {
         q.queued().iter().map(describe).collect()
+    }
+
+    #[test]
+    fn events_are_as_small_as_the_docs_say() {
+        // The hooks' memory figures (builder docs, README, docs/design.md) use this size.
+        assert!(std::mem::size_of::<Event>() <= 72);
     }
 
     #[test]
