@@ -2,12 +2,13 @@
 //!
 //! Lock order: `Inner::shared` is a short std mutex never held across `.await` and never
 //! held while taking another lock, except the store mutex inside the flusher's blocking
-//! closures, which never takes `shared`.
+//! closures, which never takes `shared`. The hooks' queue has a mutex of its own, taken
+//! alone (events are emitted after `shared` is released).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify, Semaphore};
@@ -17,11 +18,12 @@ use crate::buffer::{Buffer, Limits, Tail};
 use crate::catalog::{Catalog, FileInfo};
 use crate::config::{Builder, Config};
 use crate::error::{Error, Result};
-use crate::events::{Event, Hooks};
+use crate::events::{Event, HookQueue, HookSender, Hooks, HOOK_MERGE_AFTER};
 use crate::flusher::{self, Command, TrimOp};
 use crate::fs::{Fs, RealFs};
 use crate::location::ItemLocation;
 use crate::reader::ReadCache;
+use crate::registry::{self, Session};
 use crate::store::Store;
 use crate::transaction::Transaction;
 
@@ -98,6 +100,8 @@ pub(crate) struct Inner {
     pub(crate) space: Notify,
     pub(crate) progress: watch::Sender<Progress>,
     pub(crate) events: broadcast::Sender<Event>,
+    /// The hooks' own queue, when any hook is set: hooks see every event.
+    pub(crate) hooks: Option<HookSender>,
     pub(crate) overwrite: AtomicBool,
     pub(crate) reads: Semaphore,
     pub(crate) read_cache: ReadCache,
@@ -111,7 +115,12 @@ impl Inner {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Sends `event` to the subscribers and queues it for the hooks. Never waits: a slow
+    /// subscriber lags, a slow hook lets its queue grow (see [`HookQueue`]).
     pub(crate) fn emit(&self, event: Event) {
+        if let Some(hooks) = &self.hooks {
+            hooks.0.push(event.clone());
+        }
         // No receiver is not an error.
         let _ = self.events.send(event);
     }
@@ -155,11 +164,46 @@ pub(crate) fn poisoned_error(cause: &Error) -> Error {
     }
 }
 
+/// `start + wait`, or `None` when that instant is past what the clock can represent: a
+/// deadline that never comes (`Duration::MAX` means "wait for ever", not an overflow).
+pub(crate) fn after(start: Instant, wait: Duration) -> Option<Instant> {
+    start.checked_add(wait)
+}
+
+/// Waits for `fut` until `deadline` (for ever if `None`); whether it completed in time.
+async fn notified_before(deadline: Option<Instant>, fut: impl std::future::Future) -> bool {
+    if let Some(at) = deadline {
+        tokio::time::timeout_at(at, fut).await.is_ok()
+    } else {
+        fut.await;
+        true
+    }
+}
+
 /// The part every clone shares; dropping the last one lets the flusher stop.
 #[derive(Debug)]
 struct Handle {
     inner: Arc<Inner>,
     commands: mpsc::UnboundedSender<Command>,
+    /// This database in the process's registry of open directories.
+    session: Option<Session>,
+}
+
+impl Handle {
+    /// From now on the flusher releases the directory by itself: an `open` of it in this
+    /// process waits for that instead of failing with `Locked`.
+    fn closing(&self) {
+        if let Some(session) = self.session {
+            registry::closing(session);
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // `commands` closes right after this: the flusher stops and releases the store.
+        self.closing();
+    }
 }
 
 /// An open database: a cheap `Clone` handle, usable from many tasks at once.
@@ -196,14 +240,18 @@ impl AioDiskDb {
         cfg: Config,
         hooks: Hooks,
     ) -> Result<AioDiskDb> {
-        let (store, _report) = {
+        let (store, session) = {
             let fs = Arc::clone(&fs);
             let cfg = cfg.clone();
-            tokio::task::spawn_blocking(move || Store::open(fs, &cfg))
-                .await
-                .map_err(|e| Error::InvalidDbState {
-                    reason: format!("open task failed: {e}"),
-                })??
+            tokio::task::spawn_blocking(move || {
+                let (store, _report) = Store::open(Arc::clone(&fs), &cfg)?;
+                let state = cfg.path.join(cfg.naming.state_file());
+                Ok::<_, Error>((store, registry::session_of(fs.as_ref(), &state)))
+            })
+            .await
+            .map_err(|e| Error::InvalidDbState {
+                reason: format!("open task failed: {e}"),
+            })??
         };
         let catalog = store.catalog().clone();
         let limits = Limits {
@@ -230,6 +278,7 @@ impl AioDiskDb {
         };
         shared.tail_from_catalog();
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let hook_queue = (!hooks.is_empty()).then(|| Arc::new(HookQueue::new(HOOK_MERGE_AFTER)));
         let inner = Arc::new(Inner {
             overwrite: AtomicBool::new(cfg.overwrite),
             reads: Semaphore::new(cfg.concurrency),
@@ -241,10 +290,11 @@ impl AioDiskDb {
             space: Notify::new(),
             progress: watch::Sender::new(Progress::default()),
             events,
+            hooks: hook_queue.as_ref().map(|q| HookSender(Arc::clone(q))),
             read_cache: ReadCache::default(),
         });
-        if !hooks.is_empty() {
-            tokio::spawn(hooks.dispatch(inner.events.subscribe()));
+        if let Some(queue) = hook_queue {
+            tokio::spawn(hooks.dispatch(queue));
         }
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(flusher::run(Arc::clone(&inner), store, rx));
@@ -255,6 +305,7 @@ impl AioDiskDb {
             handle: Arc::new(Handle {
                 inner,
                 commands: tx,
+                session,
             }),
         })
     }
@@ -314,8 +365,8 @@ impl AioDiskDb {
             if let Some(loc) = self.try_add(&data)? {
                 return Ok(loc);
             }
-            let until = *deadline.get_or_insert_with(|| Instant::now() + inner.cfg.timeout);
-            if tokio::time::timeout_at(until, notified).await.is_err() {
+            let until = *deadline.get_or_insert_with(|| after(Instant::now(), inner.cfg.timeout));
+            if !notified_before(until, notified).await {
                 return Err(Error::Timeout {
                     what: "buffer space",
                     waited_ms: u64::try_from(inner.cfg.timeout.as_millis()).unwrap_or(u64::MAX),
@@ -645,6 +696,7 @@ impl AioDiskDb {
                 s.status = Status::Stopping;
             }
         }
+        self.handle.closing();
         inner.space.notify_waiters();
         let (tx, rx) = oneshot::channel();
         self.handle

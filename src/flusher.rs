@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::buffer::Buffer;
 use crate::catalog::Delta;
-use crate::db::{poisoned_error, Inner, Status};
+use crate::db::{after, poisoned_error, Inner, Status};
 use crate::error::{Error, Result};
 use crate::events::{Event, WriteEvent};
 #[cfg(test)]
@@ -127,10 +127,22 @@ impl Drop for FinalFlush {
             s.status = Status::Stopped;
             (s.flushing.take(), std::mem::take(&mut s.active))
         };
+        // No flusher will make room any more: adds waiting for space fail at once.
+        self.inner.space.notify_waiters();
+        self.persist(flushing.as_deref(), &active);
+        // `flush` and `wait_persisted` learn that nothing more will be persisted.
+        self.inner.progress.send_modify(|p| p.stopped = true);
+    }
+}
+
+impl FinalFlush {
+    /// Writes the buffers (those of the in-flight flush only if it did not commit), marks
+    /// the directory clean and releases the store, unless a stop already released it.
+    fn persist(&self, flushing: Option<&Buffer>, active: &Buffer) {
         let mut guard = lock_store(&self.store);
         let Some(store) = guard.as_mut() else { return };
         let mut segs: Vec<&Segment> = Vec::new();
-        if let Some(f) = &flushing {
+        if let Some(f) = flushing {
             // The flush may have committed before the task was dropped.
             if f.segments.first().is_some_and(|s| store.continues(s)) {
                 segs.extend(f.segments.iter());
@@ -148,8 +160,6 @@ impl Drop for FinalFlush {
             tracing::error!(error = %e, "final flush on drop failed; the directory recovers on open");
         }
         *guard = None;
-        drop(guard);
-        self.inner.progress.send_modify(|p| p.stopped = true);
     }
 }
 
@@ -175,8 +185,9 @@ async fn run_loop(
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
     let _final = final_flush;
+    let interval = f.inner.cfg.flush_interval;
     loop {
-        let deadline = f.inner.lock().last_flush + f.inner.cfg.flush_interval;
+        let deadline = after(f.inner.lock().last_flush, interval);
         tokio::select! {
             biased;
             cmd = commands.recv() => match cmd {
@@ -196,12 +207,12 @@ async fn run_loop(
                 }
             },
             () = f.inner.flusher_wake.notified() => {}
-            () = tokio::time::sleep_until(deadline) => {}
+            () = sleep_until(deadline) => {}
         }
         let due = {
             let mut s = f.inner.lock();
             let now = Instant::now();
-            let expired = now >= s.last_flush + f.inner.cfg.flush_interval;
+            let expired = after(s.last_flush, interval).is_some_and(|at| now >= at);
             if s.active.is_empty() {
                 if expired {
                     s.last_flush = now;
@@ -220,6 +231,14 @@ async fn run_loop(
             // Failures poison the handle; waiters learn it from the progress channel.
             let _ = f.flush().await;
         }
+    }
+}
+
+/// Sleeps until `deadline`; for ever if there is none.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

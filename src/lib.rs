@@ -48,6 +48,7 @@ mod fs;
 mod inspect;
 mod location;
 mod reader;
+mod registry;
 mod store;
 mod transaction;
 

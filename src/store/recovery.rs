@@ -200,6 +200,8 @@ fn lock_state(fs: &dyn Fs, cfg: &Config) -> Result<(PathBuf, Arc<dyn FsFile>, Op
     let dir = &cfg.path;
     let path = dir.join(cfg.naming.state_file());
     let (file, created) = io("open state file", &path, fs.open_or_create(&path))?;
+    // A handle of this process: `Locked` at once if running, waited for if closing.
+    let file = crate::registry::claim(fs, &path, file, cfg.timeout)?;
     // A lock held for a moment by someone else's fork (a child process inherits our
     // descriptor until it execs) is not a competing writer: retry briefly before
     // reporting `Locked`.

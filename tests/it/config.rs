@@ -213,3 +213,62 @@ async fn defaults_work() -> TestResult {
     db.stop().await?;
     Ok(())
 }
+
+/// Runs `fut`, failing instead of hanging past `secs` seconds.
+async fn within<T>(
+    secs: u64,
+    what: &str,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, String> {
+    tokio::time::timeout(Duration::from_secs(secs), fut)
+        .await
+        .map_err(|_| format!("{what} still waiting after {secs} s"))
+}
+
+#[tokio::test]
+async fn a_flush_interval_of_duration_max_never_fires_and_never_panics() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = AioDiskDb::builder(dir.path())
+        .max_buffer_size(10)
+        .flush_interval(Duration::MAX)
+        .open()
+        .await?;
+    let mut locs = Vec::new();
+    // The third item waits for space: the flusher must be alive to make it.
+    for tag in 0..3u8 {
+        locs.push(within(10, "add", db.add(vec![tag; 8])).await??);
+    }
+    within(10, "flush", db.flush()).await??;
+    for (tag, l) in (0..3u8).zip(&locs) {
+        assert_eq!(db.read(*l).await?, Some(vec![tag; 8].into()));
+    }
+    within(10, "stop", db.stop()).await??;
+    assert_eq!(
+        file_bytes(dir.path(), "data00000.dat").len(),
+        24 + 3 * 8,
+        "every item persisted"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_timeout_of_duration_max_waits_for_space_without_panicking() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = AioDiskDb::builder(dir.path())
+        .max_buffer_size(10)
+        .flush_interval(Duration::from_secs(3600))
+        .timeout(Duration::MAX)
+        .open()
+        .await?;
+    let mut locs = Vec::new();
+    for tag in 0..4u8 {
+        // From the second on, each add waits for the flusher to take the full buffer.
+        locs.push(within(10, "add", db.add(vec![tag; 8])).await??);
+    }
+    within(10, "flush", db.flush()).await??;
+    for (tag, l) in (0..4u8).zip(&locs) {
+        assert_eq!(db.read(*l).await?, Some(vec![tag; 8].into()));
+    }
+    within(10, "stop", db.stop()).await??;
+    Ok(())
+}

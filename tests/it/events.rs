@@ -306,3 +306,70 @@ async fn a_lagging_subscriber_never_slows_the_database() -> TestResult {
     db.stop().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_hook_sees_every_persisted_byte_once_in_order() -> TestResult {
+    // More flushes than the broadcast channel holds, each one Written event.
+    const FLUSHES: u32 = 5000;
+    let dir = tempfile::tempdir()?;
+    let log: Arc<Mutex<Vec<Option<WriteEvent>>>> = Arc::default();
+    // Holds the hook until every flush is done: the database must not wait for it.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (writes, stops, held) = (log.clone(), log.clone(), gate.clone());
+    let db = AioDiskDb::builder(dir.path())
+        .flush_interval(HOUR)
+        .durability(aiodiskdb::Durability::Os)
+        .on_write(move |_, w| {
+            let (log, gate) = (writes.clone(), held.clone());
+            async move {
+                // Fails at once when the gate is closed.
+                let _ = gate.acquire().await;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                log.lock().unwrap().push(Some(w));
+            }
+        })
+        .on_stop(move |_| {
+            stops.lock().unwrap().push(None);
+            async {}
+        })
+        .open()
+        .await?;
+    let mut locs = Vec::new();
+    for tag in 0..FLUSHES {
+        locs.push(db.add(item(tag, 1 + tag as usize % 40)).await?);
+        db.flush().await?;
+    }
+    assert!(log.lock().unwrap().is_empty(), "the hook is still held");
+    gate.close();
+    db.stop().await?;
+    let start = std::time::Instant::now();
+    while log.lock().unwrap().last() != Some(&None) {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "on_stop did not run; {} writes seen",
+            log.lock().unwrap().len()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let log = log.lock().unwrap().clone();
+    let (stop, seen) = log.split_last().expect("on_stop ran");
+    assert_eq!(*stop, None);
+    let seen: Vec<WriteEvent> = seen
+        .iter()
+        .map(|w| w.expect("writes before the stop"))
+        .collect();
+    // One call per flush (nothing merged below the queue's threshold), in order.
+    let expected: Vec<WriteEvent> = locs
+        .iter()
+        .map(|l| written(l.index, l.position, l.size))
+        .collect();
+    assert_eq!(seen.len(), expected.len(), "every write, once");
+    assert_eq!(seen, expected);
+    let seen_bytes: u64 = seen.iter().map(|w| u64::from(w.size)).sum();
+    let added: u64 = locs.iter().map(|l| u64::from(l.size)).sum();
+    assert_eq!(seen_bytes, added);
+    assert!(seen
+        .windows(2)
+        .all(|p| p[1].index != p[0].index || p[1].position == p[0].position + p[0].size));
+    Ok(())
+}

@@ -485,3 +485,101 @@ async fn a_read_only_session_leaves_the_directory_untouched() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn a_dead_flusher_fails_every_waiter_at_once() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    // The flusher lives on `home`, which is left idle after the open: it cannot run, and
+    // dropping `home` kills it (its drop-time final flush runs instead).
+    let home = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let db = home.block_on(
+        AioDiskDb::builder(dir.path())
+            .max_buffer_size(10)
+            .flush_interval(HOUR)
+            .timeout(Duration::from_secs(60))
+            .open(),
+    )?;
+    let waiters = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let first = waiters.block_on(db.add(vec![1u8; 10]))?;
+    // Each of these waits for the flusher: the buffer is full.
+    let add = waiters.spawn({
+        let db = db.clone();
+        async move { db.add(vec![2u8; 10]).await.map(drop) }
+    });
+    let flush = waiters.spawn({
+        let db = db.clone();
+        async move { db.flush().await }
+    });
+    let persisted = waiters.spawn({
+        let db = db.clone();
+        async move { db.wait_persisted(first).await }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !add.is_finished() && !flush.is_finished() && !persisted.is_finished(),
+        "the waiters wait for the flusher"
+    );
+    drop(home);
+    let started = std::time::Instant::now();
+    waiters.block_on(async {
+        for (what, waiter) in [
+            ("add", add),
+            ("flush", flush),
+            ("wait_persisted", persisted),
+        ] {
+            let outcome = tokio::time::timeout(Duration::from_secs(5), waiter)
+                .await
+                .unwrap_or_else(|_| panic!("{what} still waits 5 s after the flusher died"));
+            assert!(
+                matches!(outcome, Ok(Err(Error::NotRunning))),
+                "{what}: expected NotRunning, got {outcome:?}"
+            );
+        }
+        assert!(matches!(db.stop().await, Err(Error::NotRunning)));
+        assert!(matches!(db.add(&b"late"[..]).await, Err(Error::NotRunning)));
+    });
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(db);
+    // The item added before the death was persisted by the final flush.
+    waiters.block_on(async {
+        let db = reopen(dir.path()).await?;
+        assert_eq!(db.read(first).await?, Some(vec![1u8; 10].into()));
+        db.stop().await?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn reopening_at_once_after_dropping_the_last_handle_waits_for_its_final_flush() -> TestResult
+{
+    const ITEM: usize = 64 << 10;
+    // 200 MiB, persisted only by the drop-time stop: a final flush of well over the 100 ms
+    // that `open` used to retry the lock for (about 70 ms per 50 MiB here).
+    const ITEMS: u32 = 3200;
+    let dir = tempfile::tempdir()?;
+    let db = AioDiskDb::builder(dir.path())
+        .max_file_size(256 << 20)
+        .max_buffer_size(256 << 20)
+        .max_buffer_items(100_000)
+        .flush_interval(HOUR)
+        .open()
+        .await?;
+    let mut locs = Vec::new();
+    for tag in 0..ITEMS {
+        locs.push(db.add(item(tag, ITEM)).await?);
+    }
+    drop(db);
+    // No retry: the open must wait for the closing handle, not report `Locked`.
+    let db = AioDiskDb::open(dir.path()).await?;
+    for (tag, l) in (0..ITEMS).zip(&locs) {
+        assert_eq!(db.read(*l).await?, Some(item(tag, ITEM).into()), "{l}");
+    }
+    db.stop().await?;
+    Ok(())
+}
