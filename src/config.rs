@@ -223,8 +223,8 @@ impl Builder {
     /// event order, awaiting each call. That task ends after `on_stop` returns, or once
     /// every handle is dropped and the queue is empty.
     ///
-    /// Memory when a hook cannot keep up: the queue holds up to 65,536 events as they come (72
-    /// bytes each: 4.5 MiB, in an allocation of up to twice that, given back once the hook has
+    /// Memory when a hook cannot keep up: the queue holds up to 65,536 events as they come (80
+    /// bytes each: 5 MiB, in an allocation of up to twice that, given back once the hook has
     /// caught up). Past that, a `Written` range that continues the last queued one (same index,
     /// next position) is merged into it, and the hook gets one call for the combined range with
     /// the later time; every other event is still queued. So from then on the queue grows by
