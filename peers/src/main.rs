@@ -5,7 +5,7 @@
 //! engine is used and made durable.
 
 // The workloads' data, shared with `aiodiskdb bench` so that both run on the same bytes.
-#[path = "../../cli/src/bench/data.rs"]
+#[path = "../../bench/src/data.rs"]
 mod data;
 mod engine;
 mod engines;
