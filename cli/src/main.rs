@@ -4,7 +4,6 @@
 //! error chain joined with ": ") and exit 1; a closed stdout pipe is not an error.
 
 mod args;
-mod bench;
 mod inspect;
 mod ops;
 mod out;
@@ -68,8 +67,8 @@ enum Command {
     /// Delete the data file of index INDEX (needs --yes).
     Drop(ops::DropArgs),
     /// Run benchmark workloads (on a temporary directory unless --dir is given).
-    #[command(after_help = bench::HELP)]
-    Bench(bench::Args),
+    #[command(after_help = aiodiskdb_bench::BENCH_HELP)]
+    Bench(aiodiskdb_bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -98,7 +97,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Rtrim(args) => ops::trim(ops::Trim::Right, args).await,
             Command::Ltrim(args) => ops::trim(ops::Trim::Left, args).await,
             Command::Drop(args) => ops::drop_index(args).await,
-            Command::Bench(args) => bench::run(args).await,
+            Command::Bench(args) => aiodiskdb_bench::run_bench(args).await,
         }
     })?;
     out::flush()?;

@@ -4,24 +4,14 @@
 //! equivalent to ours (data acknowledged only once fsynced). See [`engines`] for how each
 //! engine is used and made durable.
 
-// The workloads' data, shared with `aiodiskdb bench` so that both run on the same bytes.
-#[path = "../../cli/src/bench/data.rs"]
-mod data;
-mod engine;
 mod engines;
-mod report;
-mod workloads;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::{bail, ensure, Context as _};
+use aiodiskdb_bench::{block_on, Bench, Engine, Report, Root, SeedSpec, Ui, Until};
+use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
-
-use crate::engine::Engine;
-use crate::report::Report;
-use crate::workloads::{SeedSpec, Ui, Until};
 
 const AFTER_HELP: &str = r#"Workloads (those of `aiodiskdb bench`; sizes scale with --total-mb, --items, --seconds):
   seed-large  random 1 KiB..1 MiB items up to 1000 MB with a concurrent verifying reader
@@ -165,7 +155,8 @@ impl EngineName {
 }
 
 fn main() -> ExitCode {
-    match run(&Args::parse()) {
+    // The peers' APIs block: the workloads run on this thread and worker threads.
+    match block_on(run(&Args::parse())) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -176,12 +167,8 @@ fn main() -> ExitCode {
 }
 
 /// Runs every (workload, engine) asked for; `Ok(false)` when one of them failed.
-fn run(args: &Args) -> anyhow::Result<bool> {
-    ensure!(args.tasks > 0, "--tasks must be at least 1");
-    ensure!(
-        args.seconds > 0.0 && args.seconds.is_finite(),
-        "--seconds must be more than zero"
-    );
+async fn run(args: &Args) -> anyhow::Result<bool> {
+    aiodiskdb_bench::check_options(args.tasks, args.seconds)?;
     let workloads: &[Workload] = if args.workload == Workload::All {
         &Workload::EACH
     } else {
@@ -192,27 +179,12 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     } else {
         std::slice::from_ref(&args.engine)
     };
-    let temp;
-    let (root, is_temp) = if let Some(d) = &args.dir {
-        if d.exists()
-            && std::fs::read_dir(d)
-                .with_context(|| format!("list {}", d.display()))?
-                .next()
-                .is_some()
-        {
-            bail!("--dir {} is not empty; it must be empty", d.display());
-        }
-        (d.clone(), false)
-    } else {
-        temp = tempfile::tempdir().context("create a temporary directory")?;
-        (temp.path().to_path_buf(), true)
-    };
-    let ui = Ui { quiet: args.quiet };
+    let root = Root::new(args.dir.as_deref(), "it must be empty")?;
     let mut all_ok = true;
     for &w in workloads {
         for &e in engines {
-            let dir = root.join(e.name()).join(w.name());
-            let report = match run_one(args, ui, e, w, &dir) {
+            let dir = root.path().join(e.name()).join(w.name());
+            let report = match run_one(args, e, w, &dir).await {
                 Ok(r) => r,
                 Err(err) => {
                     all_ok = false;
@@ -223,87 +195,67 @@ fn run(args: &Args) -> anyhow::Result<bool> {
                     }
                 }
             };
-            if args.json {
-                report.print_json()?;
-            } else {
-                report.print_text()?;
-            }
-            if is_temp {
-                // Room for the next run.
-                std::fs::remove_dir_all(&dir)
-                    .with_context(|| format!("remove {}", dir.display()))?;
-            }
+            report.print(args.json)?;
+            root.done(&dir)?;
         }
     }
     Ok(all_ok)
 }
 
 /// Runs one workload against one engine.
-fn run_one(
+async fn run_one(
     args: &Args,
-    ui: Ui,
     engine: EngineName,
     workload: Workload,
     dir: &Path,
 ) -> anyhow::Result<Report> {
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     match engine {
-        EngineName::Redb => run_workload::<engines::redb::Redb>(args, ui, engine, workload, dir),
-        EngineName::Fjall => run_workload::<engines::fjall::Fjall>(args, ui, engine, workload, dir),
+        EngineName::Redb => run_workload::<engines::redb::Redb>(args, engine, workload, dir).await,
+        EngineName::Fjall => {
+            run_workload::<engines::fjall::Fjall>(args, engine, workload, dir).await
+        }
         EngineName::Okaywal => {
-            run_workload::<engines::okaywal::OkayWal>(args, ui, engine, workload, dir)
+            run_workload::<engines::okaywal::OkayWal>(args, engine, workload, dir).await
         }
         EngineName::Commitlog => {
-            run_workload::<engines::commitlog::CommitLogEngine>(args, ui, engine, workload, dir)
+            run_workload::<engines::commitlog::CommitLogEngine>(args, engine, workload, dir).await
         }
         EngineName::Marble => {
-            run_workload::<engines::marble::Marble>(args, ui, engine, workload, dir)
+            run_workload::<engines::marble::Marble>(args, engine, workload, dir).await
         }
         EngineName::All => unreachable!("expanded by `run`"),
     }
 }
 
-fn run_workload<E: Engine>(
+async fn run_workload<E: Engine>(
     args: &Args,
-    ui: Ui,
     engine: EngineName,
     workload: Workload,
     dir: &Path,
 ) -> anyhow::Result<Report> {
-    let name = engine.name();
+    let ui = Ui::lines(format!("peers {}", engine.name()), args.quiet);
+    let b = Bench {
+        ui: &ui,
+        engine: Some(engine.name()),
+        limits: false,
+    };
+    let items = args.items.unwrap_or(100_000);
     match workload {
-        Workload::SeedLarge => {
-            let spec = SeedSpec {
-                workload: workload.name(),
-                total_mb: args.total_mb.unwrap_or(1000),
-                min: 1024,
-                max: 1 << 20,
-                seed: args.seed,
-            };
-            workloads::seed::<E>(ui, name, dir, spec)
+        Workload::SeedLarge | Workload::SeedSmall => {
+            let spec = SeedSpec::new(workload == Workload::SeedLarge, args.total_mb, args.seed);
+            aiodiskdb_bench::seed::<E>(&b, spec, dir).await
         }
-        Workload::SeedSmall => {
-            let spec = SeedSpec {
-                workload: workload.name(),
-                total_mb: args.total_mb.unwrap_or(20),
-                min: 1,
-                max: 4096,
-                seed: args.seed,
-            };
-            workloads::seed::<E>(ui, name, dir, spec)
+        Workload::Append => {
+            let adds = args.items.unwrap_or(1_000_000);
+            aiodiskdb_bench::append::<E>(&b, workload.name(), dir, adds, 100).await
         }
-        Workload::Append => workloads::append::<E>(ui, name, dir, args.items.unwrap_or(1_000_000)),
-        Workload::Read => {
-            workloads::read::<E>(ui, name, dir, args.items.unwrap_or(100_000), args.seed)
-        }
+        Workload::Read => aiodiskdb_bench::read::<E>(&b, dir, items, args.seed).await,
         Workload::Durable => {
-            let until = match args.items {
-                Some(n) => Until::Items(n),
-                None => Until::Time(Duration::from_secs_f64(args.seconds)),
-            };
-            workloads::durable::<E>(ui, name, dir, args.tasks, until)
+            let until = Until::items_or_secs(args.items, args.seconds);
+            aiodiskdb_bench::durable::<E>(&b, dir, args.tasks, until).await
         }
-        Workload::Open => workloads::open::<E>(ui, name, dir, args.items.unwrap_or(100_000)),
+        Workload::Open => aiodiskdb_bench::open::<E>(&b, dir, items).await,
         Workload::All => unreachable!("expanded by `run`"),
     }
 }

@@ -29,23 +29,26 @@
 //!   so concurrent callers' syncs may overlap. commitlog has no group commit.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
+use aiodiskdb_bench::{Bytes, Engine, Source, Visibility};
 use anyhow::{ensure, Context as _};
 use commitlog::message::{MessageSet as _, HEADER_SIZE};
 use commitlog::{AppendError, CommitLog, LogOptions, Offset, ReadError, ReadLimit};
 
-use crate::engine::{Add, Engine, Handle, Visibility};
-
 /// The largest payload a workload writes (seed-large: 1 MiB).
 const MAX_ITEM: usize = 1 << 20;
 
-/// A commitlog used as a blob store.
-pub(crate) struct CommitLogEngine {
+/// A commitlog used as a blob store; clones share it.
+#[derive(Clone)]
+pub(crate) struct CommitLogEngine(Arc<Inner>);
+
+struct Inner {
     log: RwLock<CommitLog>,
     syncer: Syncer,
 }
@@ -55,6 +58,12 @@ pub(crate) struct CommitLogEngine {
 pub(crate) struct Loc {
     offset: Offset,
     size: u32,
+}
+
+impl fmt::Display for Loc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "offset {} ({} B)", self.offset, self.size)
+    }
 }
 
 impl CommitLogEngine {
@@ -69,68 +78,58 @@ impl CommitLogEngine {
 
     /// Makes durable everything appended from `offset` on.
     fn make_durable(&self, offset: Offset) -> anyhow::Result<()> {
-        self.log
+        self.0
+            .log
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .flush()?;
-        self.syncer.sync_from(offset)?;
+        self.0.syncer.sync_from(offset)?;
         Ok(())
     }
 }
 
 impl Engine for CommitLogEngine {
     type Loc = Loc;
-    type Handle<'a> = &'a CommitLogEngine;
+    type Config = ();
 
-    fn open(dir: &Path) -> anyhow::Result<Self> {
+    async fn open(dir: &Path, (): &()) -> anyhow::Result<Self> {
         let mut options = LogOptions::new(dir);
         options.message_max_bytes(HEADER_SIZE + MAX_ITEM);
-        Ok(CommitLogEngine {
+        Ok(CommitLogEngine(Arc::new(Inner {
             log: RwLock::new(CommitLog::new(options)?),
             syncer: Syncer::new(dir),
-        })
+        })))
     }
 
-    fn handle(&self) -> &CommitLogEngine {
-        self
-    }
-
-    fn bulk<R>(
-        &self,
-        _visibility: Visibility,
-        body: impl FnOnce(&mut Add<'_, Loc>) -> anyhow::Result<R>,
-    ) -> anyhow::Result<R> {
+    async fn bulk<S: Source<Loc>>(&self, _: Visibility, items: &mut S) -> anyhow::Result<()> {
         // A message is readable as soon as it is appended: both visibilities are the same.
         let mut first = None;
-        let result = body(&mut |data| {
-            let mut log = self.log.write().unwrap_or_else(PoisonError::into_inner);
-            let loc = Self::append(&mut log, data)?;
+        while let Some(data) = items.next_item() {
+            let loc = {
+                let mut log = self.0.log.write().unwrap_or_else(PoisonError::into_inner);
+                Self::append(&mut log, &data)?
+            };
             first.get_or_insert(loc.offset);
-            Ok(loc)
-        })?;
+            items.added(loc);
+        }
         if let Some(first) = first {
             self.make_durable(first)?;
         }
-        Ok(result)
-    }
-
-    fn close(self) -> anyhow::Result<()> {
-        // Everything was synced by `bulk` and `add_durable`; dropping unmaps the indexes.
-        drop(self.log);
         Ok(())
     }
-}
 
-impl Handle for &CommitLogEngine {
-    type Loc = Loc;
-
-    fn read<R>(&self, loc: Loc, check: impl FnOnce(&[u8]) -> R) -> anyhow::Result<Option<R>> {
+    async fn read<R: Send>(
+        &self,
+        loc: Loc,
+        check: impl FnOnce(&[u8]) -> R + Send,
+    ) -> anyhow::Result<Option<R>> {
         // One byte more than the message: commitlog 0.2 fails to read the last message of
         // a segment with a limit of exactly its size (`Index::find_segment_range` takes
         // the rest of the segment only when it is strictly shorter than the limit), and
         // the byte more cannot fit a next message (a header alone is 20 bytes).
         let limit = ReadLimit::max_bytes(HEADER_SIZE + usize::try_from(loc.size)? + 1);
         let messages = self
+            .0
             .log
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -148,14 +147,20 @@ impl Handle for &CommitLogEngine {
         Ok(Some(check(message.payload())))
     }
 
-    fn add_durable(&self, data: &[u8]) -> anyhow::Result<()> {
+    async fn add_durable(&self, data: Bytes) -> anyhow::Result<()> {
         let offset = {
-            let mut log = self.log.write().unwrap_or_else(PoisonError::into_inner);
-            let loc = CommitLogEngine::append(&mut log, data)?;
+            let mut log = self.0.log.write().unwrap_or_else(PoisonError::into_inner);
+            let loc = CommitLogEngine::append(&mut log, &data)?;
             log.flush()?;
             loc.offset
         };
-        self.syncer.sync_from(offset)?;
+        self.0.syncer.sync_from(offset)?;
+        Ok(())
+    }
+
+    async fn close(self) -> anyhow::Result<()> {
+        // Everything was synced by `bulk` and `add_durable`; dropping unmaps the indexes.
+        drop(self);
         Ok(())
     }
 }

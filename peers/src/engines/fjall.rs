@@ -19,14 +19,17 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
+use aiodiskdb_bench::{Bytes, Engine, Source, Visibility};
 use anyhow::Context as _;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, PersistMode};
 
-use crate::engine::{Add, Engine, Handle, Visibility};
+/// A fjall database with one keyspace of items; clones share it.
+#[derive(Clone)]
+pub(crate) struct Fjall(Arc<Inner>);
 
-/// A fjall database with one keyspace of items.
-pub(crate) struct Fjall {
+struct Inner {
     items: Keyspace,
     db: Database,
     /// The next key.
@@ -39,18 +42,25 @@ fn key(n: u64) -> [u8; 8] {
 }
 
 impl Fjall {
+    /// Inserts one item (readable at once): its number.
+    fn insert(&self, data: &[u8]) -> anyhow::Result<u64> {
+        let n = self.0.next.fetch_add(1, Ordering::Relaxed);
+        self.0.items.insert(key(n), data)?;
+        Ok(n)
+    }
+
     /// Makes every write so far durable.
     fn persist(&self) -> anyhow::Result<()> {
-        self.db.persist(PersistMode::SyncData)?;
+        self.0.db.persist(PersistMode::SyncData)?;
         Ok(())
     }
 }
 
 impl Engine for Fjall {
     type Loc = u64;
-    type Handle<'a> = &'a Fjall;
+    type Config = ();
 
-    fn open(dir: &Path) -> anyhow::Result<Self> {
+    async fn open(dir: &Path, (): &()) -> anyhow::Result<Self> {
         let db = Database::builder(dir).open()?;
         let items = db.keyspace("items", || {
             KeyspaceCreateOptions::default()
@@ -63,52 +73,39 @@ impl Engine for Fjall {
             }
             None => 0,
         };
-        Ok(Fjall {
+        Ok(Fjall(Arc::new(Inner {
             items,
             db,
             next: AtomicU64::new(next),
-        })
+        })))
     }
 
-    fn handle(&self) -> &Fjall {
-        self
-    }
-
-    fn bulk<R>(
-        &self,
-        _visibility: Visibility,
-        body: impl FnOnce(&mut Add<'_, u64>) -> anyhow::Result<R>,
-    ) -> anyhow::Result<R> {
+    async fn bulk<S: Source<u64>>(&self, _: Visibility, items: &mut S) -> anyhow::Result<()> {
         // An insert is readable as soon as it returns: both visibilities are the same.
-        let result = body(&mut |data| {
-            let n = self.next.fetch_add(1, Ordering::Relaxed);
-            self.items.insert(key(n), data)?;
-            Ok(n)
-        })?;
-        self.persist()?;
-        Ok(result)
+        while let Some(data) = items.next_item() {
+            items.added(self.insert(&data)?);
+        }
+        self.persist()
     }
 
-    fn close(self) -> anyhow::Result<()> {
+    async fn read<R: Send>(
+        &self,
+        loc: u64,
+        check: impl FnOnce(&[u8]) -> R + Send,
+    ) -> anyhow::Result<Option<R>> {
+        Ok(self.0.items.get(key(loc))?.map(|v| check(&v)))
+    }
+
+    async fn add_durable(&self, data: Bytes) -> anyhow::Result<()> {
+        self.insert(&data)?;
+        self.persist()
+    }
+
+    async fn close(self) -> anyhow::Result<()> {
         self.persist()?;
         // Dropping the last handle stops fjall's background threads and unlocks the
         // directory.
-        drop(self.items);
-        drop(self.db);
+        drop(self);
         Ok(())
-    }
-}
-
-impl Handle for &Fjall {
-    type Loc = u64;
-
-    fn read<R>(&self, loc: u64, check: impl FnOnce(&[u8]) -> R) -> anyhow::Result<Option<R>> {
-        Ok(self.items.get(key(loc))?.map(|v| check(&v)))
-    }
-
-    fn add_durable(&self, data: &[u8]) -> anyhow::Result<()> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        self.items.insert(key(n), data)?;
-        self.persist()
     }
 }

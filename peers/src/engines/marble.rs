@@ -24,17 +24,21 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
-use crate::engine::{Add, Engine, Handle, Visibility};
+use aiodiskdb_bench::{Bytes, Engine, Source, Visibility};
 
-/// A marble heap used as a blob store.
+/// A marble heap used as a blob store. A clone is another thread's handle: a clone of the
+/// heap (marble wants one per thread).
 pub(crate) struct Marble {
-    /// This thread's handle (marble wants one clone per thread).
-    heap: marble::Marble,
+    /// This handle's clone of the heap. `marble::Marble` is not `Sync` (its epoch-based
+    /// reclamation keeps per-handle state in a `RefCell`), and an [`Engine`] is shared by
+    /// reference with its futures: the lock is never contended, as each worker has a
+    /// clone of its own.
+    heap: Mutex<marble::Marble>,
     /// Bytes of objects per `write_batch` in a bulk session.
     batch_bytes: usize,
-    shared: Shared,
+    shared: Arc<Shared>,
 }
 
 /// What the threads share besides the heap.
@@ -46,19 +50,28 @@ struct Shared {
     cache: RwLock<HashMap<u64, Arc<[u8]>>>,
 }
 
-/// Another thread's handle: a clone of the heap.
-pub(crate) struct MarbleHandle<'a> {
-    heap: marble::Marble,
-    shared: &'a Shared,
+impl Clone for Marble {
+    fn clone(&self) -> Self {
+        Marble {
+            heap: Mutex::new(self.heap().clone()),
+            batch_bytes: self.batch_bytes,
+            shared: Arc::clone(&self.shared),
+        }
+    }
 }
 
 impl Marble {
+    /// This handle's heap.
+    fn heap(&self) -> MutexGuard<'_, marble::Marble> {
+        self.heap.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Writes `batch` to the heap (not synced) and empties it.
     fn write_batch(&self, batch: &mut Vec<(u64, Arc<[u8]>)>, cached: bool) -> anyhow::Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
-        self.heap
+        self.heap()
             .write_batch(batch.iter().map(|(id, data)| (*id, Some(&data[..]))))?;
         if cached {
             // `read` finds them in the heap from now on.
@@ -78,9 +91,9 @@ impl Marble {
 
 impl Engine for Marble {
     type Loc = u64;
-    type Handle<'a> = MarbleHandle<'a>;
+    type Config = ();
 
-    fn open(dir: &Path) -> anyhow::Result<Self> {
+    async fn open(dir: &Path, (): &()) -> anyhow::Result<Self> {
         let config = marble::Config {
             path: dir.to_path_buf(),
             ..marble::Config::default()
@@ -89,33 +102,26 @@ impl Engine for Marble {
         // One more than the largest id stored (1 when empty).
         let (next, _) = heap.free_object_ids();
         Ok(Marble {
-            heap,
+            heap: Mutex::new(heap),
             batch_bytes: config.target_file_size,
-            shared: Shared {
+            shared: Arc::new(Shared {
                 next: AtomicU64::new(next.max(1)),
                 cache: RwLock::new(HashMap::new()),
-            },
+            }),
         })
     }
 
-    fn handle(&self) -> MarbleHandle<'_> {
-        MarbleHandle {
-            heap: self.heap.clone(),
-            shared: &self.shared,
-        }
-    }
-
-    fn bulk<R>(
+    async fn bulk<S: Source<u64>>(
         &self,
         visibility: Visibility,
-        body: impl FnOnce(&mut Add<'_, u64>) -> anyhow::Result<R>,
-    ) -> anyhow::Result<R> {
+        items: &mut S,
+    ) -> anyhow::Result<()> {
         let cached = visibility == Visibility::Immediate;
         let mut batch: Vec<(u64, Arc<[u8]>)> = Vec::new();
         let mut bytes = 0;
-        let result = body(&mut |data| {
+        while let Some(data) = items.next_item() {
             let id = self.shared.next.fetch_add(1, Ordering::Relaxed);
-            let data: Arc<[u8]> = data.into();
+            let data: Arc<[u8]> = data[..].into();
             bytes += data.len();
             if cached {
                 self.shared
@@ -129,26 +135,19 @@ impl Engine for Marble {
                 self.write_batch(&mut batch, cached)?;
                 bytes = 0;
             }
-            Ok(id)
-        })?;
+            items.added(id);
+        }
         self.write_batch(&mut batch, cached)?;
         // Fsyncs every file written since the last call, then the directory.
-        self.heap.sync_all()?;
-        Ok(result)
-    }
-
-    fn close(self) -> anyhow::Result<()> {
-        // Everything was synced by `bulk` and `add_durable`; dropping the last clone
-        // unlocks the directory.
-        drop(self.heap);
+        self.heap().sync_all()?;
         Ok(())
     }
-}
 
-impl Handle for MarbleHandle<'_> {
-    type Loc = u64;
-
-    fn read<R>(&self, loc: u64, check: impl FnOnce(&[u8]) -> R) -> anyhow::Result<Option<R>> {
+    async fn read<R: Send>(
+        &self,
+        loc: u64,
+        check: impl FnOnce(&[u8]) -> R + Send,
+    ) -> anyhow::Result<Option<R>> {
         let cached = self
             .shared
             .cache
@@ -159,13 +158,22 @@ impl Handle for MarbleHandle<'_> {
         if let Some(data) = cached {
             return Ok(Some(check(&data)));
         }
-        Ok(self.heap.read(loc)?.map(|data| check(&data)))
+        let data = self.heap().read(loc)?;
+        Ok(data.map(|data| check(&data)))
     }
 
-    fn add_durable(&self, data: &[u8]) -> anyhow::Result<()> {
+    async fn add_durable(&self, data: Bytes) -> anyhow::Result<()> {
         let id = self.shared.next.fetch_add(1, Ordering::Relaxed);
-        self.heap.write_batch([(id, Some(data))])?;
-        self.heap.sync_all()?;
+        let heap = self.heap();
+        heap.write_batch([(id, Some(&data[..]))])?;
+        heap.sync_all()?;
+        Ok(())
+    }
+
+    async fn close(self) -> anyhow::Result<()> {
+        // Everything was synced by `bulk` and `add_durable`; dropping the last clone
+        // unlocks the directory.
+        drop(self);
         Ok(())
     }
 }

@@ -1,4 +1,4 @@
-//! One module per peer, each implementing [`crate::engine::Engine`] the way the crate's
+//! One module per peer, each implementing [`aiodiskdb_bench::Engine`] the way the crate's
 //! own documentation recommends for the job, with durability equivalent to ours.
 
 pub(crate) mod commitlog;
@@ -11,7 +11,7 @@ pub(crate) mod redb;
 mod tests {
     use std::thread;
 
-    use crate::engine::{Engine, Handle as _, Visibility};
+    use aiodiskdb_bench::{block_on, Bytes, Engine, Source, Visibility};
 
     /// Item `i` of the tests: its size and bytes vary with `i`.
     fn item(i: usize) -> Vec<u8> {
@@ -21,85 +21,105 @@ mod tests {
             .collect()
     }
 
+    /// Items `next..end` of the tests; checks each is readable at once through `check`
+    /// when given, and keeps where each went.
+    struct Items<'a, E: Engine> {
+        next: usize,
+        end: usize,
+        check: Option<&'a E>,
+        locs: &'a mut Vec<(E::Loc, usize)>,
+    }
+
+    impl<E: Engine> Source<E::Loc> for Items<'_, E> {
+        fn next_item(&mut self) -> Option<Bytes> {
+            let i = self.next;
+            self.next += 1;
+            (i < self.end).then(|| Bytes::from(item(i)))
+        }
+
+        fn added(&mut self, loc: E::Loc) {
+            let i = self.next - 1;
+            if let Some(db) = self.check {
+                let got = block_on(db.read(loc, |b| b == item(i).as_slice())).unwrap();
+                assert_eq!(got, Some(true), "item {i} readable at once");
+            }
+            self.locs.push((loc, i));
+        }
+    }
+
     /// Writes through every path (both bulk visibilities, durable adds from several
     /// threads, more bulk after a reopen), then checks every item from a fresh instance.
-    fn round_trip<E: Engine>() {
+    async fn round_trip<E: Engine>() {
         let dir = tempfile::tempdir().unwrap();
         let dir = dir.path().join("store");
+        let config = E::Config::default();
         let mut locs = Vec::new();
         {
-            let db = E::open(&dir).unwrap();
+            let db = E::open(&dir, &config).await.unwrap();
             for (visibility, from) in [(Visibility::AtEnd, 0), (Visibility::Immediate, 100)] {
-                let handle = db.handle();
-                db.bulk(visibility, |add| {
-                    for i in from..from + 100 {
-                        let loc = add(&item(i))?;
-                        if visibility == Visibility::Immediate {
-                            let got = handle.read(loc, |b| b == item(i).as_slice())?;
-                            assert_eq!(got, Some(true), "item {i} readable at once");
-                        }
-                        locs.push((loc, i));
-                    }
-                    Ok(())
-                })
-                .unwrap();
+                let check = (visibility == Visibility::Immediate).then_some(&db);
+                let mut items = Items::<E> {
+                    next: from,
+                    end: from + 100,
+                    check,
+                    locs: &mut locs,
+                };
+                db.bulk(visibility, &mut items).await.unwrap();
             }
             thread::scope(|s| {
                 for _ in 0..4 {
-                    let handle = db.handle();
+                    let db = db.clone();
                     s.spawn(move || {
                         for _ in 0..5 {
-                            handle.add_durable(&[7; 100]).unwrap();
+                            block_on(db.add_durable(Bytes::from_static(&[7; 100]))).unwrap();
                         }
                     });
                 }
             });
-            db.close().unwrap();
+            db.close().await.unwrap();
         }
         {
             // Appends after a reopen go after the data recovered.
-            let db = E::open(&dir).unwrap();
-            db.bulk(Visibility::AtEnd, |add| {
-                for i in 200..250 {
-                    locs.push((add(&item(i))?, i));
-                }
-                Ok(())
-            })
-            .unwrap();
-            db.close().unwrap();
+            let db = E::open(&dir, &config).await.unwrap();
+            let mut items = Items::<E> {
+                next: 200,
+                end: 250,
+                check: None,
+                locs: &mut locs,
+            };
+            db.bulk(Visibility::AtEnd, &mut items).await.unwrap();
+            db.close().await.unwrap();
         }
-        let db = E::open(&dir).unwrap();
-        let handle = db.handle();
+        let db = E::open(&dir, &config).await.unwrap();
         for &(loc, i) in &locs {
-            let got = handle.read(loc, |b| b == item(i).as_slice()).unwrap();
+            let got = db.read(loc, |b| b == item(i).as_slice()).await.unwrap();
             assert_eq!(got, Some(true), "item {i} after reopen");
         }
-        drop(handle);
-        db.close().unwrap();
+        db.close().await.unwrap();
     }
 
     #[test]
     fn redb_round_trip() {
-        round_trip::<super::redb::Redb>();
+        block_on(round_trip::<super::redb::Redb>());
     }
 
     #[test]
     fn fjall_round_trip() {
-        round_trip::<super::fjall::Fjall>();
+        block_on(round_trip::<super::fjall::Fjall>());
     }
 
     #[test]
     fn okaywal_round_trip() {
-        round_trip::<super::okaywal::OkayWal>();
+        block_on(round_trip::<super::okaywal::OkayWal>());
     }
 
     #[test]
     fn commitlog_round_trip() {
-        round_trip::<super::commitlog::CommitLogEngine>();
+        block_on(round_trip::<super::commitlog::CommitLogEngine>());
     }
 
     #[test]
     fn marble_round_trip() {
-        round_trip::<super::marble::Marble>();
+        block_on(round_trip::<super::marble::Marble>());
     }
 }

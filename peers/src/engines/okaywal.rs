@@ -28,16 +28,16 @@
 //!   reads each chunk and checks its CRC (see [`KeepInLog::recover`] for why it must),
 //!   then keeps nothing: the entries stay in the log.
 
+use std::fmt;
 use std::io::{self, Read as _};
 use std::path::Path;
 
+use aiodiskdb_bench::{Bytes, Engine, Source, Visibility};
 use anyhow::ensure;
 use okaywal::{
     Configuration, Entry, EntryId, LogManager, LogPosition, ReadChunkResult, SegmentReader,
     WriteAheadLog,
 };
-
-use crate::engine::{Add, Engine, Handle, Visibility};
 
 /// The `LogManager` of a log that is the store itself: recovery checks the entries and
 /// leaves them where they are, and checkpointing (disabled) would have nothing to move.
@@ -83,76 +83,88 @@ impl LogManager for KeepInLog {
     }
 }
 
-/// An okaywal log used as a blob store.
+/// An okaywal log used as a blob store; clones share it.
+#[derive(Clone)]
 pub(crate) struct OkayWal {
     log: WriteAheadLog,
 }
 
-impl Engine for OkayWal {
-    type Loc = LogPosition;
-    type Handle<'a> = &'a OkayWal;
+/// Where a chunk is: the `LogPosition` okaywal returned.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Position(LogPosition);
 
-    fn open(dir: &Path) -> anyhow::Result<Self> {
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl OkayWal {
+    /// Appends one item as an entry of its own and commits it (fsynced on return,
+    /// together with the entries committed concurrently).
+    fn commit_one(&self, data: &[u8]) -> anyhow::Result<Position> {
+        let mut entry = self.log.begin_entry()?;
+        let position = entry.write_chunk(data)?.position;
+        entry.commit()?;
+        Ok(Position(position))
+    }
+}
+
+impl Engine for OkayWal {
+    type Loc = Position;
+    type Config = ();
+
+    async fn open(dir: &Path, (): &()) -> anyhow::Result<Self> {
         let log = Configuration::default_for(dir)
             .checkpoint_after_bytes(u64::MAX)
             .open(KeepInLog)?;
         Ok(OkayWal { log })
     }
 
-    fn handle(&self) -> &OkayWal {
-        self
-    }
-
-    fn bulk<R>(
+    async fn bulk<S: Source<Position>>(
         &self,
         visibility: Visibility,
-        body: impl FnOnce(&mut Add<'_, LogPosition>) -> anyhow::Result<R>,
-    ) -> anyhow::Result<R> {
+        items: &mut S,
+    ) -> anyhow::Result<()> {
         match visibility {
             Visibility::AtEnd => {
                 let mut entry = self.log.begin_entry()?;
-                let result = body(&mut |data| Ok(entry.write_chunk(data)?.position))?;
+                while let Some(data) = items.next_item() {
+                    items.added(Position(entry.write_chunk(&data)?.position));
+                }
                 // Fsynced on return.
                 entry.commit()?;
-                Ok(result)
             }
-            Visibility::Immediate => body(&mut |data| {
-                let mut entry = self.log.begin_entry()?;
-                let position = entry.write_chunk(data)?.position;
-                // Fsynced on return: readable (and durable) from now on.
-                entry.commit()?;
-                Ok(position)
-            }),
+            Visibility::Immediate => {
+                while let Some(data) = items.next_item() {
+                    // Readable (and durable) once committed.
+                    items.added(self.commit_one(&data)?);
+                }
+            }
         }
-    }
-
-    fn close(self) -> anyhow::Result<()> {
-        // Stops the checkpointing thread; every entry was committed (fsynced) already.
-        self.log.shutdown()?;
         Ok(())
     }
-}
 
-impl Handle for &OkayWal {
-    type Loc = LogPosition;
-
-    fn read<R>(
+    async fn read<R: Send>(
         &self,
-        loc: LogPosition,
-        check: impl FnOnce(&[u8]) -> R,
+        loc: Position,
+        check: impl FnOnce(&[u8]) -> R + Send,
     ) -> anyhow::Result<Option<R>> {
-        let mut reader = self.log.read_at(loc)?;
+        let mut reader = self.log.read_at(loc.0)?;
         let mut data = vec![0; usize::try_from(reader.chunk_length())?];
         reader.read_exact(&mut data)?;
-        ensure!(reader.crc_is_valid()?, "okaywal chunk at {loc:?}: bad CRC");
+        ensure!(reader.crc_is_valid()?, "okaywal chunk at {loc}: bad CRC");
         Ok(Some(check(&data)))
     }
 
-    fn add_durable(&self, data: &[u8]) -> anyhow::Result<()> {
-        let mut entry = self.log.begin_entry()?;
-        entry.write_chunk(data)?;
-        // Fsynced on return, together with the entries committed concurrently.
-        entry.commit()?;
+    async fn add_durable(&self, data: Bytes) -> anyhow::Result<()> {
+        self.commit_one(&data)?;
+        Ok(())
+    }
+
+    async fn close(self) -> anyhow::Result<()> {
+        // Stops the checkpointing thread; every entry was committed (fsynced) already.
+        self.log.shutdown()?;
         Ok(())
     }
 }

@@ -23,31 +23,34 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
+use aiodiskdb_bench::{Bytes, Engine, Source, Visibility};
 use anyhow::Context as _;
 use redb::{
     Database, Durability, ReadableDatabase as _, ReadableTable as _, TableDefinition, TableError,
 };
 
-use crate::engine::{Add, Engine, Handle, Visibility};
-
 /// The table of items.
 const ITEMS: TableDefinition<u64, &[u8]> = TableDefinition::new("items");
 
-/// A redb database file used as a blob store.
-pub(crate) struct Redb {
+/// A redb database file used as a blob store; clones share it.
+#[derive(Clone)]
+pub(crate) struct Redb(Arc<Inner>);
+
+struct Inner {
     db: Database,
     /// The next key.
     next: AtomicU64,
     /// `Immediate` commits made by `add_durable`.
-    commits: AtomicU64,
+    commits: Arc<AtomicU64>,
 }
 
 impl Engine for Redb {
     type Loc = u64;
-    type Handle<'a> = &'a Redb;
+    type Config = ();
 
-    fn open(dir: &Path) -> anyhow::Result<Self> {
+    async fn open(dir: &Path, (): &()) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         let db = Database::create(dir.join("items.redb"))?;
         let next = {
@@ -58,81 +61,80 @@ impl Engine for Redb {
                 Err(e) => return Err(e.into()),
             }
         };
-        Ok(Redb {
+        Ok(Redb(Arc::new(Inner {
             db,
             next: AtomicU64::new(next),
-            commits: AtomicU64::new(0),
-        })
+            commits: Arc::default(),
+        })))
     }
 
-    fn handle(&self) -> &Redb {
-        self
-    }
-
-    fn bulk<R>(
+    async fn bulk<S: Source<u64>>(
         &self,
         visibility: Visibility,
-        body: impl FnOnce(&mut Add<'_, u64>) -> anyhow::Result<R>,
-    ) -> anyhow::Result<R> {
+        items: &mut S,
+    ) -> anyhow::Result<()> {
+        let Inner { db, next, .. } = &*self.0;
         match visibility {
             Visibility::AtEnd => {
-                let txn = self.db.begin_write()?;
-                let result = {
+                let txn = db.begin_write()?;
+                {
                     let mut table = txn.open_table(ITEMS)?;
-                    body(&mut |data| {
-                        let key = self.next.fetch_add(1, Ordering::Relaxed);
-                        table.insert(key, data)?;
-                        Ok(key)
-                    })?
-                };
+                    while let Some(data) = items.next_item() {
+                        let key = next.fetch_add(1, Ordering::Relaxed);
+                        table.insert(key, &*data)?;
+                        items.added(key);
+                    }
+                }
                 // Durability::Immediate (the default): fsynced on return.
                 txn.commit()?;
-                Ok(result)
             }
             Visibility::Immediate => {
-                let result = body(&mut |data| {
-                    let mut txn = self.db.begin_write()?;
+                while let Some(data) = items.next_item() {
+                    let mut txn = db.begin_write()?;
                     txn.set_durability(Durability::None)?;
-                    let key = self.next.fetch_add(1, Ordering::Relaxed);
-                    txn.open_table(ITEMS)?.insert(key, data)?;
+                    let key = next.fetch_add(1, Ordering::Relaxed);
+                    txn.open_table(ITEMS)?.insert(key, &*data)?;
                     txn.commit()?;
-                    Ok(key)
-                })?;
+                    items.added(key);
+                }
                 // An Immediate commit persists every earlier non-durable one.
-                self.db.begin_write()?.commit()?;
-                Ok(result)
+                db.begin_write()?.commit()?;
             }
         }
-    }
-
-    fn commits(&self) -> Option<u64> {
-        Some(self.commits.load(Ordering::Relaxed))
-    }
-
-    fn close(self) -> anyhow::Result<()> {
-        // Every commit above ended Immediate, so nothing is left to persist.
-        drop(self.db);
         Ok(())
     }
-}
 
-impl Handle for &Redb {
-    type Loc = u64;
-
-    fn read<R>(&self, loc: u64, check: impl FnOnce(&[u8]) -> R) -> anyhow::Result<Option<R>> {
-        let txn = self.db.begin_read()?;
+    async fn read<R: Send>(
+        &self,
+        loc: u64,
+        check: impl FnOnce(&[u8]) -> R + Send,
+    ) -> anyhow::Result<Option<R>> {
+        let txn = self.0.db.begin_read()?;
         let table = txn.open_table(ITEMS)?;
         let value = table.get(loc)?;
         Ok(value.map(|v| check(v.value())))
     }
 
-    fn add_durable(&self, data: &[u8]) -> anyhow::Result<()> {
-        let txn = self.db.begin_write()?;
-        let key = self.next.fetch_add(1, Ordering::Relaxed);
-        txn.open_table(ITEMS)?.insert(key, data)?;
+    async fn add_durable(&self, data: Bytes) -> anyhow::Result<()> {
+        let txn = self.0.db.begin_write()?;
+        let key = self.0.next.fetch_add(1, Ordering::Relaxed);
+        txn.open_table(ITEMS)?.insert(key, &*data)?;
         // Durability::Immediate: fsynced on return.
         txn.commit()?;
-        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.0.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn count_commits(
+        &self,
+    ) -> impl std::future::Future<Output = anyhow::Result<Option<u64>>> + Send + 'static {
+        let commits = Arc::clone(&self.0.commits);
+        async move { Ok(Some(commits.load(Ordering::Relaxed))) }
+    }
+
+    async fn close(self) -> anyhow::Result<()> {
+        // Every commit above ended Immediate, so nothing is left to persist.
+        drop(self);
         Ok(())
     }
 }

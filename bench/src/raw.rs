@@ -29,7 +29,7 @@ const CHUNK: usize = 64 << 20;
 /// Both patterns are measured because either can be the faster: one sync at the end lets
 /// gigabytes of dirty pages pile up, and the kernel throttles the writer (on the
 /// development VM, 1 GB that way took three times as long as 1 GB in synced 16 MiB chunks).
-pub(super) fn write_then_sync(
+pub(crate) fn write_then_sync(
     dir: &Path,
     bytes: u64,
     chunk: usize,
@@ -61,15 +61,18 @@ pub(super) fn write_then_sync(
 
 /// One item to read back: which file, where, and the 8 bytes it starts with.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Target {
-    pub(super) file: usize,
-    pub(super) offset: u64,
-    pub(super) tag: [u8; 8],
+pub struct Target {
+    /// Index of its file in [`crate::Layout::files`].
+    pub file: usize,
+    /// Byte offset of the item in the file.
+    pub offset: u64,
+    /// The first 8 bytes of the item.
+    pub tag: [u8; 8],
 }
 
 /// Seconds for `readers` threads to do `reads` random `pread`s in all of `size` bytes
 /// each, each checking the first 8 bytes, into a buffer reused per thread.
-pub(super) fn pread_random(
+pub(crate) fn pread_random(
     files: &[File],
     targets: &[Target],
     size: usize,
@@ -107,7 +110,7 @@ pub(super) fn pread_random(
 
 /// Appends `batch` bytes with one `write` and makes them durable with one `fdatasync`, in a
 /// loop for `duration` or `batches` times, whichever comes first: (batches, seconds).
-pub(super) fn sync_batches(
+pub(crate) fn sync_batches(
     dir: &Path,
     batch: usize,
     duration: Duration,
@@ -134,12 +137,12 @@ pub(super) fn sync_batches(
 
 /// Resets the process's peak resident set size to its current one (Linux: `5` into
 /// `/proc/self/clear_refs`). Returns false where that is not possible.
-pub(super) fn reset_peak_rss() -> bool {
+pub(crate) fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", b"5").is_ok()
 }
 
 /// The process's peak resident set size since the last reset, in bytes (Linux `VmHWM`).
-pub(super) fn peak_rss() -> Option<u64> {
+pub(crate) fn peak_rss() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

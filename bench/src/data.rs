@@ -1,6 +1,6 @@
-//! The workloads' data, shared with the peers' benchmark (peers/src/main.rs includes this
-//! file) so that both run on the same bytes: the seed's blob and item picks, the 1 KiB
-//! items of `read` and `open`, and the rate arithmetic.
+//! The workloads' data, the same for every engine so that all run on the same bytes: the
+//! seed's blob and item picks, the 1 KiB items of `read` and `open`, and the rate
+//! arithmetic.
 
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
@@ -51,8 +51,7 @@ pub(crate) fn as_f64(n: u64) -> f64 {
 }
 
 /// The figures of a seed workload (`seed-large`, `seed-small`): what the seed's line
-/// prints, plus the re-read from a fresh instance. Both benchmarks flatten it into their
-/// JSON objects, so the field names and the lines are defined once.
+/// prints, plus the re-read from a fresh instance, flattened into the seed report.
 #[derive(Debug, serde::Serialize)]
 pub(crate) struct SeedFigures {
     pub(crate) secs: f64,

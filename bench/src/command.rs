@@ -1,0 +1,240 @@
+//! `aiodiskdb bench`: the workloads of SPEC section 6 run against aiodiskdb, each with the
+//! limit it is compared with, with progress bars on a terminal (plain phase lines on stderr
+//! otherwise) and one result per workload on stdout: text lines, or one JSON object with
+//! `--json`. The `aiodiskdb` binary's subcommand is this module.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use aiodiskdb::AioDiskDb;
+use anyhow::{bail, ensure, Context as _};
+use clap::ValueEnum;
+
+use crate::root::Root;
+use crate::ui::Ui;
+use crate::workloads::{self, Bench, SeedSpec, Until};
+
+/// The text of `aiodiskdb bench --help` after the options: the workloads, their limits and
+/// their output.
+pub const BENCH_HELP: &str = r#"Workloads (sizes scale with --total-mb, --items, --files, --seconds):
+  seed-large  random 1 KiB..1 MiB items up to 1000 MB with a concurrent verifying reader,
+              then a re-read from a fresh instance
+  seed-small  the same with 1..4096-byte items up to 20 MB (the default workload)
+  append      1,000,000 adds of 100 B, then a durable stop: adds/s; with the default
+              configuration, then with max_buffer_items raised (the byte threshold governs)
+  append-large  1,000 adds of 1 MiB (--total-mb sets the count), then a durable stop:
+              adds/s (default configuration)
+  read        writes 100,000 items of 1 KiB, reopens, then random reads with 1 and with 32
+              concurrent readers (as many reads as items): reads/s
+  durable     64 tasks each doing add (100 B) + flush in a loop for 5 s (or --items adds
+              in all): durable items/s and flushes/s (group commit)
+  open        creates 1,000 data files of one 100 B item, times `open` of the directory;
+              then the same with 100 KiB per file; then a directory of 100,000 items of
+              1 KiB (what the peers' `open` stores)
+  all         every workload above, in this order
+
+Each workload also measures, in the same run and directory, the limit it is compared with:
+  seed-*, append  the same bytes written the faster of two plain ways: writes of 16 MiB
+                  each followed by an fdatasync, or (up to 256 MiB) writes of 64 MiB and
+                  one fdatasync at the end; before and after the workload (the mean of
+                  the two rates)
+  read            the same random reads with plain pread, from 1 and from 32 threads
+  durable         one append of (tasks x 100 B) plus one fdatasync, in a loop on one thread,
+                  after each of 4 rounds of the workload, for as long as the round
+and prints ratio = our rate / the limit's rate (above 1: faster than the limit).
+
+Output: the seed workloads print the seed's line
+  Duration: ..., Reads: N (~r/s), Writes: N (~w/s), Bandwidth: XMB (Y MB/s), Avg item size: Z kB
+then a re-read line and a limit line (with the peak RSS of the write phase); the others
+print `WORKLOAD key=value ...` lines. With --json, one object per workload:
+  seed-*:  {"workload": str, "secs": f64, "reads": int, "reads_per_s": f64, "writes": int,
+            "writes_per_s": f64, "bytes": int, "mb_per_s": f64, "avg_item_bytes": f64,
+            "reread_items": int, "reread_secs": f64, "limit_secs": f64,
+            "limit_mb_per_s": f64, "ratio": f64, "peak_rss_mib": f64|null,
+            "peak_rss_bound_mib": f64}
+  append, append-large:
+           {"workload": "append"|"append-large", "items": int, "item_bytes": int,
+            "runs": [{"config": "default"|"bytes-governed", "max_buffer_items": int,
+                      "secs": f64, "adds_per_s": f64, "ratio": f64}],
+            "limit_secs": f64, "limit_adds_per_s": f64}
+  read:    {"workload": "read", "items": int, "item_bytes": 1024,
+            "runs": [{"readers": int, "reads": int, "secs": f64, "reads_per_s": f64,
+                      "limit_secs": f64, "limit_reads_per_s": f64, "ratio": f64}]}
+  durable: {"workload": "durable", "tasks": int, "item_bytes": 100, "items": int,
+            "flushes": int, "secs": f64, "items_per_s": f64, "flushes_per_s": f64,
+            "limit_batches": int, "limit_secs": f64, "limit_items_per_s": f64,
+            "ratio": f64}
+  open:    {"workload": "open", "files": int, "create_secs": f64, "opens": int,
+            "open_ms": f64 (median), "first_open_ms": f64, "big_file_bytes": int,
+            "big_open_ms": f64 (median), "items_open_ms": f64 (median)}
+MB is 10^6 bytes. Every workload uses the default configuration (durable: fsync) unless
+said above."#;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Workload {
+    /// Random 1 KiB..1 MiB items up to 1000 MB, with a concurrent verifying reader.
+    SeedLarge,
+    /// Random 1..4096-byte items up to 20 MB, with a concurrent verifying reader.
+    SeedSmall,
+    /// 1,000,000 adds of 100 B, then a durable stop.
+    Append,
+    /// 1,000 adds of 1 MiB, then a durable stop.
+    AppendLarge,
+    /// Random reads of 1 KiB items from disk after reopen, 1 and 32 readers.
+    Read,
+    /// 64 tasks each doing add + flush in a loop.
+    Durable,
+    /// Time to open a directory of 1,000 data files.
+    Open,
+    /// Every workload, in the order above.
+    All,
+}
+
+impl Workload {
+    const EACH: [Workload; 7] = [
+        Workload::SeedLarge,
+        Workload::SeedSmall,
+        Workload::Append,
+        Workload::AppendLarge,
+        Workload::Read,
+        Workload::Durable,
+        Workload::Open,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Workload::SeedLarge => "seed-large",
+            Workload::SeedSmall => "seed-small",
+            Workload::Append => "append",
+            Workload::AppendLarge => "append-large",
+            Workload::Read => "read",
+            Workload::Durable => "durable",
+            Workload::Open => "open",
+            Workload::All => "all",
+        }
+    }
+}
+
+/// The options of `aiodiskdb bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Which workload to run.
+    #[arg(long, value_enum, default_value = "seed-small")]
+    workload: Workload,
+    /// Data directory (must be empty or missing; `all` uses one subdirectory per
+    /// workload); a temporary directory, removed afterwards, by default.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Megabytes to write in the seed workloads [default: 20 for seed-small, 1000 for
+    /// seed-large]; for `append-large`, the number of 1 MiB adds [default: 1000].
+    #[arg(long, value_name = "MB")]
+    total_mb: Option<u64>,
+    /// Items: adds for `append` [default: 1000000], items written and reads per run for
+    /// `read` [default: 100000], durable adds in all for `durable` [default: run for
+    /// --seconds].
+    #[arg(long, value_name = "N")]
+    items: Option<u64>,
+    /// Concurrent tasks for `durable`.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    tasks: usize,
+    /// How long `durable` runs when --items is not given.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    seconds: f64,
+    /// Data files for `open`.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    files: u32,
+    /// Random seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print one JSON object per workload (shapes below) instead of text lines.
+    #[arg(long)]
+    json: bool,
+    /// No progress output on stderr.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// Runs `aiodiskdb bench`: the workloads asked for, each in a directory of its own under
+/// `--dir` or a temporary directory (removed afterwards, also on Ctrl-C).
+///
+/// # Errors
+/// A bad option, a `--dir` that is not empty, a workload that failed, or stdout closed.
+pub async fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    workloads::check_options(args.tasks, args.seconds)?;
+    ensure!(args.files > 0, "--files must be at least 1");
+    let workloads: &[Workload] = if args.workload == Workload::All {
+        &Workload::EACH
+    } else {
+        std::slice::from_ref(&args.workload)
+    };
+    let root = Root::new(args.dir.as_deref(), "bench needs an empty directory")?;
+    let ui = Ui::terminal("bench", args.quiet);
+    // On Ctrl-C, return (an error) so that the temporary directory is removed.
+    tokio::select! {
+        r = run_workloads(&args, workloads, &root, &ui) => r?,
+        r = tokio::signal::ctrl_c() => {
+            r.context("listen for Ctrl-C")?;
+            bail!("interrupted");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_workloads(
+    args: &BenchArgs,
+    workloads: &[Workload],
+    root: &Root,
+    ui: &Ui,
+) -> anyhow::Result<()> {
+    let b = Bench {
+        ui,
+        engine: None,
+        limits: true,
+    };
+    for &w in workloads {
+        // `all` gives each workload its own subdirectory.
+        let dir = if root.is_temp() || workloads.len() > 1 {
+            root.path().join(w.name())
+        } else {
+            root.path().to_path_buf()
+        };
+        run_one(&b, args, w, &dir).await?.print(args.json)?;
+        root.done(&dir)?;
+    }
+    Ok(())
+}
+
+async fn run_one(
+    b: &Bench<'_>,
+    args: &BenchArgs,
+    w: Workload,
+    dir: &Path,
+) -> anyhow::Result<crate::Report> {
+    type Db = AioDiskDb;
+    let name = w.name();
+    match w {
+        Workload::SeedLarge | Workload::SeedSmall => {
+            let spec = SeedSpec::new(w == Workload::SeedLarge, args.total_mb, args.seed);
+            workloads::seed::<Db>(b, spec, dir).await
+        }
+        Workload::Append => {
+            let items = args.items.unwrap_or(1_000_000);
+            workloads::append_with::<Db>(b, name, dir, items, 100, workloads::append_configs(100))
+                .await
+        }
+        Workload::AppendLarge => {
+            let (items, size) = (args.total_mb.unwrap_or(1000), 1 << 20);
+            workloads::append_with::<Db>(b, name, dir, items, size, workloads::append_configs(size))
+                .await
+        }
+        Workload::Read => {
+            workloads::read::<Db>(b, dir, args.items.unwrap_or(100_000), args.seed).await
+        }
+        Workload::Durable => {
+            let until = Until::items_or_secs(args.items, args.seconds);
+            workloads::durable::<Db>(b, dir, args.tasks, until).await
+        }
+        Workload::Open => workloads::open_dirs(b, dir, args.files).await,
+        Workload::All => unreachable!("expanded by `run_bench`"),
+    }
+}

@@ -1,0 +1,241 @@
+//! The two shapes of each report, to the letter: `aiodiskdb bench` (limits, no engine) and
+//! `aiodiskdb-peers` (the engine first, no limit). Scripts and the docs read these keys.
+
+use super::*;
+
+fn json(r: &Report) -> String {
+    serde_json::to_string(r).unwrap()
+}
+
+fn text(r: &Report) -> String {
+    let mut out = Vec::new();
+    r.write_text(&mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+fn figures() -> SeedFigures {
+    SeedFigures::new(2.0, 10, 4, 4000, 1.0)
+}
+
+#[test]
+fn seed() {
+    let ours = Report::Seed(SeedReport {
+        engine: None,
+        workload: "seed-small",
+        figures: figures(),
+        limit: Some(SeedLimit {
+            limit_secs: 1.0,
+            limit_mb_per_s: 0.004,
+            ratio: 0.5,
+            peak_rss_mib: None,
+            peak_rss_bound_mib: 96.0,
+        }),
+    });
+    assert_eq!(
+        json(&ours),
+        r#"{"workload":"seed-small","secs":2.0,"reads":10,"reads_per_s":5.0,"writes":4,"writes_per_s":2.0,"bytes":4000,"mb_per_s":0.002,"avg_item_bytes":1000.0,"reread_items":4,"reread_secs":1.0,"limit_secs":1.0,"limit_mb_per_s":0.004,"ratio":0.5,"peak_rss_mib":null,"peak_rss_bound_mib":96.0}"#
+    );
+    assert_eq!(
+        text(&ours).lines().nth(2),
+        Some(
+            "Limit: the same bytes with plain writes + fdatasync: 1.00s (0.00MB/s), ratio 0.50; \
+             peak RSS unknown (bound 96 MiB)"
+        )
+    );
+    let peer = Report::Seed(SeedReport {
+        engine: Some("redb"),
+        workload: "seed-small",
+        figures: figures(),
+        limit: None,
+    });
+    assert_eq!(
+        json(&peer),
+        r#"{"engine":"redb","workload":"seed-small","secs":2.0,"reads":10,"reads_per_s":5.0,"writes":4,"writes_per_s":2.0,"bytes":4000,"mb_per_s":0.002,"avg_item_bytes":1000.0,"reread_items":4,"reread_secs":1.0}"#
+    );
+    assert_eq!(
+        text(&peer),
+        "redb seed-small: Duration: 2.00s, Reads: 10 (~5/s), Writes: 4 (~2/s), Bandwidth: 0MB \
+         (0.00MB/s), Avg item size: 1.0kB\nredb seed-small: Re-read from a fresh instance: 4 \
+         items in 1.00s (~4/s), all verified\n"
+    );
+}
+
+fn append_run(config: Option<RunConfig>, ratio: Option<f64>) -> AppendRun {
+    AppendRun {
+        config,
+        secs: 2.0,
+        adds_per_s: 50.0,
+        ratio,
+    }
+}
+
+#[test]
+fn append() {
+    let config = RunConfig {
+        config: "default",
+        max_buffer_items: 1000,
+    };
+    let ours = Report::Append(AppendReport {
+        engine: None,
+        workload: "append",
+        items: 100,
+        item_bytes: 100,
+        runs: AppendRuns::Compared {
+            runs: vec![append_run(Some(config), Some(0.5))],
+            limit_secs: 1.0,
+            limit_adds_per_s: 100.0,
+        },
+        close: "stop",
+    });
+    assert_eq!(
+        json(&ours),
+        r#"{"workload":"append","items":100,"item_bytes":100,"runs":[{"config":"default","max_buffer_items":1000,"secs":2.0,"adds_per_s":50.0,"ratio":0.5}],"limit_secs":1.0,"limit_adds_per_s":100.0}"#
+    );
+    assert_eq!(
+        text(&ours),
+        "append items=100 size=100 config=default max_buffer_items=1000 secs=2.000 \
+         adds_per_s=50 ratio=0.50 (durable stop included)\nappend limit: the same bytes with \
+         plain writes + fdatasync: secs=1.000 adds_per_s=100\n"
+    );
+    let peer = Report::Append(AppendReport {
+        engine: Some("fjall"),
+        workload: "append",
+        items: 100,
+        item_bytes: 100,
+        runs: AppendRuns::One(append_run(None, None)),
+        close: "close",
+    });
+    assert_eq!(
+        json(&peer),
+        r#"{"engine":"fjall","workload":"append","items":100,"item_bytes":100,"secs":2.0,"adds_per_s":50.0}"#
+    );
+    assert_eq!(
+        text(&peer),
+        "fjall append items=100 size=100 secs=2.000 adds_per_s=50 (durable close included)\n"
+    );
+}
+
+#[test]
+fn read_and_durable() {
+    let run = |limit| ReadRun {
+        readers: 1,
+        reads: 10,
+        secs: 1.0,
+        reads_per_s: 10.0,
+        limit,
+    };
+    let ours = Report::Read(ReadReport {
+        engine: None,
+        workload: "read",
+        items: 10,
+        item_bytes: 1024,
+        runs: vec![run(Some(ReadLimit {
+            limit_secs: 0.5,
+            limit_reads_per_s: 20.0,
+            ratio: 0.5,
+        }))],
+    });
+    assert_eq!(
+        json(&ours),
+        r#"{"workload":"read","items":10,"item_bytes":1024,"runs":[{"readers":1,"reads":10,"secs":1.0,"reads_per_s":10.0,"limit_secs":0.5,"limit_reads_per_s":20.0,"ratio":0.5}]}"#
+    );
+    let peer = Report::Read(ReadReport {
+        engine: Some("marble"),
+        workload: "read",
+        items: 10,
+        item_bytes: 1024,
+        runs: vec![run(None)],
+    });
+    assert_eq!(
+        text(&peer),
+        "marble read items=10 size=1024 readers=1 reads=10 secs=1.000 reads_per_s=10\n"
+    );
+
+    let durable = |engine, flushes: Option<u64>, limit| {
+        Report::Durable(DurableReport {
+            engine,
+            workload: "durable",
+            tasks: 2,
+            item_bytes: 100,
+            items: 8,
+            flushes,
+            secs: 2.0,
+            items_per_s: 4.0,
+            flushes_per_s: flushes.map(|_| 2.0),
+            limit,
+        })
+    };
+    let ours = durable(
+        None,
+        Some(4),
+        Some(DurableLimit {
+            limit_batches: 4,
+            limit_secs: 1.0,
+            limit_items_per_s: 8.0,
+            ratio: 0.5,
+        }),
+    );
+    assert_eq!(
+        json(&ours),
+        r#"{"workload":"durable","tasks":2,"item_bytes":100,"items":8,"flushes":4,"secs":2.0,"items_per_s":4.0,"flushes_per_s":2.0,"limit_batches":4,"limit_secs":1.0,"limit_items_per_s":8.0,"ratio":0.5}"#
+    );
+    assert_eq!(
+        text(&ours),
+        "durable tasks=2 size=100 items=8 flushes=4 secs=2.000 items_per_s=4 flushes_per_s=2 \
+         limit_items_per_s=8 ratio=0.50\n"
+    );
+    let peer = durable(Some("okaywal"), None, None);
+    assert_eq!(
+        json(&peer),
+        r#"{"engine":"okaywal","workload":"durable","tasks":2,"item_bytes":100,"items":8,"flushes":null,"secs":2.0,"items_per_s":4.0,"flushes_per_s":null}"#
+    );
+}
+
+#[test]
+fn open() {
+    let open = |engine, stored, more| {
+        Report::Open(OpenReport {
+            engine,
+            workload: "open",
+            stored,
+            files: 3,
+            create_secs: 1.0,
+            opens: 5,
+            open_ms: 2.0,
+            first_open_ms: 3.0,
+            more,
+        })
+    };
+    let ours = open(
+        None,
+        None,
+        Some(MoreOpens {
+            big_file_bytes: 124,
+            big_open_ms: 4.0,
+            items_open_ms: 5.0,
+        }),
+    );
+    assert_eq!(
+        json(&ours),
+        r#"{"workload":"open","files":3,"create_secs":1.0,"opens":5,"open_ms":2.0,"first_open_ms":3.0,"big_file_bytes":124,"big_open_ms":4.0,"items_open_ms":5.0}"#
+    );
+    assert_eq!(
+        text(&ours),
+        "open files=3 open_ms=2.00 (median of 5) first_open_ms=3.00 big_file_bytes=124 \
+         big_open_ms=4.00 items_open_ms=5.00 create_secs=1.000\n"
+    );
+    let stored = Stored {
+        items: 7,
+        item_bytes: 1024,
+    };
+    let peer = open(Some("commitlog"), Some(stored), None);
+    assert_eq!(
+        json(&peer),
+        r#"{"engine":"commitlog","workload":"open","items":7,"item_bytes":1024,"files":3,"create_secs":1.0,"opens":5,"open_ms":2.0,"first_open_ms":3.0}"#
+    );
+    assert_eq!(
+        text(&peer),
+        "commitlog open items=7 size=1024 files=3 open_ms=2.00 (median of 5) first_open_ms=3.00 \
+         create_secs=1.000\n"
+    );
+}
