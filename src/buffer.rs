@@ -8,7 +8,23 @@
 use crate::error::{Error, Result};
 use crate::format::HEADER_LEN;
 use crate::location::ItemLocation;
-use crate::store::Segment;
+
+/// A run of items for one data file, starting at logical position `start`: the unit of the
+/// buffer, and of a batch the store commits.
+#[derive(Debug, Clone)]
+pub(crate) struct Segment {
+    pub(crate) index: u32,
+    pub(crate) start: u32,
+    /// The file does not exist yet: create it (exclusively) with a fresh header.
+    pub(crate) new_file: bool,
+    pub(crate) data: Vec<u8>,
+}
+
+impl Segment {
+    pub(crate) fn end(&self) -> u32 {
+        self.start + u32::try_from(self.data.len()).expect("segments fit a file")
+    }
+}
 
 /// Where the next item goes: the last data file and its logical end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -24,7 +40,7 @@ impl Tail {
     }
 }
 
-/// Limits the placement rule needs.
+/// Limits of the placement rule and of the buffer.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
     pub(crate) max_file_size: u64,
@@ -32,6 +48,11 @@ pub(crate) struct Limits {
     pub(crate) padding: usize,
     /// Bytes to reserve up front for a new segment.
     pub(crate) reserve: usize,
+    /// `max_buffer_size`: a buffer this full is flushed, and an item that would pass it
+    /// waits for the next buffer.
+    pub(crate) max_bytes: u64,
+    /// `max_buffer_items`: a buffer of this many items is flushed.
+    pub(crate) max_items: usize,
 }
 
 /// Items not yet persisted.
@@ -45,6 +66,18 @@ pub(crate) struct Buffer {
 impl Buffer {
     pub(crate) fn is_empty(&self) -> bool {
         self.items == 0
+    }
+
+    /// Whether an item of `size` bytes may join: an empty buffer takes any item (`add`
+    /// checks it against the limit), a full one none.
+    pub(crate) fn has_room(&self, size: u64, limits: &Limits) -> bool {
+        self.is_empty() || self.bytes + size <= limits.max_bytes
+    }
+
+    /// Whether the buffer is due for a flush by its size: `max_buffer_size` bytes or
+    /// `max_buffer_items` items.
+    pub(crate) fn reached_limit(&self, limits: &Limits) -> bool {
+        self.bytes >= limits.max_bytes || self.items >= limits.max_items
     }
 
     /// Appends `data` after `tail`, moving the tail; returns the item's location.
@@ -133,6 +166,8 @@ mod tests {
             max_index: 99_999,
             padding: 5,
             reserve: 0,
+            max_bytes: max_file_size,
+            max_items: 1000,
         }
     }
 
@@ -209,10 +244,9 @@ mod tests {
             trim_offset: 0,
         };
         let l = Limits {
-            max_file_size: HEADER_LEN + 10,
             max_index: 9,
             padding: 1,
-            reserve: 0,
+            ..limits(HEADER_LEN + 10)
         };
         let err = Buffer::default().push(&mut tail, &[0; 1], &l).unwrap_err();
         assert!(matches!(

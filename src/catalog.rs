@@ -1,9 +1,15 @@
-//! The set of data files as committed: per index its trim offset and committed logical end.
+//! The set of data files as committed: per index its trim offset, committed logical end and
+//! generation.
 //!
-//! The writer (the store) keeps one copy; the handle keeps another for readers, and both
-//! apply the same [`Delta`]s after each committed operation.
+//! There is one catalog. The store owns it and changes it as it commits and trims; after
+//! each change it hands the handle a snapshot (a cheap clone: the older files are shared
+//! between snapshots, and copied only when one of them changes, at a rollover, a trim or a
+//! drop), which readers and the placement of new items use.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::buffer::Tail;
 
 /// One committed data file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,8 +18,8 @@ pub(crate) struct FileInfo {
     pub(crate) trim_offset: u32,
     /// Committed logical end (one past the last stored byte).
     pub(crate) end: u32,
-    /// Bumped whenever the file is replaced or shrunk, so that cached read handles and
-    /// headers of an older generation are not reused.
+    /// A number no other version of any file had: bumped whenever the file is created,
+    /// replaced or shrunk, so that read handles of an older version are not reused.
     pub(crate) generation: u64,
 }
 
@@ -22,78 +28,150 @@ impl FileInfo {
     pub(crate) fn data_len(&self) -> u64 {
         u64::from(self.end - self.trim_offset)
     }
+
+    /// Whether `[position, end)` is wholly stored.
+    pub(crate) fn holds(&self, position: u32, end: u64) -> bool {
+        position >= self.trim_offset && end <= u64::from(self.end)
+    }
 }
 
-/// A change to the catalog made by a committed operation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Delta {
-    /// The file's committed end moved (append or rtrim), or it was created.
-    SetEnd {
-        index: u32,
-        trim_offset: u32,
-        end: u32,
-    },
-    /// The file was rewritten with a new trim offset (ltrim) or truncated (rtrim).
-    Replaced { index: u32, info: FileInfo },
-    /// The file was deleted.
-    Removed { index: u32 },
-    /// The current (head) file changed.
-    Head { index: u32 },
-}
-
-/// Committed data files and the current one.
-#[derive(Debug, Clone, Default)]
+/// The committed data files and the current (head) one.
+#[derive(Debug, Clone)]
 pub(crate) struct Catalog {
-    pub(crate) files: BTreeMap<u32, FileInfo>,
-    pub(crate) head: u32,
-    next_generation: u64,
+    /// The files below the head, shared between snapshots.
+    older: Arc<BTreeMap<u32, FileInfo>>,
+    head: u32,
+    head_info: FileInfo,
+    generations: u64,
 }
 
 impl Catalog {
-    pub(crate) fn insert(&mut self, index: u32, trim_offset: u32, end: u32) {
-        self.next_generation += 1;
-        self.files.insert(
-            index,
-            FileInfo {
-                trim_offset,
-                end,
-                generation: self.next_generation,
+    /// A catalog of `files` (logical extents by index) whose head is `head` (one of them).
+    pub(crate) fn new(files: impl IntoIterator<Item = (u32, u32, u32)>, head: u32) -> Catalog {
+        let mut c = Catalog {
+            older: Arc::default(),
+            head,
+            head_info: FileInfo {
+                trim_offset: 0,
+                end: 0,
+                generation: 0,
             },
-        );
-    }
-
-    pub(crate) fn get(&self, index: u32) -> Option<&FileInfo> {
-        self.files.get(&index)
-    }
-
-    pub(crate) fn head_info(&self) -> Option<&FileInfo> {
-        self.files.get(&self.head)
-    }
-
-    pub(crate) fn apply(&mut self, delta: &Delta) {
-        match *delta {
-            Delta::SetEnd {
-                index,
-                trim_offset,
-                end,
-            } => match self.files.get_mut(&index) {
-                Some(f) if f.end <= end => f.end = end,
-                _ => self.insert(index, trim_offset, end),
-            },
-            Delta::Replaced { index, info } => {
-                self.next_generation += 1;
-                self.files.insert(
-                    index,
-                    FileInfo {
-                        generation: self.next_generation,
-                        ..info
-                    },
-                );
-            }
-            Delta::Removed { index } => {
-                self.files.remove(&index);
-            }
-            Delta::Head { index } => self.head = index,
+            generations: 0,
+        };
+        for (index, trim_offset, end) in files {
+            c.set(index, trim_offset, end);
         }
+        c
+    }
+
+    fn next_generation(&mut self) -> u64 {
+        self.generations += 1;
+        self.generations
+    }
+
+    pub(crate) fn head(&self) -> u32 {
+        self.head
+    }
+
+    pub(crate) fn head_info(&self) -> FileInfo {
+        self.head_info
+    }
+
+    pub(crate) fn get(&self, index: u32) -> Option<FileInfo> {
+        if index == self.head {
+            Some(self.head_info)
+        } else {
+            self.older.get(&index).copied()
+        }
+    }
+
+    /// Where the next item goes when nothing is buffered: the head's committed end.
+    pub(crate) fn tail(&self) -> Tail {
+        Tail {
+            index: self.head,
+            end: self.head_info.end,
+            trim_offset: self.head_info.trim_offset,
+        }
+    }
+
+    /// The head's committed end moved (an append, an rtrim of the head).
+    pub(crate) fn set_head_end(&mut self, end: u32) {
+        if end < self.head_info.end {
+            self.head_info.generation = self.next_generation();
+        }
+        self.head_info.end = end;
+    }
+
+    /// `index` (above the head) is the new, empty head; the old head is sealed as it is.
+    pub(crate) fn roll_to(&mut self, index: u32) {
+        let sealed = self.head_info;
+        Arc::make_mut(&mut self.older).insert(self.head, sealed);
+        self.head = index;
+        self.head_info = FileInfo {
+            trim_offset: 0,
+            end: 0,
+            generation: self.next_generation(),
+        };
+    }
+
+    /// Records a file as it is now (recovery, ltrim, rtrim of an older file), as a new
+    /// generation.
+    pub(crate) fn set(&mut self, index: u32, trim_offset: u32, end: u32) {
+        let info = FileInfo {
+            trim_offset,
+            end,
+            generation: self.next_generation(),
+        };
+        if index == self.head {
+            self.head_info = info;
+        } else {
+            Arc::make_mut(&mut self.older).insert(index, info);
+        }
+    }
+
+    /// `index`, below the head, is gone.
+    pub(crate) fn remove(&mut self, index: u32) {
+        Arc::make_mut(&mut self.older).remove(&index);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_share_the_older_files_and_every_version_is_new() {
+        let mut c = Catalog::new([(0, 0, 100), (1, 0, 40)], 1);
+        let before = c.clone();
+        c.set_head_end(60);
+        assert!(
+            Arc::ptr_eq(&c.older, &before.older),
+            "an append copies nothing"
+        );
+        assert_eq!(
+            c.get(1).unwrap().generation,
+            before.get(1).unwrap().generation
+        );
+        c.roll_to(2);
+        assert_eq!(c.get(1).unwrap().end, 60);
+        assert_eq!(before.get(1).unwrap().end, 40, "a snapshot does not change");
+        assert_eq!(
+            c.tail(),
+            Tail {
+                index: 2,
+                end: 0,
+                trim_offset: 0
+            }
+        );
+        let g = c.get(0).unwrap().generation;
+        c.set(0, 10, 100);
+        assert!(c.get(0).unwrap().generation > g);
+        c.set_head_end(5);
+        let g = c.head_info().generation;
+        c.set_head_end(3);
+        assert!(c.head_info().generation > g, "a shrink is a new version");
+        c.remove(0);
+        assert_eq!(c.get(0), None);
+        assert!(c.get(1).is_some() && c.get(2).is_some());
     }
 }

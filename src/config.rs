@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::db::AioDiskDb;
+use crate::buffer::Limits;
 use crate::error::{Error, Result};
 use crate::events::{Hooks, WriteEvent};
 use crate::format::{Format, Naming, DEFAULT_GENESIS, HEADER_LEN, MAX_PREFIX_BYTES};
+use crate::store::Options;
 
 /// When an item counts as persisted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -67,9 +68,33 @@ impl Config {
             genesis: self.genesis,
         }
     }
+
+    /// What the storage core needs of the configuration.
+    pub(crate) fn store_options(&self) -> Options {
+        Options {
+            dir: self.path.clone(),
+            format: self.format(),
+            sync: self.sync(),
+            create_if_missing: self.create_if_missing,
+            clean_stale_data: self.clean_stale_data,
+            lock_wait: self.timeout,
+        }
+    }
+
+    /// The placement rule's and the buffer's limits.
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            max_file_size: self.max_file_size,
+            max_index: self.naming.max_index(),
+            padding: self.naming.padding,
+            reserve: usize::try_from(self.max_buffer_size.min(1 << 20)).unwrap_or(1 << 20),
+            max_bytes: self.max_buffer_size,
+            max_items: self.max_buffer_items,
+        }
+    }
 }
 
-/// Configures and opens an [`AioDiskDb`]. Every option is checked by [`Builder::open`].
+/// Configures and opens an [`AioDiskDb`](crate::AioDiskDb). Every option is checked by [`Builder::open`].
 ///
 /// ```no_run
 /// # async fn demo() -> aiodiskdb::Result<()> {
@@ -218,7 +243,7 @@ impl Builder {
     /// Called after each range is persisted, with the time and the range.
     ///
     /// Hooks never slow or block the database, and they miss nothing: every event is
-    /// queued for them (apart from the [`subscribe`](AioDiskDb::subscribe) channel, which
+    /// queued for them (apart from the [`subscribe`](crate::AioDiskDb::subscribe) channel, which
     /// lets a slow receiver lag), and one task calls the hooks one event at a time, in
     /// event order, awaiting each call. That task ends after `on_stop` returns, or once
     /// every handle is dropped and the queue is empty.
@@ -283,45 +308,6 @@ impl Builder {
     {
         self.hooks.on_index_drop = Some(Arc::new(move |at, i, s| Box::pin(hook(at, i, s))));
         self
-    }
-
-    /// Validates the options, locks the directory, recovers it and starts the flusher.
-    ///
-    /// # Errors
-    /// [`Error::InvalidConfiguration`] for a bad option; [`Error::Locked`] if another process
-    /// or a running handle holds the directory (a handle of this process that is closing,
-    /// after its last clone was dropped or `stop` was called, is waited for, up to
-    /// `timeout`); [`Error::InvalidDataFile`] for a data file with a bad
-    /// header (nothing is changed); [`Error::InvalidDbState`] for pending recovery with
-    /// `clean_stale_data(false)`; [`Error::FilesInconsistency`] if committed data is missing;
-    /// [`Error::Io`] for I/O failures.
-    ///
-    /// # Cancel safety
-    /// Dropping the future before it completes may leave the directory locked until the
-    /// blocking open step finishes; nothing is lost or half-recovered (recovery is
-    /// idempotent).
-    pub async fn open(self) -> Result<AioDiskDb> {
-        let (config, hooks) = self.validate()?;
-        AioDiskDb::start(config, hooks).await
-    }
-
-    /// Looks at the directory without opening it: its data files, commit state, pending
-    /// recovery, problems, and whether another process holds it. Changes nothing (no lock
-    /// is kept, no recovery runs, no file is created).
-    ///
-    /// # Errors
-    /// [`Error::InvalidConfiguration`] for a bad option; [`Error::Io`] if the directory
-    /// cannot be listed. Problems with individual files are reported in the result.
-    ///
-    /// # Cancel safety
-    /// Inspecting has no effect; dropping the future is harmless.
-    pub async fn inspect(self) -> Result<crate::Inspection> {
-        let (config, _) = self.validate()?;
-        tokio::task::spawn_blocking(move || crate::inspect::inspect(&config))
-            .await
-            .map_err(|e| Error::InvalidDbState {
-                reason: format!("inspect task failed: {e}"),
-            })?
     }
 
     pub(crate) fn validate(self) -> Result<(Config, Hooks)> {

@@ -1,9 +1,12 @@
-//! [`AioDiskDb`]: the cheap, cloneable handle, and the state it shares with the flusher.
+//! [`AioDiskDb`]: the cheap, cloneable handle, and what it shares with the flusher
+//! ([`Inner`]: the state's owner `Shared`, the wake-ups, the progress and event channels,
+//! the read cache).
 //!
-//! Lock order: `Inner::shared` is a short std mutex never held across `.await` and never
-//! held while taking another lock, except the store mutex inside the flusher's blocking
-//! closures, which never takes `shared`. The hooks' queue has a mutex of its own, taken
-//! alone (events are emitted after `shared` is released).
+//! Lock order: `Inner::shared` is a short std mutex, never held across `.await` and never
+//! held while taking another lock. The store mutex is taken only inside the flusher's
+//! blocking closures (and by `FinalFlush`), never with `shared`. The read cache's and the
+//! hooks' queue's mutexes are taken alone: the flusher evicts read handles, and emits
+//! events, after it released `shared`.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,8 +17,6 @@ use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify, Semaphore};
 use tokio::time::Instant;
 
-use crate::buffer::{Buffer, Limits, Tail};
-use crate::catalog::{Catalog, FileInfo};
 use crate::config::{Builder, Config};
 use crate::error::{Error, Result};
 use crate::events::{Event, HookQueue, HookSender, Hooks, HOOK_MERGE_AFTER};
@@ -24,21 +25,10 @@ use crate::fs::{Fs, RealFs};
 use crate::location::ItemLocation;
 use crate::reader::ReadCache;
 use crate::registry::{self, Session};
-use crate::store::Store;
+use crate::shared::{Call, Found, Placed, Shared};
 use crate::transaction::Transaction;
 
 const EVENT_CAPACITY: usize = 4096;
-
-/// Lifecycle of a handle.
-#[derive(Debug, Clone)]
-pub(crate) enum Status {
-    Running,
-    /// `stop` was called: writes are refused, the flusher is persisting the rest.
-    Stopping,
-    Stopped,
-    /// A write or sync failed: writes are refused until the directory is reopened.
-    Poisoned(Error),
-}
 
 /// Persistence progress, published by the flusher.
 #[derive(Debug, Clone, Default)]
@@ -50,60 +40,23 @@ pub(crate) struct Progress {
     pub(crate) stopped: bool,
 }
 
-/// State shared by the handles and the flusher, behind `Inner::shared`.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) status: Status,
-    /// Accepting adds.
-    pub(crate) active: Buffer,
-    /// Being written by the flusher; still served to readers.
-    pub(crate) flushing: Option<Arc<Buffer>>,
-    /// Where the next add goes.
-    pub(crate) tail: Tail,
-    /// Committed files, for readers.
-    pub(crate) catalog: Catalog,
-    /// Sequence number of the last accepted add.
-    pub(crate) added: u64,
-    /// Sequence number covered by the flushing buffer.
-    pub(crate) flushing_seq: u64,
-    pub(crate) flush_requested: bool,
-    /// A commit, trim or stop is in progress: adds wait.
-    pub(crate) exclusive: bool,
-    pub(crate) last_flush: Instant,
-}
-
-impl Shared {
-    pub(crate) fn tail_from_catalog(&mut self) {
-        let head = self.catalog.head;
-        let info = self.catalog.head_info().copied().unwrap_or(FileInfo {
-            trim_offset: 0,
-            end: 0,
-            generation: 0,
-        });
-        self.tail = Tail {
-            index: head,
-            end: info.end,
-            trim_offset: info.trim_offset,
-        };
-    }
-}
-
+/// What the handles and the flusher share.
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) cfg: Config,
     pub(crate) fs: Arc<dyn Fs>,
-    pub(crate) limits: Limits,
-    pub(crate) shared: Mutex<Shared>,
+    /// The handle's state; see `shared.rs`. Lock order: module docs.
+    shared: Mutex<Shared>,
     /// Wakes the flusher (buffer full, flush requested).
     pub(crate) flusher_wake: Notify,
     /// Wakes adds waiting for buffer space or for an exclusive operation to end.
     pub(crate) space: Notify,
     pub(crate) progress: watch::Sender<Progress>,
-    pub(crate) events: broadcast::Sender<Event>,
+    events: broadcast::Sender<Event>,
     /// The hooks' own queue, when any hook is set: hooks see every event.
-    pub(crate) hooks: Option<HookSender>,
-    pub(crate) overwrite: AtomicBool,
-    pub(crate) reads: Semaphore,
+    hooks: Option<HookSender>,
+    overwrite: AtomicBool,
+    reads: Semaphore,
     pub(crate) read_cache: ReadCache,
 }
 
@@ -127,40 +80,17 @@ impl Inner {
 
     /// Refuses writes from now on, drops what was not persisted, and tells everyone why.
     pub(crate) fn poison(&self, error: &Error) {
-        {
-            let mut s = self.lock();
-            if matches!(s.status, Status::Poisoned(_) | Status::Stopped) {
-                return;
-            }
-            s.status = Status::Poisoned(error.clone());
-            // Whatever was not persisted is gone with this handle: serve only what is
-            // committed, as the next open will.
-            s.active = Buffer::default();
-            s.flushing = None;
+        if !self.lock().poison(error) {
+            return;
         }
         tracing::error!(%error, "aiodiskdb write failed; refusing writes until reopened");
         self.progress
-            .send_modify(|p| p.error = Some(poisoned_error(error)));
+            .send_modify(|p| p.error = Some(Error::poisoned(error)));
         self.space.notify_waiters();
         self.emit(Event::Failed {
             at: SystemTime::now(),
             error: error.clone(),
         });
-    }
-}
-
-pub(crate) fn poisoned_error(cause: &Error) -> Error {
-    // Name the root cause ("File too large (os error 27)", "No space left on device"): a
-    // caller of `flush` gets this error, not the `Error::Io` itself.
-    let mut why = cause.to_string();
-    let mut source = std::error::Error::source(cause);
-    while let Some(s) = source {
-        why.push_str(": ");
-        why.push_str(&s.to_string());
-        source = s.source();
-    }
-    Error::InvalidDbState {
-        reason: format!("a previous write failed ({why}); reopen the database to recover"),
     }
 }
 
@@ -177,6 +107,28 @@ async fn notified_before(deadline: Option<Instant>, fut: impl std::future::Futur
     } else {
         fut.await;
         true
+    }
+}
+
+impl Builder {
+    /// Validates the options, locks the directory, recovers it and starts the flusher.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfiguration`] for a bad option, or for a prefix, padding or genesis
+    /// bytes other than the directory's state records; [`Error::Locked`] if another process
+    /// or a running handle of this process holds the directory (a handle of this process
+    /// that is closing is waited for, up to `timeout`); [`Error::InvalidDataFile`] for a
+    /// data file with a bad header (nothing is changed); [`Error::InvalidDbState`] for
+    /// pending recovery with `clean_stale_data(false)`; [`Error::FilesInconsistency`] if
+    /// committed data is missing; [`Error::Io`] for I/O failures.
+    ///
+    /// # Cancel safety
+    /// Dropping the future before it completes may leave the directory locked until the
+    /// blocking open step finishes; nothing is lost or half-recovered (recovery is
+    /// idempotent).
+    pub async fn open(self) -> Result<AioDiskDb> {
+        let (config, hooks) = self.validate()?;
+        AioDiskDb::start_with(Arc::new(RealFs), config, hooks).await
     }
 }
 
@@ -231,10 +183,6 @@ impl AioDiskDb {
         Builder::new(path).open().await
     }
 
-    pub(crate) async fn start(cfg: Config, hooks: Hooks) -> Result<AioDiskDb> {
-        Self::start_with(Arc::new(RealFs), cfg, hooks).await
-    }
-
     pub(crate) async fn start_with(
         fs: Arc<dyn Fs>,
         cfg: Config,
@@ -242,41 +190,16 @@ impl AioDiskDb {
     ) -> Result<AioDiskDb> {
         let (store, session) = {
             let fs = Arc::clone(&fs);
-            let cfg = cfg.clone();
+            let opts = cfg.store_options();
             tokio::task::spawn_blocking(move || {
-                let (store, _report) = Store::open(Arc::clone(&fs), &cfg)?;
-                let state = cfg.path.join(cfg.naming.state_file());
+                let state = opts.state_path();
+                let store = crate::recovery::open(Arc::clone(&fs), opts)?;
                 Ok::<_, Error>((store, registry::session_of(fs.as_ref(), &state)))
             })
             .await
-            .map_err(|e| Error::InvalidDbState {
-                reason: format!("open task failed: {e}"),
-            })??
+            .map_err(|e| Error::state(format!("open task failed: {e}")))??
         };
-        let catalog = store.catalog().clone();
-        let limits = Limits {
-            max_file_size: cfg.max_file_size,
-            max_index: cfg.naming.max_index(),
-            padding: cfg.naming.padding,
-            reserve: usize::try_from(cfg.max_buffer_size.min(1 << 20)).unwrap_or(1 << 20),
-        };
-        let mut shared = Shared {
-            status: Status::Running,
-            active: Buffer::default(),
-            flushing: None,
-            tail: Tail {
-                index: 0,
-                end: 0,
-                trim_offset: 0,
-            },
-            catalog,
-            added: 0,
-            flushing_seq: 0,
-            flush_requested: false,
-            exclusive: false,
-            last_flush: Instant::now(),
-        };
-        shared.tail_from_catalog();
+        let shared = Shared::new(store.catalog(), cfg.limits(), Instant::now());
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let hook_queue = (!hooks.is_empty()).then(|| Arc::new(HookQueue::new(HOOK_MERGE_AFTER)));
         let inner = Arc::new(Inner {
@@ -284,7 +207,6 @@ impl AioDiskDb {
             reads: Semaphore::new(cfg.concurrency),
             cfg,
             fs,
-            limits,
             shared: Mutex::new(shared),
             flusher_wake: Notify::new(),
             space: Notify::new(),
@@ -377,32 +299,20 @@ impl AioDiskDb {
 
     fn try_add(&self, data: &[u8]) -> Result<Option<ItemLocation>> {
         let inner = self.inner();
-        let mut s = inner.lock();
-        match &s.status {
-            Status::Running => {}
-            Status::Poisoned(e) => return Err(poisoned_error(e)),
-            Status::Stopping | Status::Stopped => return Err(Error::NotRunning),
+        let placed = inner.lock().place(data)?;
+        match placed {
+            Placed::Added { location, flush } => {
+                if flush {
+                    inner.flusher_wake.notify_one();
+                }
+                Ok(Some(location))
+            }
+            Placed::NoRoom => {
+                inner.flusher_wake.notify_one();
+                Ok(None)
+            }
+            Placed::Held => Ok(None),
         }
-        if s.exclusive {
-            return Ok(None);
-        }
-        let size = data.len() as u64;
-        if !s.active.is_empty() && s.active.bytes + size > inner.cfg.max_buffer_size {
-            // Full for this item: the flusher must take the buffer even below the threshold.
-            s.flush_requested = true;
-            drop(s);
-            inner.flusher_wake.notify_one();
-            return Ok(None);
-        }
-        let s = &mut *s;
-        let loc = s.active.push(&mut s.tail, data, &inner.limits)?;
-        s.added += 1;
-        if s.active.bytes >= inner.cfg.max_buffer_size
-            || s.active.items >= inner.cfg.max_buffer_items
-        {
-            inner.flusher_wake.notify_one();
-        }
-        Ok(Some(loc))
     }
 
     /// Reads the item at `loc`: from RAM if it is not on disk yet, else from its file.
@@ -424,46 +334,27 @@ impl AioDiskDb {
         let inner = self.inner();
         let info = {
             let s = inner.lock();
-            if matches!(s.status, Status::Stopped) {
-                return Err(Error::NotRunning);
-            }
-            if loc.size == 0 {
-                return Ok(None);
-            }
-            if let Some(b) = s.active.get(loc) {
-                return Ok(Some(Bytes::copy_from_slice(b)));
-            }
-            if let Some(b) = s.flushing.as_ref().and_then(|f| f.get(loc)) {
-                return Ok(Some(Bytes::copy_from_slice(b)));
-            }
-            match s.catalog.get(loc.index) {
-                Some(info)
-                    if loc.position >= info.trim_offset && loc.end() <= u64::from(info.end) =>
-                {
-                    *info
-                }
-                _ => return Ok(None),
+            s.admit(Call::Read)?;
+            match s.locate(loc) {
+                Found::Ram(bytes) => return Ok(Some(bytes)),
+                Found::Missing => return Ok(None),
+                Found::Disk(info) => info,
             }
         };
+        let path = || inner.cfg.path.join(inner.cfg.naming.data_file(loc.index));
         // A page-cache hit of an open file: no thread hop.
-        if let Some(r) = inner.read_cache.read_cached(loc, info) {
-            return r.map_err(|e| {
-                let path = inner.cfg.path.join(inner.cfg.naming.data_file(loc.index));
-                Error::io("read data file", path, e)
-            });
+        if let Some(r) = inner.read_cache.read_cached(loc, info, &path()) {
+            return r;
         }
         let _permit = inner.reads.acquire().await.map_err(|_| Error::NotRunning)?;
         let this = Arc::clone(&self.handle.inner);
+        let path = path();
         tokio::task::spawn_blocking(move || {
-            let path = this.cfg.path.join(this.cfg.naming.data_file(loc.index));
             this.read_cache
                 .read(this.fs.as_ref(), &path, this.cfg.genesis, loc, info)
-                .map_err(|e| Error::io("read data file", path, e))
         })
         .await
-        .map_err(|e| Error::InvalidDbState {
-            reason: format!("read task failed: {e}"),
-        })?
+        .map_err(|e| Error::state(format!("read task failed: {e}")))?
     }
 
     /// Persists everything added before this call; returns once it is durable. Concurrent
@@ -477,18 +368,9 @@ impl AioDiskDb {
     /// Dropping the future does not cancel the flush it requested.
     pub async fn flush(&self) -> Result<()> {
         let inner = self.inner();
-        let target = {
-            let mut s = inner.lock();
-            match &s.status {
-                Status::Running | Status::Stopping => {}
-                Status::Poisoned(e) => return Err(poisoned_error(e)),
-                Status::Stopped => return Err(Error::NotRunning),
-            }
-            if inner.progress.borrow().persisted >= s.added {
-                return Ok(());
-            }
-            s.flush_requested = true;
-            s.added
+        let persisted = inner.progress.borrow().persisted;
+        let Some(target) = inner.lock().request_flush(persisted)? else {
+            return Ok(());
         };
         inner.flusher_wake.notify_one();
         self.wait_for(target).await
@@ -505,26 +387,8 @@ impl AioDiskDb {
     /// # Cancel safety
     /// Waiting has no effect; dropping the future is harmless.
     pub async fn wait_persisted(&self, loc: ItemLocation) -> Result<()> {
-        let inner = self.inner();
-        let target = {
-            let s = inner.lock();
-            if let Status::Poisoned(e) = &s.status {
-                return Err(poisoned_error(e));
-            }
-            if s.active.covers(loc) {
-                s.added
-            } else if s.flushing.as_ref().is_some_and(|f| f.covers(loc)) {
-                s.flushing_seq
-            } else {
-                match s.catalog.get(loc.index) {
-                    Some(info)
-                        if loc.position >= info.trim_offset && loc.end() <= u64::from(info.end) =>
-                    {
-                        return Ok(())
-                    }
-                    _ => return Err(Error::NotStored { location: loc }),
-                }
-            }
+        let Some(target) = self.inner().lock().persisted_at(loc)? else {
+            return Ok(());
         };
         self.wait_for(target).await
     }
@@ -558,14 +422,7 @@ impl AioDiskDb {
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command,
     ) -> Result<T> {
-        {
-            let s = self.inner().lock();
-            match &s.status {
-                Status::Running => {}
-                Status::Poisoned(e) => return Err(poisoned_error(e)),
-                Status::Stopping | Status::Stopped => return Err(Error::NotRunning),
-            }
-        }
+        self.inner().lock().admit(Call::Write)?;
         let (tx, rx) = oneshot::channel();
         self.handle
             .commands
@@ -686,16 +543,7 @@ impl AioDiskDb {
     /// Dropping the future does not cancel the stop once requested.
     pub async fn stop(&self) -> Result<()> {
         let inner = self.inner();
-        {
-            let mut s = inner.lock();
-            match s.status {
-                Status::Running | Status::Poisoned(_) => {}
-                Status::Stopping | Status::Stopped => return Err(Error::NotRunning),
-            }
-            if matches!(s.status, Status::Running) {
-                s.status = Status::Stopping;
-            }
-        }
+        inner.lock().begin_stop()?;
         self.handle.closing();
         inner.space.notify_waiters();
         let (tx, rx) = oneshot::channel();
@@ -716,7 +564,7 @@ impl AioDiskDb {
     /// Whether the database accepts calls (not stopped, stopping or poisoned).
     #[must_use]
     pub fn is_running(&self) -> bool {
-        matches!(self.inner().lock().status, Status::Running)
+        self.inner().lock().is_running()
     }
 
     /// Spawns a task that stops the database gracefully on SIGINT or SIGTERM (SIGKILL cannot

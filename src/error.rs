@@ -6,7 +6,7 @@
 //! kept as the reason a handle is poisoned.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::location::ItemLocation;
@@ -78,6 +78,10 @@ pub enum Error {
     InvalidDbState {
         /// Why.
         reason: String,
+        /// The failure that made the handle refuse writes, when that is the reason (its
+        /// `source()`).
+        #[source]
+        cause: Option<Arc<Error>>,
     },
     /// The data file of this index does not exist.
     #[error("index {index} does not exist")]
@@ -132,7 +136,35 @@ pub enum Error {
     },
 }
 
+/// Names the operation and the path of an I/O error: `file.sync_data().ctx("sync data
+/// file", &path)?`.
+pub(crate) trait IoContext<T> {
+    fn ctx(self, op: &'static str, path: &Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn ctx(self, op: &'static str, path: &Path) -> Result<T> {
+        self.map_err(|e| Error::io(op, path, e))
+    }
+}
+
 impl Error {
+    /// [`Error::InvalidDbState`] for `reason`.
+    pub(crate) fn state(reason: impl Into<String>) -> Self {
+        Error::InvalidDbState {
+            reason: reason.into(),
+            cause: None,
+        }
+    }
+
+    /// What every call that needs to write gets once the handle is poisoned by `cause`.
+    pub(crate) fn poisoned(cause: &Error) -> Self {
+        Error::InvalidDbState {
+            reason: "a previous write failed; reopen the database to recover".to_owned(),
+            cause: Some(Arc::new(cause.clone())),
+        }
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         Error::Io {
             op,

@@ -12,15 +12,13 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::buffer::Buffer;
-use crate::catalog::Delta;
-use crate::db::{after, poisoned_error, Inner, Status};
+use crate::buffer::{Buffer, Segment};
+use crate::db::Inner;
 use crate::error::{Error, Result};
 use crate::events::{Event, WriteEvent};
-#[cfg(test)]
-use crate::fs::seeded;
 use crate::location::ItemLocation;
-use crate::store::{Segment, Store, TrimOutcome};
+use crate::shared::Batch;
+use crate::store::{Store, TrimOutcome};
 
 /// A request to the flusher.
 #[derive(Debug)]
@@ -55,6 +53,17 @@ pub(crate) enum TrimOp {
     },
 }
 
+impl TrimOp {
+    /// The index the trim concerns.
+    fn index(&self) -> u32 {
+        match *self {
+            TrimOp::Right { index, .. } | TrimOp::Left { index, .. } | TrimOp::Drop { index } => {
+                index
+            }
+        }
+    }
+}
+
 type SharedStore = Arc<Mutex<Option<Store>>>;
 
 fn lock_store(store: &Mutex<Option<Store>>) -> MutexGuard<'_, Option<Store>> {
@@ -74,36 +83,7 @@ async fn blocking<T: Send + 'static>(
         None => Err(Error::NotRunning),
     })
     .await
-    .map_err(|e| Error::InvalidDbState {
-        reason: format!("storage task failed: {e}"),
-    })?
-}
-
-/// The seeded bug `SplitTransaction`: the first half of the transaction's first segment is
-/// committed with the buffer, the rest in a second commit.
-#[cfg(test)]
-fn write_split(st: &mut Store, segs: Vec<&Segment>, tx: &Buffer) -> Result<Vec<Delta>> {
-    let first = &tx.segments[0];
-    let half = first.data.len() / 2;
-    let a = Segment {
-        index: first.index,
-        start: first.start,
-        new_file: first.new_file,
-        data: first.data[..half].to_vec(),
-    };
-    let b = Segment {
-        index: first.index,
-        start: a.end(),
-        new_file: false,
-        data: first.data[half..].to_vec(),
-    };
-    let mut first_batch: Vec<&Segment> = segs.into_iter().collect();
-    first_batch.push(&a);
-    let mut deltas = st.write_batch(&first_batch)?;
-    let mut rest = vec![&b];
-    rest.extend(tx.segments[1..].iter());
-    deltas.extend(st.write_batch(&rest)?);
-    Ok(deltas)
+    .map_err(|e| Error::state(format!("storage task failed: {e}")))?
 }
 
 struct Flusher {
@@ -119,13 +99,8 @@ struct FinalFlush {
 
 impl Drop for FinalFlush {
     fn drop(&mut self) {
-        let (flushing, active) = {
-            let mut s = self.inner.lock();
-            if !matches!(s.status, Status::Running | Status::Stopping) {
-                return;
-            }
-            s.status = Status::Stopped;
-            (s.flushing.take(), std::mem::take(&mut s.active))
+        let Some((flushing, active)) = self.inner.lock().abandon() else {
+            return;
         };
         // No flusher will make room any more: adds waiting for space fail at once.
         self.inner.space.notify_waiters();
@@ -151,7 +126,7 @@ impl FinalFlush {
         segs.extend(active.segments.iter());
         let mut result = Ok(());
         if !segs.is_empty() {
-            result = store.write_batch(&segs).map(drop);
+            result = store.write_batch(&segs);
         }
         if result.is_ok() {
             result = store.close_clean();
@@ -187,7 +162,7 @@ async fn run_loop(
     let _final = final_flush;
     let interval = f.inner.cfg.flush_interval;
     loop {
-        let deadline = after(f.inner.lock().last_flush, interval);
+        let deadline = f.inner.lock().next_deadline(interval);
         tokio::select! {
             biased;
             cmd = commands.recv() => match cmd {
@@ -209,24 +184,7 @@ async fn run_loop(
             () = f.inner.flusher_wake.notified() => {}
             () = sleep_until(deadline) => {}
         }
-        let due = {
-            let mut s = f.inner.lock();
-            let now = Instant::now();
-            let expired = after(s.last_flush, interval).is_some_and(|at| now >= at);
-            if s.active.is_empty() {
-                if expired {
-                    s.last_flush = now;
-                }
-                s.flush_requested = false;
-                false
-            } else {
-                expired
-                    || s.flush_requested
-                    || s.active.bytes >= f.inner.cfg.max_buffer_size
-                    || s.active.items >= f.inner.cfg.max_buffer_items
-            }
-        };
-        if due {
+        if f.inner.lock().flush_due(Instant::now(), interval) {
             f.gather().await;
             // Failures poison the handle; waiters learn it from the progress channel.
             let _ = f.flush().await;
@@ -243,67 +201,35 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 impl Flusher {
-    fn check_writable(&self) -> Result<()> {
-        match &self.inner.lock().status {
-            Status::Poisoned(e) => Err(poisoned_error(e)),
-            Status::Stopped => Err(Error::NotRunning),
-            Status::Running | Status::Stopping => Ok(()),
-        }
-    }
-
-    /// Takes the active buffer and persists it, with `extra` (a transaction) after it.
-    /// Returns the deltas on success; on failure the handle is poisoned.
-    async fn write(&self, extra: Option<(Buffer, crate::buffer::Tail)>) -> Result<()> {
-        let (batch, seq) = {
-            let mut s = self.inner.lock();
-            if let Status::Poisoned(e) = &s.status {
-                return Err(poisoned_error(e));
-            }
-            s.last_flush = Instant::now();
-            s.flush_requested = false;
-            if s.active.is_empty() && extra.is_none() {
-                return Ok(());
-            }
-            let batch = Arc::new(std::mem::take(&mut s.active));
-            s.flushing = Some(Arc::clone(&batch));
-            s.flushing_seq = s.added;
-            (batch, s.added)
+    /// Takes the active buffer and persists it, with `tx` (a transaction's segments) after
+    /// it, in one commit. On failure the handle is poisoned.
+    async fn write(&self, tx: Option<Buffer>) -> Result<()> {
+        let Some(Batch { buffer, seq }) =
+            self.inner.lock().take_batch(Instant::now(), tx.is_some())?
+        else {
+            return Ok(());
         };
         self.inner.space.notify_waiters();
-        let extra = extra.map(|(b, t)| (Arc::new(b), t));
+        let tx = tx.map(Arc::new);
         let result = {
-            let batch = Arc::clone(&batch);
-            let tx = extra.as_ref().map(|(b, _)| Arc::clone(b));
-            #[cfg(test)]
-            let split = seeded!(self.inner.fs, SplitTransaction);
+            let (buffer, tx) = (Arc::clone(&buffer), tx.clone());
             blocking(&self.store, move |st| {
-                let mut segs: Vec<&Segment> = batch.segments.iter().collect();
-                if let Some(tx) = &tx {
-                    #[cfg(test)]
-                    if split {
-                        return write_split(st, segs, tx);
-                    }
-                    segs.extend(tx.segments.iter());
-                }
-                st.write_batch(&segs)
+                let segs: Vec<&Segment> = buffer
+                    .segments
+                    .iter()
+                    .chain(tx.iter().flat_map(|t| t.segments.iter()))
+                    .collect();
+                st.write_batch(&segs)?;
+                Ok(st.catalog())
             })
             .await
         };
         match result {
-            Ok(deltas) => {
-                {
-                    let mut s = self.inner.lock();
-                    for d in &deltas {
-                        s.catalog.apply(d);
-                    }
-                    s.flushing = None;
-                    if let Some((_, tail)) = &extra {
-                        s.tail = *tail;
-                    }
-                }
+            Ok(catalog) => {
+                self.inner.lock().finish_batch(catalog);
                 let at = SystemTime::now();
-                let tx_segs = extra.iter().flat_map(|(b, _)| b.segments.iter());
-                for seg in batch.segments.iter().chain(tx_segs) {
+                let tx_segs = tx.iter().flat_map(|t| t.segments.iter());
+                for seg in buffer.segments.iter().chain(tx_segs) {
                     self.inner.emit(Event::Written {
                         at,
                         event: WriteEvent {
@@ -338,10 +264,10 @@ impl Flusher {
     /// waiting for a whole sync.
     async fn gather(&self) {
         const MAX_YIELDS: usize = 8;
-        let mut items = self.inner.lock().active.items;
+        let mut items = self.inner.lock().buffered_items();
         for _ in 0..MAX_YIELDS {
             tokio::task::yield_now().await;
-            let now = self.inner.lock().active.items;
+            let now = self.inner.lock().buffered_items();
             if now == items {
                 return;
             }
@@ -349,32 +275,29 @@ impl Flusher {
         }
     }
 
-    /// Runs `op` with adds held off, clearing the flag however it ends.
+    /// Runs `op` with adds held off, clearing the hold however it ends.
     async fn exclusive<T, Fut: std::future::Future<Output = Result<T>>>(
         &self,
         op: impl FnOnce() -> Fut,
     ) -> Result<T> {
-        self.check_writable()?;
-        self.inner.lock().exclusive = true;
+        self.inner.lock().enter_exclusive()?;
         let r = op().await;
-        self.inner.lock().exclusive = false;
+        self.inner.lock().leave_exclusive();
         self.inner.space.notify_waiters();
         r
     }
 
     async fn commit(&self, items: Vec<Bytes>) -> Result<Vec<ItemLocation>> {
         self.exclusive(|| async {
-            let (tx, tail, locs) = {
-                let s = self.inner.lock();
-                let mut tail = s.tail;
-                let mut tx = Buffer::default();
-                let mut locs = Vec::with_capacity(items.len());
-                for item in &items {
-                    locs.push(tx.push(&mut tail, item, &self.inner.limits)?);
-                }
-                (tx, tail, locs)
-            };
-            self.write(Some((tx, tail))).await?;
+            // Placed after everything buffered, in a buffer no reader sees.
+            let mut tail = self.inner.lock().tail();
+            let limits = self.inner.cfg.limits();
+            let mut tx = Buffer::default();
+            let mut locs = Vec::with_capacity(items.len());
+            for item in &items {
+                locs.push(tx.push(&mut tail, item, &limits)?);
+            }
+            self.write(Some(tx)).await?;
             Ok(locs)
         })
         .await
@@ -383,24 +306,21 @@ impl Flusher {
     async fn trim(&self, op: TrimOp) -> Result<u64> {
         self.exclusive(|| async {
             self.flush().await?;
-            let outcome: Result<TrimOutcome> = blocking(&self.store, move |st| match op {
-                TrimOp::Right { index, from, check } => st.rtrim(index, from, &check),
-                TrimOp::Left { index, to, check } => st.ltrim(index, to, &check),
-                TrimOp::Drop { index } => st.drop_index(index),
+            let index = op.index();
+            let outcome: Result<(TrimOutcome, _)> = blocking(&self.store, move |st| {
+                let o = match op {
+                    TrimOp::Right { index, from, check } => st.rtrim(index, from, &check),
+                    TrimOp::Left { index, to, check } => st.ltrim(index, to, &check),
+                    TrimOp::Drop { index } => st.drop_index(index),
+                }?;
+                Ok((o, st.catalog()))
             })
             .await;
             match outcome {
-                Ok(o) => {
-                    {
-                        let mut s = self.inner.lock();
-                        for d in &o.deltas {
-                            s.catalog.apply(d);
-                            if let Delta::Replaced { index, .. } | Delta::Removed { index } = d {
-                                self.inner.read_cache.evict(*index);
-                            }
-                        }
-                        s.tail_from_catalog();
-                    }
+                Ok((o, catalog)) => {
+                    self.inner.lock().adopt(catalog);
+                    // The file was replaced, shrunk or removed: no read keeps its handle.
+                    self.inner.read_cache.evict(index);
                     if let Some((index, size)) = o.dropped {
                         self.inner.emit(Event::IndexDropped {
                             at: SystemTime::now(),
@@ -422,18 +342,10 @@ impl Flusher {
     }
 
     async fn stop(&self) -> Result<()> {
-        {
-            let mut s = self.inner.lock();
-            if matches!(s.status, Status::Running) {
-                s.status = Status::Stopping;
-            }
-            s.exclusive = true;
-        }
-        let poisoned = matches!(self.inner.lock().status, Status::Poisoned(_));
-        let mut result = if poisoned {
-            Err(self.check_writable().unwrap_err())
-        } else {
-            self.flush().await
+        let poisoned = self.inner.lock().stopping();
+        let mut result = match poisoned {
+            Some(e) => Err(e),
+            None => self.flush().await,
         };
         if result.is_ok() {
             result = blocking(&self.store, Store::close_clean).await;
@@ -444,7 +356,7 @@ impl Flusher {
         // Release the directory lock whatever happened.
         let store = Arc::clone(&self.store);
         let _ = tokio::task::spawn_blocking(move || lock_store(&store).take()).await;
-        self.inner.lock().status = Status::Stopped;
+        self.inner.lock().stopped();
         self.inner.progress.send_modify(|p| p.stopped = true);
         self.inner.space.notify_waiters();
         self.inner.emit(Event::Stopped {

@@ -46,6 +46,12 @@ const GENESIS: std::ops::Range<usize> = 0..4;
 const TRIM_OFFSET: std::ops::Range<usize> = 4..8;
 const RESERVED: std::ops::Range<usize> = 8..24;
 
+/// The file offset of logical position `position` in a data file whose first stored byte is
+/// `trim_offset` (`position >= trim_offset`).
+pub(crate) fn data_offset(position: u32, trim_offset: u32) -> u64 {
+    HEADER_LEN + u64::from(position - trim_offset)
+}
+
 /// The default genesis bytes of aiodiskdb 0.2.x (`b'\r\xce\x8f7'`).
 pub(crate) const DEFAULT_GENESIS: [u8; 4] = [0x0d, 0xce, 0x8f, 0x37];
 

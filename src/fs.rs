@@ -45,7 +45,7 @@ pub(crate) trait Fs: Send + Sync + Debug + 'static {
 
     /// Whether a seeded bug is switched on for this file system (sensitivity tests).
     #[cfg(test)]
-    fn seeded_bug(&self, _bug: crate::sim::Bug) -> bool {
+    fn seeded_bug(&self, _bug: crate::testing::sim::Bug) -> bool {
         false
     }
 }
@@ -54,7 +54,7 @@ pub(crate) trait Fs: Send + Sync + Debug + 'static {
 macro_rules! seeded {
     ($fs:expr, $bug:ident) => {{
         #[cfg(test)]
-        let on = $fs.seeded_bug(crate::sim::Bug::$bug);
+        let on = $fs.seeded_bug(crate::testing::sim::Bug::$bug);
         #[cfg(not(test))]
         let on = false;
         on
@@ -91,6 +91,21 @@ pub(crate) trait FsFile: Send + Sync + Debug {
     /// [`FsFile::sync_data`], which also reports any writeback error.
     fn start_writeback(&self, _offset: u64, _len: u64) {}
 
+    /// Reads up to `buf.len()` bytes at `offset`; returns how many (fewer only at the end of
+    /// the file).
+    fn read_up_to(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let mut n = 0;
+        while n < buf.len() {
+            match self.read_at(&mut buf[n..], offset + n as u64) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+
     /// Reads exactly `buf.len()` bytes at `offset`, failing with `UnexpectedEof` if the file
     /// is shorter.
     fn read_exact_at(&self, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
@@ -122,6 +137,15 @@ pub(crate) trait FsFile: Send + Sync + Debug {
             }
         }
         Ok(())
+    }
+}
+
+/// Removes `path`; `Ok(false)` if it did not exist.
+pub(crate) fn remove_if_exists(fs: &dyn Fs, path: &Path) -> io::Result<bool> {
+    match fs.remove(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

@@ -39,6 +39,7 @@
 mod buffer;
 mod catalog;
 mod config;
+mod datafile;
 mod db;
 mod error;
 mod events;
@@ -48,7 +49,9 @@ mod fs;
 mod inspect;
 mod location;
 mod reader;
+mod recovery;
 mod registry;
+mod shared;
 mod store;
 mod transaction;
 
@@ -60,6 +63,4 @@ pub use inspect::{CommitState, DataFileInfo, Inspection, Problem};
 pub use location::ItemLocation;
 pub use transaction::Transaction;
 #[cfg(test)]
-mod crash_tests;
-#[cfg(test)]
-mod sim;
+mod testing;

@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use crate::catalog::FileInfo;
-use crate::format::{Header, HEADER_BYTES, HEADER_LEN};
-use crate::fs::{Fs, FsFile};
+use crate::datafile::{Access, DataFile};
+use crate::error::{Error, IoContext, Result};
+use crate::fs::Fs;
 use crate::location::ItemLocation;
 
 const MAX_OPEN_FILES: usize = 64;
@@ -18,8 +19,7 @@ const MAX_OPEN_FILES: usize = 64;
 #[derive(Debug)]
 struct Cached {
     generation: u64,
-    trim_offset: u32,
-    file: Arc<dyn FsFile>,
+    file: DataFile,
 }
 
 /// Read handles of data files.
@@ -64,17 +64,17 @@ impl ReadCache {
         &self,
         loc: ItemLocation,
         info: FileInfo,
-    ) -> Option<io::Result<Option<Bytes>>> {
+        path: &Path,
+    ) -> Option<Result<Option<Bytes>>> {
         let cached = self.get(loc.index, info.generation)?;
-        if loc.position < cached.trim_offset {
+        if loc.position < cached.file.trim_offset() {
             return Some(Ok(None));
         }
         let mut buf = vec![0u8; loc.size as usize];
-        let offset = HEADER_LEN + u64::from(loc.position - cached.trim_offset);
-        match cached.file.read_cached_at(&mut buf, offset) {
+        match cached.file.read_cached(loc.position, &mut buf) {
             Ok(true) => Some(Ok(Some(Bytes::from(buf)))),
             Ok(false) => None,
-            Err(e) => Some(Err(e)),
+            Err(e) => Some(Err(Error::io("read data file", path, e))),
         }
     }
 
@@ -87,40 +87,32 @@ impl ReadCache {
         genesis: [u8; 4],
         loc: ItemLocation,
         info: FileInfo,
-    ) -> io::Result<Option<Bytes>> {
+    ) -> Result<Option<Bytes>> {
         let cached = if let Some(c) = self.get(loc.index, info.generation) {
             c
         } else {
-            let file = match fs.open_ro(path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            let file = match DataFile::open(fs, path, genesis, Access::Read) {
+                Ok((f, _)) => f,
+                Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                    return Ok(None)
+                }
                 Err(e) => return Err(e),
             };
-            let mut h = [0u8; HEADER_BYTES];
-            match file.read_exact_at(&mut h, 0) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-                Err(e) => return Err(e),
-            }
-            let header = Header::decode(&h, genesis)
-                .map_err(|r| io::Error::new(io::ErrorKind::InvalidData, r))?;
             let c = Arc::new(Cached {
                 generation: info.generation,
-                trim_offset: header.trim_offset,
                 file,
             });
             self.put(loc.index, Arc::clone(&c));
             c
         };
-        if loc.position < cached.trim_offset {
+        if loc.position < cached.file.trim_offset() {
             return Ok(None);
         }
         let mut buf = vec![0u8; loc.size as usize];
-        let offset = HEADER_LEN + u64::from(loc.position - cached.trim_offset);
-        match cached.file.read_exact_at(&mut buf, offset) {
+        match cached.file.read(loc.position, &mut buf) {
             Ok(()) => Ok(Some(Bytes::from(buf))),
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
-            Err(e) => Err(e),
+            Err(e) => Err(e).ctx("read data file", path),
         }
     }
 }

@@ -762,11 +762,18 @@ impl From<String> for Halt {
 }
 
 fn step<T>(what: &str, r: aiodiskdb::Result<T>) -> Result<T, Halt> {
-    r.map_err(|e| match e {
-        Error::InvalidDbState { reason } if reason.contains("sequence number is exhausted") => {
-            Halt::Exhausted
+    r.map_err(|e| {
+        // The flush that needed the next sequence number poisoned the handle: later calls
+        // name it as their cause.
+        let exhausted = |e: &Error| {
+            matches!(e, Error::InvalidDbState { reason, .. } if reason.contains("sequence number is exhausted"))
+        };
+        match &e {
+            Error::InvalidDbState { cause, .. } if exhausted(&e) || cause.as_deref().is_some_and(exhausted) => {
+                Halt::Exhausted
+            }
+            _ => Halt::Violation(format!("{what} failed: {e:?}")),
         }
-        e => Halt::Violation(format!("{what} failed: {e:?}")),
     })
 }
 

@@ -22,13 +22,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{io, read_up_to};
-use crate::error::{Error, Result};
+use super::Options;
+use crate::error::{IoContext, Result};
 use crate::format::{
-    decode_py_checkpoint, encode_py_checkpoint, py_checkpoint_name, Naming, PyCheckpointEntry,
-    HEADER_LEN,
+    decode_py_checkpoint, encode_py_checkpoint, py_checkpoint_name, PyCheckpointEntry, HEADER_LEN,
 };
-use crate::fs::{Fs, FsFile};
+use crate::fs::{remove_if_exists, Fs, FsFile};
 
 /// The entry of a data file that holds only its header: a rollback empties it.
 pub(crate) fn empty_file_entry(index: u32) -> PyCheckpointEntry {
@@ -59,12 +58,10 @@ impl PyCheckpoint {
     /// synced, renamed, the directory synced), with an id no other checkpoint has.
     pub(crate) fn create(
         fs: &dyn Fs,
-        dir: &Path,
-        naming: &Naming,
+        opts: &Options,
         entries: Vec<PyCheckpointEntry>,
-        sync: bool,
     ) -> Result<PyCheckpoint> {
-        let existing = io("list directory", dir, fs.list(dir))?;
+        let existing = fs.list(&opts.dir).ctx("list directory", &opts.dir)?;
         // Milliseconds since the epoch, as the Python library names its own; never 0.
         let mut id = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -73,8 +70,8 @@ impl PyCheckpoint {
         while existing.iter().any(|n| *n == *py_checkpoint_name(id)) {
             id += 1;
         }
-        let path = dir.join(py_checkpoint_name(id));
-        let file = publish(fs, dir, naming, &path, &entries, sync)?;
+        let path = opts.dir.join(py_checkpoint_name(id));
+        let file = publish(fs, opts, &path, &entries)?;
         Ok(PyCheckpoint {
             id,
             path,
@@ -87,13 +84,11 @@ impl PyCheckpoint {
     /// line with the recovered files.
     pub(crate) fn open(fs: &dyn Fs, dir: &Path, id: u64) -> Result<PyCheckpoint> {
         let path = dir.join(py_checkpoint_name(id));
-        let file = io("open python checkpoint", &path, fs.open_rw(&path))?;
+        let file = fs.open_rw(&path).ctx("open python checkpoint", &path)?;
         let mut raw = vec![0u8; 1 << 16];
-        let n = io(
-            "read python checkpoint",
-            &path,
-            read_up_to(file.as_ref(), &mut raw),
-        )?;
+        let n = file
+            .read_up_to(&mut raw, 0)
+            .ctx("read python checkpoint", &path)?;
         // A torn or foreign tail reads as entries that differ from any we want, so that
         // the next `set` rewrites the file whole.
         let mut entries = decode_py_checkpoint(&raw[..n]);
@@ -113,12 +108,10 @@ impl PyCheckpoint {
     pub(crate) fn set(
         &mut self,
         fs: &dyn Fs,
-        dir: &Path,
-        naming: &Naming,
+        opts: &Options,
         entries: Vec<PyCheckpointEntry>,
-        sync: bool,
     ) -> Result<()> {
-        match self.write(fs, dir, naming, entries, sync)? {
+        match self.write(fs, opts, entries)? {
             Some(unsynced) => unsynced.sync(),
             None => Ok(()),
         }
@@ -129,10 +122,8 @@ impl PyCheckpoint {
     pub(crate) fn write(
         &mut self,
         fs: &dyn Fs,
-        dir: &Path,
-        naming: &Naming,
+        opts: &Options,
         entries: Vec<PyCheckpointEntry>,
-        sync: bool,
     ) -> Result<Option<Unsynced>> {
         if entries == self.entries {
             return Ok(None);
@@ -140,12 +131,10 @@ impl PyCheckpoint {
         let mut unsynced = None;
         if entries.len() == 1 && self.entries.len() == 1 {
             let bytes = encode_py_checkpoint(&entries);
-            io(
-                "write python checkpoint",
-                &self.path,
-                self.file.write_all_at(&bytes, 0),
-            )?;
-            if sync {
+            self.file
+                .write_all_at(&bytes, 0)
+                .ctx("write python checkpoint", &self.path)?;
+            if opts.sync {
                 unsynced = Some(Unsynced {
                     file: Arc::clone(&self.file),
                     path: self.path.clone(),
@@ -155,21 +144,17 @@ impl PyCheckpoint {
             // Forget the old contents first: if publishing fails half way, the next `set`
             // must not take the file for up to date.
             self.entries.clear();
-            self.file = publish(fs, dir, naming, &self.path, &entries, sync)?;
+            self.file = publish(fs, opts, &self.path, &entries)?;
         }
         self.entries = entries;
         Ok(unsynced)
     }
 
     /// Removes the checkpoint (a clean stop): the directory is a plain 0.2.x directory.
-    pub(crate) fn remove(self, fs: &dyn Fs, dir: &Path, sync: bool) -> Result<()> {
-        match fs.remove(&self.path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("remove python checkpoint", &self.path, e)),
-        }
-        if sync {
-            io("sync directory", dir, fs.sync_dir(dir))?;
+    pub(crate) fn remove(self, fs: &dyn Fs, opts: &Options) -> Result<()> {
+        remove_if_exists(fs, &self.path).ctx("remove python checkpoint", &self.path)?;
+        if opts.sync {
+            fs.sync_dir(&opts.dir).ctx("sync directory", &opts.dir)?;
         }
         Ok(())
     }
@@ -184,37 +169,33 @@ pub(crate) struct Unsynced {
 
 impl Unsynced {
     pub(crate) fn sync(self) -> Result<()> {
-        io("sync python checkpoint", &self.path, self.file.sync_data())
+        self.file
+            .sync_data()
+            .ctx("sync python checkpoint", &self.path)
     }
 }
 
 /// Writes `entries` to the temp file, syncs it, and renames it to `path`.
 fn publish(
     fs: &dyn Fs,
-    dir: &Path,
-    naming: &Naming,
+    opts: &Options,
     path: &Path,
     entries: &[PyCheckpointEntry],
-    sync: bool,
 ) -> Result<Arc<dyn FsFile>> {
-    let temp = dir.join(naming.checkpoint_temp_file());
-    match fs.remove(&temp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io("remove temp file", &temp, e)),
+    let temp = opts.dir.join(opts.format.naming.checkpoint_temp_file());
+    remove_if_exists(fs, &temp).ctx("remove temp file", &temp)?;
+    let file = fs
+        .create_new(&temp)
+        .ctx("create python checkpoint", &temp)?;
+    file.write_all_at(&encode_py_checkpoint(entries), 0)
+        .ctx("write python checkpoint", &temp)?;
+    if opts.sync {
+        file.sync_data().ctx("sync python checkpoint", &temp)?;
     }
-    let file = io("create python checkpoint", &temp, fs.create_new(&temp))?;
-    io(
-        "write python checkpoint",
-        &temp,
-        file.write_all_at(&encode_py_checkpoint(entries), 0),
-    )?;
-    if sync {
-        io("sync python checkpoint", &temp, file.sync_data())?;
-    }
-    io("rename python checkpoint", &temp, fs.rename(&temp, path))?;
-    if sync {
-        io("sync directory", dir, fs.sync_dir(dir))?;
+    fs.rename(&temp, path)
+        .ctx("rename python checkpoint", &temp)?;
+    if opts.sync {
+        fs.sync_dir(&opts.dir).ctx("sync directory", &opts.dir)?;
     }
     Ok(file)
 }

@@ -316,7 +316,7 @@ async fn an_open_with_another_naming_is_refused_before_anything_is_written() -> 
         assert!(
             ins.problems
                 .iter()
-                .any(|p| p.message.contains("written with file_padding 5")),
+                .any(|p| p.message.contains("written with file_padding = 5")),
             "{:?}",
             ins.problems
         );

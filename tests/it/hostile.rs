@@ -934,7 +934,7 @@ async fn state_sequence_number_at_u64_max() -> TestResult {
         write(dir.path(), STATE, &state_file(&[slot.encode()]))?;
         let before = snapshot(dir.path())?;
         match refused(dir.path()).await? {
-            Error::InvalidDbState { reason } if !reason.contains("task failed") => {}
+            Error::InvalidDbState { reason, .. } if !reason.contains("task failed") => {}
             other => {
                 return Err(format!("clean {clean}: expected InvalidDbState, got {other:?}").into())
             }

@@ -258,7 +258,9 @@ async fn fill_until_failure(dir: &Path, mode: Mode, limit: Limit) -> TestResult 
         ("commit", commit.map(drop)),
     ] {
         match r {
-            Err(Error::InvalidDbState { reason }) => report(&format!("refused {call}: {reason}")),
+            Err(Error::InvalidDbState { reason, .. }) => {
+                report(&format!("refused {call}: {reason}"));
+            }
             other => return Err(format!("{call} after the failure: {other:?}").into()),
         }
     }

@@ -32,10 +32,13 @@ struct Inode {
 }
 
 /// Bugs a storage engine really has, switched on one at a time per file system to prove
-/// that the harnesses catch them.
+/// that the harnesses catch them. Those that are about I/O (a sync left out, a rename
+/// before a sync) are modes of this file system: the sync does nothing. The others are
+/// `seeded!` checks at the one place in the engine they concern.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Bug {
-    /// Commit (and acknowledge) without syncing the data files.
+    /// Commit (and acknowledge) without syncing the data files: syncs of data files do
+    /// nothing.
     AckBeforeSync,
     /// Directory syncs do nothing: created, renamed and removed names reach the device
     /// only by chance (a mode of the simulated file system, not a switch in the engine).
@@ -46,7 +49,8 @@ pub(crate) enum Bug {
     TrustFileLength,
     /// rtrim of the head truncates before committing the new end.
     TruncateBeforeCommit,
-    /// ltrim renames the temp file over the data file without syncing it first.
+    /// ltrim renames the temp file over the data file without syncing it first: syncs of
+    /// `.tmp.` files do nothing.
     RenameBeforeTempSynced,
     /// A transaction is committed in two batches.
     SplitTransaction,
@@ -553,6 +557,19 @@ impl FsFile for SimFile {
             }
         }
         let mut s = self.fs.state.lock().unwrap();
+        let skipped = |name: &String| match s.bug {
+            Some(Bug::AckBeforeSync) => {
+                !name.starts_with('.') && name.as_bytes().ends_with(b".dat")
+            }
+            Some(Bug::RenameBeforeTempSynced) => name.starts_with(".tmp."),
+            _ => false,
+        };
+        if s.live_dir
+            .iter()
+            .any(|(name, ino)| *ino == self.ino && skipped(name))
+        {
+            return Ok(());
+        }
         let node = s.inodes.get_mut(&self.ino).unwrap();
         for c in std::mem::take(&mut node.pending) {
             apply(&mut node.durable, &c);

@@ -8,11 +8,11 @@
 
 use std::path::Path;
 
+use super::sim::SimFs;
 use crate::config::Config;
 use crate::format::{Header, HEADER_BYTES, HEADER_LEN, PY_CHECKPOINT_HASH, PY_CHECKPOINT_PREFIX};
 use crate::fs::Fs;
 use crate::location::ItemLocation;
-use crate::sim::SimFs;
 
 /// The Python library's default `max_file_size` (128 MB): its header check requires the
 /// trim offset to be below it, less the header.

@@ -16,6 +16,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::buffer::Segment;
 use crate::buffer::{Buffer, Limits, Tail};
 use crate::catalog::Catalog;
 use crate::config::{Builder, Config};
@@ -24,14 +25,13 @@ use crate::events::{Event, Hooks};
 use crate::fs::Fs;
 use crate::location::ItemLocation;
 use crate::reader::ReadCache;
-use crate::sim::{Bug, Damage, SimFs};
-use crate::store::{Segment, Store};
+use crate::store::Store;
 
-mod python_sim;
-use python_sim::{python_session, PyOutcome};
+use super::python_sim::{python_session, PyOutcome};
+use super::sim::{Bug, Damage, SimFs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum St {
+pub(crate) enum St {
     /// Added, not acknowledged: absent or whole.
     Pending,
     /// Acknowledged: must read back exactly.
@@ -46,16 +46,16 @@ enum St {
 }
 
 #[derive(Debug, Clone)]
-struct Item {
-    loc: ItemLocation,
-    data: Vec<u8>,
-    st: St,
+pub(crate) struct Item {
+    pub(crate) loc: ItemLocation,
+    pub(crate) data: Vec<u8>,
+    pub(crate) st: St,
 }
 
 /// What the workload was told.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Model {
-    items: Vec<Item>,
+    pub(crate) items: Vec<Item>,
     /// Item ids that must be all present or all absent.
     groups: Vec<Vec<usize>>,
     /// Per index: trim offset as acknowledged.
@@ -244,10 +244,8 @@ pub(crate) async fn workload_outcome(fs: SimFs, seed: u64, steps: usize) -> Outc
                     // Buffer and transaction: one batch, all or none. The transaction's
                     // locations follow the placement rule from the tail.
                     let limits = Limits {
-                        max_file_size: cfg.max_file_size,
-                        max_index: cfg.naming.max_index(),
-                        padding: cfg.naming.padding,
                         reserve: 0,
+                        ..cfg.limits()
                     };
                     let mut tail = m.tail;
                     let mut scratch = Buffer::default();
@@ -441,17 +439,21 @@ fn read(
     }
     let path = cfg.path.join(cfg.naming.data_file(loc.index));
     ReadCache::default()
-        .read(fs, &path, cfg.genesis, loc, *info)
+        .read(fs, &path, cfg.genesis, loc, info)
         .map(|b| b.map(|b| b.to_vec()))
         .map_err(|e| format!("read {loc}: {e}"))
+}
+
+/// Opens (recovers) the directory of the simulated configuration on `fs`.
+pub(crate) fn open_store(fs: &SimFs) -> crate::Result<Store> {
+    crate::recovery::open(Arc::new(fs.clone()), sim_config().store_options())
 }
 
 /// Recovers `image` and checks it against the model.
 pub(crate) fn check(image: &SimFs, m: &Model) -> Result<(), String> {
     let cfg = sim_config();
-    let (store, _) =
-        Store::open(Arc::new(image.clone()), &cfg).map_err(|e| format!("recovery failed: {e}"))?;
-    let catalog = store.catalog().clone();
+    let store = open_store(image).map_err(|e| format!("recovery failed: {e}"))?;
+    let catalog = store.catalog();
     drop(store);
     check_catalog(image, &cfg, &catalog, m)
 }
@@ -541,9 +543,9 @@ fn check_python(image: &SimFs, m: &Model) -> Result<bool, String> {
             .map(|()| false)
             .map_err(|e| format!("after the python library refused to start ({why}): {e}")),
         PyOutcome::Appended(py) => {
-            let (store, _) = Store::open(Arc::new(image.clone()), &cfg)
+            let store = open_store(image)
                 .map_err(|e| format!("recovery after the python session failed: {e}"))?;
-            let catalog = store.catalog().clone();
+            let catalog = store.catalog();
             drop(store);
             check_catalog(image, &cfg, &catalog, &after_python(m, &py))
                 .map_err(|e| format!("after a python session that appended {py:?}: {e}"))?;
@@ -553,32 +555,28 @@ fn check_python(image: &SimFs, m: &Model) -> Result<bool, String> {
 }
 
 /// After recovery, appends must land right after the committed end and read back.
-fn check_append(image: &SimFs, m: &Model) -> Result<(), String> {
+pub(crate) fn check_append(image: &SimFs, m: &Model) -> Result<(), String> {
     let cfg = sim_config();
-    let fs: Arc<dyn Fs> = Arc::new(image.clone());
-    let (mut store, _) =
-        Store::open(Arc::clone(&fs), &cfg).map_err(|e| format!("recovery failed: {e}"))?;
-    let head = store.catalog().head;
-    let end = store.catalog().head_info().map_or(0, |f| f.end);
+    let mut store = open_store(image).map_err(|e| format!("recovery failed: {e}"))?;
+    let head = store.catalog().head();
+    let info = store.catalog().head_info();
+    let end = info.end;
     let data = vec![0x5a; 40];
-    let seg =
-        if u64::from(end) - u64::from(store.catalog().head_info().unwrap().trim_offset) + 24 + 40
-            > cfg.max_file_size
-        {
-            Segment {
-                index: head + 1,
-                start: 0,
-                new_file: true,
-                data: data.clone(),
-            }
-        } else {
-            Segment {
-                index: head,
-                start: end,
-                new_file: false,
-                data: data.clone(),
-            }
-        };
+    let seg = if u64::from(end) - u64::from(info.trim_offset) + 24 + 40 > cfg.max_file_size {
+        Segment {
+            index: head + 1,
+            start: 0,
+            new_file: true,
+            data: data.clone(),
+        }
+    } else {
+        Segment {
+            index: head,
+            start: end,
+            new_file: false,
+            data: data.clone(),
+        }
+    };
     let loc = ItemLocation {
         index: seg.index,
         position: seg.start,
@@ -591,8 +589,8 @@ fn check_append(image: &SimFs, m: &Model) -> Result<(), String> {
         .close_clean()
         .map_err(|e| format!("stop after recovery failed: {e}"))?;
     drop(store);
-    let (store, _) = Store::open(fs, &cfg).map_err(|e| format!("reopen failed: {e}"))?;
-    let catalog = store.catalog().clone();
+    let store = open_store(image).map_err(|e| format!("reopen failed: {e}"))?;
+    let catalog = store.catalog();
     drop(store);
     if read(image, &cfg, &catalog, loc)?.as_deref() != Some(&data[..]) {
         return Err(format!("append after recovery at {loc} does not read back"));
@@ -665,12 +663,12 @@ pub(crate) fn enumerate(
             }
             // Crash again at every step of the recovery, then recover again.
             let probe = image.crash_image(Damage::All, 0);
-            let _ = Store::open(Arc::new(probe.clone()), &sim_config());
+            let _ = open_store(&probe);
             let recovery_ops = probe.ops();
             for k in 0..recovery_ops {
                 let again = image.crash_image(Damage::All, 0);
                 again.freeze_at(k);
-                let _ = Store::open(Arc::new(again.clone()), &sim_config());
+                let _ = open_store(&again);
                 for (w, d2) in [Damage::SyncedOnly, Damage::Prefix, Damage::LostDir]
                     .into_iter()
                     .enumerate()
@@ -776,168 +774,5 @@ mod sensitivity {
             eprintln!("{bug:?}: {found:?}");
             assert!(found.is_some(), "seeded bug {bug:?} was not caught");
         }
-    }
-}
-
-/// Countdown fault injection: the n-th storage operation fails, once or for ever.
-#[cfg(test)]
-pub(crate) mod faults {
-    use super::*;
-    use crate::error::Error;
-    use crate::sim::{Fault, FaultKind};
-
-    pub(crate) const KINDS: [FaultKind; 4] = [
-        FaultKind::Eio,
-        FaultKind::Enospc,
-        FaultKind::ShortWrite,
-        FaultKind::FailedSync,
-    ];
-
-    /// Whether an error is one a caller can act on (not a panic surfacing as a failed task).
-    fn typed(e: &Error) -> Result<(), String> {
-        let text = e.to_string();
-        if text.contains("task failed") {
-            return Err(format!("a task panicked: {text}"));
-        }
-        match e {
-            Error::Io { .. }
-            | Error::InvalidDbState { .. }
-            | Error::NotRunning
-            | Error::FilesInconsistency { .. } => Ok(()),
-            other => Err(format!("unexpected error type: {other:?}")),
-        }
-    }
-
-    /// Runs the workload with `fault`; checks the contract; returns whether it fired.
-    pub(crate) fn run_one(
-        seed: u64,
-        steps: usize,
-        fault: Fault,
-        bug: Option<Bug>,
-    ) -> Result<bool, String> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let fs = SimFs::new();
-        fs.set_bug(bug);
-        fs.set_fault(Some(fault));
-        let out = rt.block_on(workload_outcome(fs.clone(), seed, steps));
-        if fs.faults_fired() == 0 {
-            return Ok(false);
-        }
-        let ctx = |e: String| format!("seed {seed} {fault:?}: {e}");
-        let Some(error) = &out.error else {
-            return Err(ctx("an injected fault was not reported".into()));
-        };
-        typed(error).map_err(ctx)?;
-        let m = &out.model;
-        // No `Written` for data of a failed batch.
-        if let Some(ev) = out.events[out.events_before_failure..]
-            .iter()
-            .find(|e| matches!(e, Event::Written { .. }))
-        {
-            return Err(ctx(format!("{ev:?} for a batch that failed")));
-        }
-        if let Some(db) = &out.db {
-            rt.block_on(async {
-                // Poisoned (or stopped): writes refused, durable data still readable.
-                if db.is_running() {
-                    return Err(ctx("still running after a failed write".into()));
-                }
-                if db.add(&b"after"[..]).await.is_ok() {
-                    return Err(ctx("a write was accepted after a failure".into()));
-                }
-                if !out.events.iter().any(|e| matches!(e, Event::Failed { .. }))
-                    && !matches!(error, Error::NotRunning)
-                {
-                    return Err(ctx("no Failed event".into()));
-                }
-                let device_dead = fault.persistent && fault.kind == FaultKind::Eio;
-                for it in m
-                    .items
-                    .iter()
-                    .filter(|i| i.st == St::Durable && !device_dead)
-                    .take(20)
-                {
-                    match db.read(it.loc).await {
-                        Ok(Some(b)) if b[..] == it.data[..] => {}
-                        Err(Error::NotRunning) => break,
-                        other => {
-                            return Err(ctx(format!("durable {} not served: {other:?}", it.loc)));
-                        }
-                    }
-                }
-                Ok(())
-            })?;
-        }
-        drop(out.db);
-        drop(rt);
-        // The device works again: reopen must be consistent with the model.
-        fs.set_fault(None);
-        check(&fs, m).map_err(|e| ctx(format!("reopen: {e}")))?;
-        check_append(&fs, m).map_err(|e| ctx(format!("append after reopen: {e}")))?;
-        Ok(true)
-    }
-
-    /// Every operation of the workload, every kind, transient and persistent.
-    pub(crate) fn countdown(seed: u64, steps: usize, bug: Option<Bug>) -> Result<u64, String> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let full = SimFs::new();
-        rt.block_on(workload(full.clone(), seed, steps));
-        drop(rt);
-        let mut fired = 0;
-        for at in 0..full.ops() {
-            for kind in KINDS {
-                for persistent in [false, true] {
-                    if run_one(
-                        seed,
-                        steps,
-                        Fault {
-                            at,
-                            kind,
-                            persistent,
-                        },
-                        bug,
-                    )? {
-                        fired += 1;
-                    }
-                }
-            }
-        }
-        Ok(fired)
-    }
-
-    fn countdown_range(first: u64) {
-        let n = std::env::var("AIODISKDB_FAULT_SEEDS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(6u64);
-        let mut fired = 0;
-        for seed in first * 1000..first * 1000 + n {
-            fired += countdown(seed, 60, None).unwrap();
-        }
-        eprintln!("fault injection [{first}]: {n} workloads, {fired} faults injected, all typed, 0 violations");
-        assert!(fired > 1000, "{fired}");
-    }
-
-    #[test]
-    fn every_fault_is_typed_poisons_and_reopens_consistently_a() {
-        countdown_range(1);
-    }
-
-    #[test]
-    fn every_fault_is_typed_poisons_and_reopens_consistently_b() {
-        countdown_range(2);
-    }
-
-    #[test]
-    fn fault_harness_catches_retry_after_failed_fsync() {
-        let caught = (0..4).find_map(|seed| countdown(seed, 60, Some(Bug::RetryFailedSync)).err());
-        eprintln!("RetryFailedSync: {caught:?}");
-        assert!(caught.is_some(), "retrying a failed fsync was not caught");
     }
 }

@@ -1,0 +1,222 @@
+//! What a directory holds, read without changing anything: the state record, the names
+//! that concern one configuration, each data file's header and length, the temp files, the
+//! Python checkpoints and what their entries would check, and which of our files are one
+//! another under two names. Recovery plans from it (`plan.rs`); `open` and `inspect`
+//! survey the same way.
+
+use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::datafile::{Access, DataFile, Extent};
+use crate::error::{Error, IoContext, Result};
+use crate::format::{
+    decode_py_checkpoint, Format, Pending, PyCheckpointEntry, Slot, State, PY_CHECKPOINT_PREFIX,
+    SLOT_BYTES,
+};
+use crate::fs::Fs;
+
+/// Names that are not ours but that the Python library would take for its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Foreign {
+    /// `{prefix}*.dat`, but not of this padding.
+    OtherNaming(String),
+    /// A name that is not UTF-8, which the Python library would take for a data file.
+    NonUtf8Data(PathBuf),
+    /// A name that is not UTF-8, which the Python library would take for a checkpoint.
+    NonUtf8Checkpoint(PathBuf),
+}
+
+/// One entry of a Python checkpoint, with what its file holds now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct EntryCheck {
+    pub(crate) entry: PyCheckpointEntry,
+    /// The file's length and the 8 bytes before the entry's length (when the file is that
+    /// long); `None` when the index is not a `u32` or the file does not exist.
+    pub(crate) found: Option<(u64, Option<[u8; 8]>)>,
+}
+
+/// A Python `.checkpoint-*` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Checkpoint {
+    pub(crate) name: String,
+    pub(crate) entries: Vec<EntryCheck>,
+}
+
+/// What a directory holds.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Survey {
+    /// The newest valid state slot.
+    pub(crate) slot: Option<Slot>,
+    /// The state file holds bytes, but no valid slot.
+    pub(crate) state_unreadable: bool,
+    /// Every data file of this naming: its extent, or why it is not a valid data file.
+    pub(crate) data: BTreeMap<u32, std::result::Result<Extent, Error>>,
+    /// ltrim temp files by index: name and extent (or why not).
+    pub(crate) temps: BTreeMap<u32, (String, std::result::Result<Extent, Error>)>,
+    pub(crate) checkpoints: Vec<Checkpoint>,
+    /// Our checkpoint's temp file, left by a crash before its rename.
+    pub(crate) checkpoint_temp: Option<String>,
+    pub(crate) foreign: Vec<Foreign>,
+    /// Pairs of our files that are one file under two names (a link).
+    pub(crate) aliases: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Survey {
+    /// The state recorded, if any.
+    pub(crate) fn state(&self) -> Option<State> {
+        self.slot.as_ref().map(|s| s.state)
+    }
+}
+
+/// Surveys `dir` for `format`; `state` is the content of the state file (empty if there is
+/// none).
+///
+/// # Errors
+/// [`Error::Io`] when the directory cannot be listed or a file cannot be read (a file that
+/// is not a valid data file is recorded, not an error).
+pub(crate) fn survey(fs: &dyn Fs, dir: &Path, format: &Format, state: &[u8]) -> Result<Survey> {
+    let naming = &format.naming;
+    let slot = State::newest(state);
+    let mut s = Survey {
+        state_unreadable: slot.is_none() && state.iter().any(|b| *b != 0),
+        slot,
+        ..Survey::default()
+    };
+    let mut checkpoint_names = Vec::new();
+    let mut names = fs.list(dir).ctx("list directory", dir)?;
+    names.sort();
+    for raw in names {
+        let name = match raw.into_string() {
+            Ok(n) => n,
+            Err(raw) => {
+                let bytes = raw.as_bytes();
+                if bytes.starts_with(naming.prefix.as_bytes()) && bytes.ends_with(b".dat") {
+                    s.foreign.push(Foreign::NonUtf8Data(dir.join(&raw)));
+                } else if bytes.starts_with(PY_CHECKPOINT_PREFIX.as_bytes()) {
+                    s.foreign.push(Foreign::NonUtf8Checkpoint(dir.join(&raw)));
+                }
+                continue;
+            }
+        };
+        if let Some(i) = naming.parse_data_file(&name) {
+            let extent =
+                DataFile::open(fs, &dir.join(&name), format.genesis, Access::Read).map(|(_, e)| e);
+            s.data.insert(i, extent);
+        } else if let Some(i) = naming.parse_temp_file(&name) {
+            let extent =
+                DataFile::open(fs, &dir.join(&name), format.genesis, Access::Read).map(|(_, e)| e);
+            s.temps.insert(i, (name, extent));
+        } else if name.starts_with(PY_CHECKPOINT_PREFIX) {
+            checkpoint_names.push(name);
+        } else if name == naming.checkpoint_temp_file() {
+            s.checkpoint_temp = Some(name);
+        } else if name.starts_with(naming.prefix.as_str()) && name.as_bytes().ends_with(b".dat") {
+            s.foreign.push(Foreign::OtherNaming(name));
+        }
+    }
+    for name in checkpoint_names {
+        let checkpoint = read_checkpoint(fs, dir, format, &s, name)?;
+        s.checkpoints.push(checkpoint);
+    }
+    s.aliases = aliases(fs, dir, format, &s)?;
+    Ok(s)
+}
+
+/// Reads a Python checkpoint and what each entry would find.
+fn read_checkpoint(
+    fs: &dyn Fs,
+    dir: &Path,
+    format: &Format,
+    survey: &Survey,
+    name: String,
+) -> Result<Checkpoint> {
+    let path = dir.join(&name);
+    let file = fs.open_ro(&path).ctx("open python checkpoint", &path)?;
+    let mut raw = vec![0u8; 1 << 16];
+    let n = file
+        .read_up_to(&mut raw, 0)
+        .ctx("read python checkpoint", &path)?;
+    let mut entries = Vec::new();
+    for entry in decode_py_checkpoint(&raw[..n]) {
+        let index = u32::try_from(entry.index).ok();
+        let found = match index.filter(|i| survey.data.contains_key(i)) {
+            None => None,
+            Some(i) => {
+                let data = dir.join(format.naming.data_file(i));
+                let df = match fs.open_ro(&data) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        entries.push(EntryCheck { entry, found: None });
+                        continue;
+                    }
+                    Err(e) => return Err(Error::io("open data file", &data, e)),
+                };
+                let len = df.len().ctx("stat data file", &data)?;
+                let last = if entry.file_len >= 8 && entry.file_len <= len {
+                    let mut last = [0u8; 8];
+                    df.read_exact_at(&mut last, entry.file_len - 8)
+                        .ctx("read data file", &data)?;
+                    Some(last)
+                } else {
+                    None
+                };
+                Some((len, last))
+            }
+        };
+        entries.push(EntryCheck { entry, found });
+    }
+    Ok(Checkpoint { name, entries })
+}
+
+/// Which of our files are one another under two names (a symlink or a hard link): the
+/// state file, the data files up to the recorded head (in a dirty state; all of them
+/// otherwise) and a pending ltrim's temp file. Writing the state or appending to the head
+/// would overwrite another file's committed bytes, and renaming the temp file would put a
+/// link in place of a data file.
+fn aliases(
+    fs: &dyn Fs,
+    dir: &Path,
+    format: &Format,
+    s: &Survey,
+) -> Result<Vec<(PathBuf, PathBuf)>> {
+    let naming = &format.naming;
+    let dirty = s.state().filter(|st| !st.clean);
+    let mut own = vec![dir.join(naming.state_file())];
+    own.extend(
+        s.data
+            .keys()
+            .filter(|i| dirty.is_none_or(|st| **i <= st.head))
+            .map(|i| dir.join(naming.data_file(*i))),
+    );
+    if let Some(Pending::Ltrim { index, .. }) = dirty.map(|st| st.pending) {
+        if let Some((name, _)) = s.temps.get(&index) {
+            own.push(dir.join(name));
+        }
+    }
+    let mut seen: Vec<((u64, u64), PathBuf)> = Vec::with_capacity(own.len());
+    let mut pairs = Vec::new();
+    for path in own {
+        let id = match fs.file_id(&path) {
+            Ok(Some(id)) => id,
+            // No identities (the simulator), or no state file yet.
+            Ok(None) => return Ok(pairs),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("stat file", &path, e)),
+        };
+        if let Some((_, other)) = seen.iter().find(|(i, _)| *i == id) {
+            pairs.push((path, other.clone()));
+        } else {
+            seen.push((id, path));
+        }
+    }
+    Ok(pairs)
+}
+
+/// The content of a state file: the two slots, or fewer bytes.
+pub(crate) fn read_state(file: &dyn crate::fs::FsFile, path: &Path) -> Result<Vec<u8>> {
+    let mut raw = vec![0u8; 2 * SLOT_BYTES];
+    let n = file.read_up_to(&mut raw, 0).ctx("read state file", path)?;
+    raw.truncate(n);
+    Ok(raw)
+}
