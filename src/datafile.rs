@@ -107,6 +107,16 @@ impl DataFile {
         Ok((f, extent))
     }
 
+    /// Opens for writing the data file at `path` that recovery has just checked (its
+    /// header holds `trim_offset`), without reading the header again.
+    pub(crate) fn open_checked(fs: &dyn Fs, path: &Path, trim_offset: u32) -> Result<DataFile> {
+        Ok(DataFile {
+            file: fs.open_rw(path).ctx("open head file", path)?,
+            path: path.to_path_buf(),
+            trim_offset,
+        })
+    }
+
     /// The header and the length as they are now.
     ///
     /// # Errors

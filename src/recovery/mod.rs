@@ -45,9 +45,12 @@ pub(crate) fn open(fs: Arc<dyn Fs>, opts: Options) -> Result<Store> {
         plan
     };
     execute(fs.as_ref(), &opts, &plan)?;
-    let head_path = opts.data_path(plan.head);
-    let (head_file, _) =
-        DataFile::open(fs.as_ref(), &head_path, opts.format.genesis, Access::Write)?;
+    // The plan has the head's trim offset from its header (or created it), under the lock.
+    let head_file = DataFile::open_checked(
+        fs.as_ref(),
+        &opts.data_path(plan.head),
+        plan.files.get(&plan.head).map_or(0, |f| f.0),
+    )?;
     let catalog = Catalog::new(
         plan.files.iter().map(|(&i, &(trim, end))| (i, trim, end)),
         plan.head,

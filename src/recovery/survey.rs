@@ -54,6 +54,8 @@ pub(crate) struct Survey {
     pub(crate) data: BTreeMap<u32, std::result::Result<Extent, Error>>,
     /// ltrim temp files by index: name and extent (or why not).
     pub(crate) temps: BTreeMap<u32, (String, std::result::Result<Extent, Error>)>,
+    /// The Python checkpoints; their entries are read only when they would be applied (not
+    /// when a dirty state of ours supersedes them).
     pub(crate) checkpoints: Vec<Checkpoint>,
     /// Our checkpoint's temp file, left by a crash before its rename.
     pub(crate) checkpoint_temp: Option<String>,
@@ -115,8 +117,22 @@ pub(crate) fn survey(fs: &dyn Fs, dir: &Path, format: &Format, state: &[u8]) -> 
             s.foreign.push(Foreign::OtherNaming(name));
         }
     }
+    // A dirty state of ours that still has its checkpoint (or names none) supersedes every
+    // checkpoint: their entries would not be applied, so they are not read.
+    let superseded = s.state().is_some_and(|st| {
+        !st.clean
+            && (st.checkpoint == 0
+                || checkpoint_names.contains(&crate::format::py_checkpoint_name(st.checkpoint)))
+    });
     for name in checkpoint_names {
-        let checkpoint = read_checkpoint(fs, dir, format, &s, name)?;
+        let checkpoint = if superseded {
+            Checkpoint {
+                name,
+                entries: Vec::new(),
+            }
+        } else {
+            read_checkpoint(fs, dir, format, &s, name)?
+        };
         s.checkpoints.push(checkpoint);
     }
     s.aliases = aliases(fs, dir, format, &s)?;
