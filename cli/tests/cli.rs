@@ -803,3 +803,49 @@ fn check_reports_names_that_are_not_utf8() -> Result<()> {
     assert_eq!(r.stdout, b"abc");
     Ok(())
 }
+
+/// `cargo doc` at the workspace root documents the library: no other documented target
+/// is named `aiodiskdb` (the CLI binary's docs overwrote the library's).
+#[test]
+fn cargo_doc_documents_the_library() -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let out = Command::new(cargo)
+        .args([
+            "metadata",
+            "--no-deps",
+            "--offline",
+            "--format-version",
+            "1",
+        ])
+        .arg("--manifest-path")
+        .arg(manifest)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: Value = serde_json::from_slice(&out.stdout)?;
+    let mut documented = Vec::new();
+    for package in meta["packages"].as_array().context("packages")? {
+        for target in package["targets"].as_array().context("targets")? {
+            if target["doc"] == true {
+                documented.push((
+                    target["name"].as_str().context("name")?.replace('-', "_"),
+                    target["kind"].clone(),
+                    package["name"].clone(),
+                ));
+            }
+        }
+    }
+    let named: Vec<_> = documented
+        .iter()
+        .filter(|(name, _, _)| name == "aiodiskdb")
+        .collect();
+    ensure!(
+        named.len() == 1 && named[0].1 == serde_json::json!(["lib"]),
+        "documented targets named aiodiskdb: {named:?}"
+    );
+    Ok(())
+}
