@@ -677,22 +677,31 @@ fn bench_runs_every_workload_tiny() -> Result<()> {
     Ok(())
 }
 
+/// The seed workload prints the seed's figures (duration, reads, writes, bandwidth,
+/// average item size), the re-read and the limit on one `key=value` line.
 #[test]
-fn bench_seed_prints_the_seed_line() -> Result<()> {
+fn bench_seed_prints_the_seed_figures() -> Result<()> {
     let (_t, db) = temp_db()?;
     let r = run(&["bench", "--total-mb", "1", "--dir", s(&db), "-q"])?.expect_code(0)?;
     let text = r.text();
-    let first = text.lines().next().unwrap_or("");
-    for needle in [
-        "Duration: ",
-        "Reads: ",
-        "Writes: ",
-        "Bandwidth: ",
-        "Avg item size: ",
+    let lines: Vec<&str> = text.lines().collect();
+    ensure!(lines.len() == 1, "{text}");
+    let line = key_values(lines[0])?;
+    assert_eq!(line[0], ("workload", "seed-small"));
+    for key in [
+        "secs",
+        "reads",
+        "reads_per_s",
+        "writes",
+        "writes_per_s",
+        "bytes",
+        "mb_per_s",
+        "avg_item_bytes",
+        "reread_items",
+        "ratio",
     ] {
-        ensure!(first.contains(needle), "{first}");
+        ensure!(line.iter().any(|(k, _)| *k == key), "no {key}: {text}");
     }
-    ensure!(text.contains("all verified"), "{text}");
     ensure!(r.stderr.is_empty(), "quiet: {}", r.stderr);
     // The directory holds the data; it is not empty any more.
     run(&["bench", "--dir", s(&db)])?.expect_error("is not empty")?;
@@ -708,7 +717,11 @@ fn bench_seed_prints_the_seed_line() -> Result<()> {
         "4",
     ])?
     .expect_code(0)?;
-    ensure!(r.text().starts_with("durable tasks=4 "), "{}", r.text());
+    ensure!(
+        r.text().starts_with("workload=durable tasks=4 "),
+        "{}",
+        r.text()
+    );
     Ok(())
 }
 
@@ -847,5 +860,77 @@ fn cargo_doc_documents_the_library() -> Result<()> {
         named.len() == 1 && named[0].1 == serde_json::json!(["lib"]),
         "documented targets named aiodiskdb: {named:?}"
     );
+    Ok(())
+}
+
+/// The `key=value` pairs of a text line of `bench`; an error unless every word is one
+/// (a quoted value may hold spaces: only `error="..."` has one).
+fn key_values(line: &str) -> Result<Vec<(&str, &str)>> {
+    line.split(' ')
+        .map(|pair| {
+            pair.split_once('=')
+                .filter(|(k, v)| {
+                    !k.is_empty()
+                        && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                        && !v.is_empty()
+                        && !v.contains('=')
+                })
+                .with_context(|| format!("{pair:?} is not key=value in {line:?}"))
+        })
+        .collect()
+}
+
+/// Every stdout line of `bench` and its `--json` objects say the same: `key=value`
+/// pairs with the JSON keys, `workload` first.
+#[test]
+fn bench_text_lines_are_key_value_pairs() -> Result<()> {
+    let args = [
+        "bench",
+        "--workload",
+        "all",
+        "--total-mb",
+        "1",
+        "--items",
+        "100",
+        "--files",
+        "3",
+        "--tasks",
+        "4",
+        "-q",
+    ];
+    let text = run(&args)?.expect_code(0)?.text();
+    let mut workloads = Vec::new();
+    for line in text.lines() {
+        let pairs = key_values(line)?;
+        ensure!(pairs[0].0 == "workload", "{line}");
+        if workloads.last() != Some(&pairs[0].1) {
+            workloads.push(pairs[0].1);
+        }
+        // Figures are numbers (or n/a); config and close are words.
+        for (k, v) in &pairs[1..] {
+            ensure!(
+                v.parse::<f64>().is_ok() || *v == "n/a" || ["config", "close"].contains(k),
+                "{k}={v} in {line}"
+            );
+        }
+    }
+    assert_eq!(
+        workloads,
+        [
+            "seed-large",
+            "seed-small",
+            "append",
+            "append-large",
+            "read",
+            "durable",
+            "open"
+        ]
+    );
+    let open = text
+        .lines()
+        .find(|l| l.starts_with("workload=open "))
+        .context("open line")?;
+    ensure!(open.contains(" opens=5 open_ms="), "{open}");
+    ensure!(!text.contains('('), "{text}");
     Ok(())
 }
