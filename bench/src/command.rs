@@ -158,6 +158,20 @@ pub struct BenchArgs {
     quiet: bool,
 }
 
+impl BenchArgs {
+    /// The directory given with `--dir`, if any.
+    #[must_use]
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// Sets the directory (`aiodiskdb --dir DIR bench` gives it before the command);
+    /// `None` for a temporary one.
+    pub fn set_dir(&mut self, dir: Option<PathBuf>) {
+        self.dir = dir;
+    }
+}
+
 /// Runs `aiodiskdb bench`: the workloads asked for, each in a directory of its own under
 /// `--dir` or a temporary directory (removed afterwards, also on Ctrl-C).
 ///

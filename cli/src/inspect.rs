@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use aiodiskdb::{Inspection, Problem};
 use serde::Serialize;
 
-use crate::args::{hex, DbArgs};
+use crate::args::{hex, Db, DbArgs};
 use crate::exit;
 use crate::out::{self, outln};
 
@@ -36,20 +36,20 @@ With --json, prints one object:
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct InfoArgs {
-    #[command(flatten)]
-    db: DbArgs,
     /// Print one JSON object (shape below) instead of a table.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
 }
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct CheckArgs {
-    #[command(flatten)]
-    db: DbArgs,
     /// Print one JSON object (shape below) instead of lines.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
 }
 
 #[derive(Serialize)]
@@ -122,7 +122,7 @@ fn problems_json(problems: &[Problem]) -> Vec<ProblemJson> {
     clippy::case_sensitive_file_extension_comparisons,
     reason = "the Python library matches `.dat` case-sensitively"
 )]
-fn other_dat_files(db: &DbArgs, ins: &Inspection) -> Vec<String> {
+fn other_dat_files(db: &Db, ins: &Inspection) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(&db.dir) else {
         return Vec::new();
     };
@@ -140,7 +140,7 @@ fn other_dat_files(db: &DbArgs, ins: &Inspection) -> Vec<String> {
     other
 }
 
-fn other_note(db: &DbArgs, other: &[String]) -> String {
+fn other_note(db: &Db, other: &[String]) -> String {
     format!(
         "{} .dat file{} not named {}{} (e.g. {}): is --prefix or --padding wrong?",
         other.len(),
@@ -166,15 +166,15 @@ fn file_name(path: &std::path::Path) -> String {
     )
 }
 
-pub(crate) async fn info(args: InfoArgs) -> anyhow::Result<ExitCode> {
-    let ins = args.db.builder().inspect().await?;
-    let other = other_dat_files(&args.db, &ins);
+pub(crate) async fn info(db: Db, args: InfoArgs) -> anyhow::Result<ExitCode> {
+    let ins = db.builder().inspect().await?;
+    let other = other_dat_files(&db, &ins);
     if args.json {
         out::json_line(&InfoJson {
-            dir: args.db.dir.display().to_string(),
-            prefix: args.db.prefix.clone(),
-            padding: args.db.padding,
-            genesis: hex(&args.db.genesis),
+            dir: db.dir.display().to_string(),
+            prefix: db.prefix.clone(),
+            padding: db.padding,
+            genesis: hex(&db.genesis),
             files: ins
                 .files
                 .iter()
@@ -203,12 +203,12 @@ pub(crate) async fn info(args: InfoArgs) -> anyhow::Result<ExitCode> {
             sound: ins.is_sound(),
         })?;
     } else {
-        print_info(&args.db, &ins, &other)?;
+        print_info(&db, &ins, &other)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_info(db: &DbArgs, ins: &Inspection, other: &[String]) -> std::io::Result<()> {
+fn print_info(db: &Db, ins: &Inspection, other: &[String]) -> std::io::Result<()> {
     outln!("directory  {}", db.dir.display())?;
     outln!(
         "format     prefix {:?}, {} digits, genesis {}",
@@ -317,9 +317,9 @@ fn print_table<const N: usize>(rows: &[[String; N]]) -> std::io::Result<()> {
     Ok(())
 }
 
-pub(crate) async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let ins = args.db.builder().inspect().await?;
-    let other = other_dat_files(&args.db, &ins);
+pub(crate) async fn check(db: Db, args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let ins = db.builder().inspect().await?;
+    let other = other_dat_files(&db, &ins);
     let code = if ins.is_sound() {
         ExitCode::SUCCESS
     } else {
@@ -327,7 +327,7 @@ pub(crate) async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     };
     if args.json {
         out::json_line(&CheckJson {
-            dir: args.db.dir.display().to_string(),
+            dir: db.dir.display().to_string(),
             sound: ins.is_sound(),
             files: ins.files.len(),
             total_item_bytes: ins.total_item_bytes(),
@@ -348,7 +348,7 @@ pub(crate) async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         outln!("note: another process (or handle) holds the directory")?;
     }
     if !other.is_empty() {
-        outln!("note: {}", other_note(&args.db, &other))?;
+        outln!("note: {}", other_note(&db, &other))?;
     }
     if ins.is_sound() {
         outln!(
@@ -362,7 +362,7 @@ pub(crate) async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             "aiodiskdb: check found {} problem{} in {}",
             ins.problems.len(),
             plural(ins.problems.len()),
-            args.db.dir.display()
+            db.dir.display()
         );
     }
     Ok(code)

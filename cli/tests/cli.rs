@@ -109,7 +109,8 @@ fn fixture(name: &str) -> Result<(tempfile::TempDir, PathBuf, Value)> {
     Ok((t, dst, expected))
 }
 
-/// The format options of a fixture, as command-line flags.
+/// The format options of a fixture, as command-line flags (those every command takes:
+/// not `--max-file-size`, which only `add` takes).
 fn format_flags(expected: &Value) -> Vec<String> {
     let c = &expected["config"];
     vec![
@@ -119,8 +120,6 @@ fn format_flags(expected: &Value) -> Vec<String> {
         c["padding"].to_string(),
         "--genesis".into(),
         c["genesis_hex"].as_str().expect("genesis").into(),
-        "--max-file-size".into(),
-        c["max_file_size"].to_string(),
     ]
 }
 
@@ -255,7 +254,8 @@ fn bad_options_are_errors() -> Result<()> {
     add(&db, b"x")?;
     run(&["info", "--dir", s(&db), "--prefix", "da7a"])?.expect_error("file_prefix")?;
     run(&["check", "--dir", s(&db), "--padding", "11"])?.expect_error("file_padding")?;
-    run(&["info", "--dir", s(&db), "--max-file-size", "24"])?.expect_error("max_file_size")?;
+    aiodiskdb(&["add", "--dir", s(&db), "--max-file-size", "24"], b"x")?
+        .expect_error("max_file_size")?;
     Ok(())
 }
 
@@ -817,52 +817,6 @@ fn check_reports_names_that_are_not_utf8() -> Result<()> {
     Ok(())
 }
 
-/// `cargo doc` at the workspace root documents the library: no other documented target
-/// is named `aiodiskdb` (the CLI binary's docs overwrote the library's).
-#[test]
-fn cargo_doc_documents_the_library() -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-    let out = Command::new(cargo)
-        .args([
-            "metadata",
-            "--no-deps",
-            "--offline",
-            "--format-version",
-            "1",
-        ])
-        .arg("--manifest-path")
-        .arg(manifest)
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let meta: Value = serde_json::from_slice(&out.stdout)?;
-    let mut documented = Vec::new();
-    for package in meta["packages"].as_array().context("packages")? {
-        for target in package["targets"].as_array().context("targets")? {
-            if target["doc"] == true {
-                documented.push((
-                    target["name"].as_str().context("name")?.replace('-', "_"),
-                    target["kind"].clone(),
-                    package["name"].clone(),
-                ));
-            }
-        }
-    }
-    let named: Vec<_> = documented
-        .iter()
-        .filter(|(name, _, _)| name == "aiodiskdb")
-        .collect();
-    ensure!(
-        named.len() == 1 && named[0].1 == serde_json::json!(["lib"]),
-        "documented targets named aiodiskdb: {named:?}"
-    );
-    Ok(())
-}
-
 /// The `key=value` pairs of a text line of `bench`; an error unless every word is one
 /// (a quoted value may hold spaces: only `error="..."` has one).
 fn key_values(line: &str) -> Result<Vec<(&str, &str)>> {
@@ -878,6 +832,182 @@ fn key_values(line: &str) -> Result<Vec<(&str, &str)>> {
                 .with_context(|| format!("{pair:?} is not key=value in {line:?}"))
         })
         .collect()
+}
+
+/// `--dir` and the format options before the command, after it, or the directory as the
+/// command's last argument: the same directory, the same results.
+#[test]
+fn dir_and_format_options_before_or_after_the_command_or_dir_last() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    let d = s(&db);
+    let fmt = ["--prefix", "blk", "--padding", "8", "--genesis", "f9beb4d9"];
+    // Before the command, the directory last, and --dir after it.
+    let with = |before: &[&str], cmd: &[&str], after: &[&str]| -> Vec<String> {
+        [before, cmd, after]
+            .concat()
+            .iter()
+            .map(|a| (*a).to_owned())
+            .collect()
+    };
+    let call = |args: Vec<String>, stdin: &[u8]| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        aiodiskdb(&refs, stdin)
+    };
+    let first = call(
+        with(&[&["--dir", d][..], &fmt].concat(), &["add"], &[]),
+        b"one",
+    )?
+    .expect_code(0)?;
+    assert_eq!(first.text().trim(), "0:0:3");
+    let second = call(with(&fmt, &["add", d], &[]), b"two")?.expect_code(0)?;
+    assert_eq!(second.text().trim(), "0:3:3");
+    let third = call(with(&[], &["add", "--dir", d], &fmt), b"three")?.expect_code(0)?;
+    assert_eq!(third.text().trim(), "0:6:5");
+    ensure!(
+        db.join("blk00000000.dat").exists(),
+        "named by the format options"
+    );
+
+    let info = |before: &[&str], after: &[&str]| -> Result<Value> {
+        call(with(before, &["info", "--json"], after), b"")?
+            .expect_code(0)?
+            .json()
+    };
+    let expected = info(&[], &[&["--dir", d][..], &fmt].concat())?;
+    assert_eq!(expected["total_item_bytes"], 11);
+    assert_eq!(expected["prefix"], "blk");
+    for (before, after) in [
+        ([&["--dir", d][..], &fmt].concat(), vec![]),
+        (fmt.to_vec(), vec![d]),
+        (vec!["--dir", d], fmt.to_vec()),
+        (vec![], [&fmt[..], &[d]].concat()),
+    ] {
+        assert_eq!(info(&before, &after)?, expected, "{before:?} {after:?}");
+    }
+    for (before, cmd, after) in [
+        (vec!["--dir", d], vec!["read", "0:3:3"], fmt.to_vec()),
+        (fmt.to_vec(), vec!["read", "0:3:3", d], vec![]),
+        (vec![], vec!["read", "0:3:3", d], fmt.to_vec()),
+        (vec![], vec!["read", "--dir", d, "0:3:3"], fmt.to_vec()),
+    ] {
+        let r = call(with(&before, &cmd, &after), b"")?.expect_code(0)?;
+        assert_eq!(r.stdout, b"two", "{before:?} {cmd:?} {after:?}");
+    }
+    call(with(&fmt, &["check", d], &[]), b"")?.expect_code(0)?;
+    call(with(&["--dir", d], &["check"], &fmt), b"")?.expect_code(0)?;
+    // The trims and drop: their own arguments first, the directory last.
+    let r = call(with(&fmt, &["rtrim", "0", "6", d, "--yes"], &[]), b"")?.expect_code(0)?;
+    assert_eq!(r.text().trim(), "removed 5 item bytes from index 0");
+    let r = call(
+        with(&["--dir", d], &["ltrim", "0", "3", "--yes"], &fmt),
+        b"",
+    )?
+    .expect_code(0)?;
+    assert_eq!(r.text().trim(), "removed 3 item bytes from index 0");
+    let r = call(with(&[], &["drop", "0", d, "--yes"], &fmt), b"")?.expect_code(0)?;
+    assert_eq!(r.text().trim(), "dropped index 0 (3 item bytes)");
+    let r = call(with(&fmt, &["recover", d], &[]), b"")?.expect_code(0)?;
+    ensure!(r.text().contains("nothing to recover"), "{}", r.text());
+    Ok(())
+}
+
+/// Ambiguous or missing directories are usage errors (exit 2) that say what to do.
+#[test]
+fn the_directory_given_twice_or_not_at_all_is_a_usage_error() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    let d = s(&db);
+    add(&db, b"abc")?;
+    for (args, needle) in [
+        (
+            vec!["--dir", d, "info", d],
+            "--dir (or DIR) is given both before and after `info`",
+        ),
+        (
+            vec!["--dir", d, "read", "--dir", d, "0:0:3"],
+            "--dir is given both before and after `read`",
+        ),
+        (
+            vec!["--padding", "5", "check", d, "--padding", "5"],
+            "--padding is given both before and after `check`",
+        ),
+        (vec!["info"], "the data directory is missing"),
+        (vec!["read", "0:0:3"], "the data directory is missing"),
+        (vec!["--prefix", "data", "drop", "0", "--yes"], "DIR"),
+        // The directory first, where the command's own arguments go.
+        (vec!["read", d, "0:0:3"], "DIR comes last"),
+        (vec!["rtrim", d, "0", "1", "--yes"], "DIR comes last"),
+        (
+            vec!["--max-file-size", "100", "read", "0:0:3", d],
+            "--max-file-size does not apply to `read`",
+        ),
+        (
+            vec!["read", "0:0:3", d, "--max-file-size", "100"],
+            "--max-file-size",
+        ),
+        (
+            vec!["--genesis", "0dce8f37", "bench"],
+            "--genesis does not apply to `bench`",
+        ),
+    ] {
+        let r = run(&args)?.expect_code(2)?;
+        ensure!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
+    }
+    let r = run(&["read", "0:0:3", d])?.expect_code(0)?;
+    assert_eq!(r.stdout, b"abc", "nothing changed");
+    Ok(())
+}
+
+/// Each command's help lists the options it takes: --max-file-size only matters to `add`,
+/// and `bench` has no format option.
+#[test]
+fn help_lists_only_the_options_each_command_takes() -> Result<()> {
+    for cmd in [
+        "info", "check", "recover", "read", "rtrim", "ltrim", "drop", "add",
+    ] {
+        let help = run(&[cmd, "--help"])?.expect_code(0)?.text();
+        ensure!(
+            help.contains("--max-file-size") == (cmd == "add"),
+            "{cmd} --help and --max-file-size:\n{help}"
+        );
+        for needle in ["--dir <DIR>", "--prefix", "--padding", "--genesis"] {
+            ensure!(
+                help.contains(needle),
+                "{cmd} --help lacks {needle:?}:\n{help}"
+            );
+        }
+    }
+    let bench = run(&["bench", "--help"])?.expect_code(0)?.text();
+    ensure!(!bench.contains("--prefix"), "{bench}");
+    let (_t, db) = temp_db()?;
+    add(&db, b"abc")?;
+    let r = run(&["read", "--dir", s(&db), "0:0:3", "--max-file-size", "100"])?.expect_code(2)?;
+    ensure!(r.stderr.contains("--max-file-size"), "{}", r.stderr);
+    Ok(())
+}
+
+/// The help says where the directory and the format options go.
+#[test]
+fn help_says_where_the_directory_goes() -> Result<()> {
+    let top = run(&["--help"])?.expect_code(0)?.text();
+    for needle in ["--dir <DIR>", "--prefix", "before or after the command"] {
+        ensure!(top.contains(needle), "--help lacks {needle:?}:\n{top}");
+    }
+    for (cmd, usage) in [
+        ("info", "info [OPTIONS] [DIR]"),
+        ("add", "add [OPTIONS] [DIR]"),
+        ("read", "read [OPTIONS] <LOCATION> [DIR]"),
+        ("rtrim", "rtrim [OPTIONS] <INDEX> <POSITION> [DIR]"),
+        ("drop", "drop [OPTIONS] <INDEX> [DIR]"),
+    ] {
+        let help = run(&[cmd, "--help"])?.expect_code(0)?.text();
+        ensure!(
+            help.contains(usage),
+            "{cmd} --help lacks {usage:?}:\n{help}"
+        );
+    }
+    let bench = run(&["bench", "--help"])?.expect_code(0)?.text();
+    ensure!(!bench.contains("[DIR]"), "{bench}");
+    Ok(())
 }
 
 /// Every stdout line of `bench` and its `--json` objects say the same: `key=value`
@@ -932,5 +1062,64 @@ fn bench_text_lines_are_key_value_pairs() -> Result<()> {
         .context("open line")?;
     ensure!(open.contains(" opens=5 open_ms="), "{open}");
     ensure!(!text.contains('('), "{text}");
+    Ok(())
+}
+
+/// `aiodiskdb --dir DIR bench` runs in DIR, as `bench --dir DIR` does.
+#[test]
+fn bench_takes_its_dir_before_the_command() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    let d = s(&db);
+    run(&["--dir", d, "bench", "--total-mb", "1", "-q"])?.expect_code(0)?;
+    run(&["check", d])?.expect_code(0)?;
+    run(&["--dir", d, "bench", "-q"])?.expect_error("is not empty")?;
+    let r = run(&["--dir", d, "bench", "--dir", d])?.expect_code(2)?;
+    ensure!(r.stderr.contains("--dir is given both"), "{}", r.stderr);
+    Ok(())
+}
+
+/// `cargo doc` at the workspace root documents the library: no other documented target
+/// is named `aiodiskdb` (the CLI binary's docs overwrote the library's).
+#[test]
+fn cargo_doc_documents_the_library() -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let out = Command::new(cargo)
+        .args([
+            "metadata",
+            "--no-deps",
+            "--offline",
+            "--format-version",
+            "1",
+        ])
+        .arg("--manifest-path")
+        .arg(manifest)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: Value = serde_json::from_slice(&out.stdout)?;
+    let mut documented = Vec::new();
+    for package in meta["packages"].as_array().context("packages")? {
+        for target in package["targets"].as_array().context("targets")? {
+            if target["doc"] == true {
+                documented.push((
+                    target["name"].as_str().context("name")?.replace('-', "_"),
+                    target["kind"].clone(),
+                    package["name"].clone(),
+                ));
+            }
+        }
+    }
+    let named: Vec<_> = documented
+        .iter()
+        .filter(|(name, _, _)| name == "aiodiskdb")
+        .collect();
+    ensure!(
+        named.len() == 1 && named[0].1 == serde_json::json!(["lib"]),
+        "documented targets named aiodiskdb: {named:?}"
+    );
     Ok(())
 }
