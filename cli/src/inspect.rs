@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::args::{hex, Db, DbArgs};
 use crate::exit;
+use crate::flags;
 use crate::out::{self, outln};
 
 pub(crate) const INFO_HELP: &str = r#"With --json, prints one object:
@@ -111,7 +112,7 @@ fn problems_json(problems: &[Problem]) -> Vec<ProblemJson> {
         .iter()
         .map(|p| ProblemJson {
             path: p.path.display().to_string(),
-            message: p.message.clone(),
+            message: flags::in_flags(&p.message),
         })
         .collect()
 }
@@ -281,7 +282,7 @@ fn print_info(db: &Db, ins: &Inspection, other: &[String]) -> std::io::Result<()
     } else {
         outln!("problems ({}):", ins.problems.len())?;
         for p in &ins.problems {
-            outln!("  {}: {}", p.path.display(), p.message)?;
+            outln!("  {}: {}", p.path.display(), flags::in_flags(&p.message))?;
         }
     }
     if !other.is_empty() {
@@ -339,7 +340,7 @@ pub(crate) async fn check(db: Db, args: CheckArgs) -> anyhow::Result<ExitCode> {
         return Ok(code);
     }
     for p in &ins.problems {
-        outln!("{}: {}", p.path.display(), p.message)?;
+        outln!("{}: {}", p.path.display(), flags::in_flags(&p.message))?;
     }
     for line in &ins.pending_recovery {
         outln!("note: pending recovery (the next open does it): {line}")?;

@@ -1,10 +1,11 @@
 //! `aiodiskdb`: the command-line tool for aiodiskdb data directories.
 //!
 //! `main` only maps the outcome of [`run`] to an exit code: errors print one line (the
-//! error chain joined with ": ") and exit 1; usage errors are clap's and exit 2; a closed
-//! stdout pipe is not an error.
+//! error chain joined with ": ", the library's option names turned into the CLI's flags)
+//! and exit 1; usage errors are clap's and exit 2; a closed stdout pipe is not an error.
 
 mod args;
+mod flags;
 mod inspect;
 mod ops;
 mod out;
@@ -133,7 +134,7 @@ fn main() -> ExitCode {
                 ExitCode::from(exit::USAGE)
             }
             Err(e) => {
-                eprintln!("aiodiskdb: {e:#}");
+                eprintln!("aiodiskdb: {}", flags::error_line(&e));
                 ExitCode::from(exit::ERROR)
             }
         },

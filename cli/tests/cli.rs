@@ -248,14 +248,17 @@ fn missing_directory_is_an_error_and_is_not_created() -> Result<()> {
     Ok(())
 }
 
+/// Bad values are errors that name the CLI's flags, as given, not the library's options.
 #[test]
 fn bad_options_are_errors() -> Result<()> {
     let (_t, db) = temp_db()?;
     add(&db, b"x")?;
-    run(&["info", "--dir", s(&db), "--prefix", "da7a"])?.expect_error("file_prefix")?;
-    run(&["check", "--dir", s(&db), "--padding", "11"])?.expect_error("file_padding")?;
+    let r = run(&["info", "--dir", s(&db), "--prefix", "da7a"])?
+        .expect_error("--prefix da7a: must be a non-empty string of letters")?;
+    ensure!(!r.stderr.contains("file_prefix"), "{}", r.stderr);
+    run(&["check", "--dir", s(&db), "--padding", "11"])?.expect_error("--padding 11: ")?;
     aiodiskdb(&["add", "--dir", s(&db), "--max-file-size", "24"], b"x")?
-        .expect_error("max_file_size")?;
+        .expect_error("--max-file-size 24: must be more than the 24-byte header")?;
     Ok(())
 }
 
@@ -1007,6 +1010,43 @@ fn help_says_where_the_directory_goes() -> Result<()> {
     }
     let bench = run(&["bench", "--help"])?.expect_code(0)?.text();
     ensure!(!bench.contains("[DIR]"), "{bench}");
+    Ok(())
+}
+
+/// A directory written with another padding or genesis: the error and `check` name the
+/// flags, with the value given and the value recorded.
+#[test]
+fn a_format_mismatch_names_the_flags() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    let d = s(&db);
+    add(&db, b"abc")?;
+    let r = run(&["read", "--dir", d, "0:0:3", "--padding", "6"])?
+        .expect_error("--padding 6: the directory was written with --padding 5")?;
+    ensure!(!r.stderr.contains("file_padding"), "{}", r.stderr);
+    let r = run(&[
+        "rtrim",
+        "--dir",
+        d,
+        "0",
+        "1",
+        "--genesis",
+        "f9beb4d9",
+        "--yes",
+    ])?
+    .expect_error("--genesis f9beb4d9: the directory was written with --genesis 0dce8f37")?;
+    ensure!(!r.stderr.contains("genesis_bytes"), "{}", r.stderr);
+    let r = run(&["check", "--dir", d, "--padding", "6"])?.expect_code(3)?;
+    ensure!(
+        r.text()
+            .contains("the directory was written with --padding 5 (not 6)"),
+        "{}",
+        r.text()
+    );
+    ensure!(!r.text().contains("file_padding"), "{}", r.text());
+    // A missing directory, without the library's option names.
+    let missing = format!("{d}-missing");
+    let r = run(&["read", "--dir", &missing, "0:0:1"])?.expect_error("directory does not exist")?;
+    ensure!(!r.stderr.contains("create_if_missing"), "{}", r.stderr);
     Ok(())
 }
 
