@@ -14,6 +14,9 @@ use clap::error::ErrorKind;
 /// The default `--max-file-size` (the library's): 128 MiB.
 pub(crate) const DEFAULT_MAX_FILE_SIZE: u64 = 128 << 20;
 
+/// The header of a data file: genesis bytes, trim offset, 16 reserved bytes.
+pub(crate) const HEADER_LEN: u64 = 24;
+
 /// The default `--genesis` (the library's and the Python library's).
 const DEFAULT_GENESIS: [u8; 4] = [0x0d, 0xce, 0x8f, 0x37];
 

@@ -85,6 +85,7 @@ enum Command {
     Recover(ops::RecoverArgs),
     /// Store one item read from stdin (or --file), make it durable, print its location
     /// as INDEX:POSITION:SIZE.
+    #[command(after_help = ops::ADD_HELP)]
     Add(ops::AddArgs),
     /// Write the bytes of the item at LOCATION (INDEX:POSITION:SIZE) to stdout.
     Read(ops::ReadArgs),

@@ -6,11 +6,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use aiodiskdb::{AioDiskDb, ItemLocation};
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, bail, Context};
 
-use crate::args::{parse_hex_bytes, parse_location, Db, DbArgs, HexBytes};
+use crate::args::{parse_hex_bytes, parse_location, Db, DbArgs, HexBytes, HEADER_LEN};
 use crate::exit;
 use crate::out::{self, outln};
+
+pub(crate) const ADD_HELP: &str = "The largest item is --max-file-size less the 24-byte \
+header; a larger one is refused before anything is created.";
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct AddArgs {
@@ -111,11 +114,20 @@ pub(crate) async fn add(db: Db, max_file_size: u64, args: AddArgs) -> anyhow::Re
             .context("read stdin")?;
         buf
     };
+    // Both before opening, so that nothing is created for nothing. The buffer is as large
+    // as a data file: an item must fit a data file after its header. (A --max-file-size
+    // the library refuses is refused by the open, before anything is created.)
     if data.is_empty() {
-        // Before opening, so that nothing is created for nothing.
         return Err(aiodiskdb::Error::EmptyPayload.into());
     }
-    // The RAM buffer may hold an item as large as a data file.
+    let size = data.len() as u64;
+    if max_file_size > HEADER_LEN && size > max_file_size - HEADER_LEN {
+        bail!(
+            "item of {size} bytes is larger than the limit of {} bytes (--max-file-size \
+             {max_file_size} less the {HEADER_LEN}-byte header)",
+            max_file_size - HEADER_LEN
+        );
+    }
     let handle = db
         .builder()
         .max_file_size(max_file_size)

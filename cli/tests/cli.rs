@@ -837,6 +837,20 @@ fn key_values(line: &str) -> Result<Vec<(&str, &str)>> {
         .collect()
 }
 
+/// The files of a directory and their bytes.
+fn snapshot(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        files.push((
+            e.file_name().to_string_lossy().into_owned(),
+            std::fs::read(e.path())?,
+        ));
+    }
+    files.sort();
+    Ok(files)
+}
+
 /// `--dir` and the format options before the command, after it, or the directory as the
 /// command's last argument: the same directory, the same results.
 #[test]
@@ -1047,6 +1061,34 @@ fn a_format_mismatch_names_the_flags() -> Result<()> {
     let missing = format!("{d}-missing");
     let r = run(&["read", "--dir", &missing, "0:0:1"])?.expect_error("directory does not exist")?;
     ensure!(!r.stderr.contains("create_if_missing"), "{}", r.stderr);
+    Ok(())
+}
+
+/// An item too large for --max-file-size is refused before anything is created: no
+/// directory, no state file, no data file.
+#[test]
+fn a_rejected_add_creates_nothing() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    let d = s(&db);
+    let small = ["--max-file-size", "100"];
+    let r = aiodiskdb(&[&["add", "--dir", d][..], &small].concat(), &[1u8; 77])?
+        .expect_error("larger than the limit of 76 bytes (--max-file-size 100 less the")?;
+    ensure!(r.stdout.is_empty());
+    ensure!(!db.exists(), "the directory was created");
+    // In an existing directory, under another naming too: nothing new.
+    add(&db, b"x")?;
+    let before = snapshot(&db)?;
+    for prefix in ["data", "blk"] {
+        aiodiskdb(
+            &[&["add", "--dir", d, "--prefix", prefix][..], &small].concat(),
+            &[1u8; 77],
+        )?
+        .expect_error("--max-file-size 100")?;
+        assert_eq!(snapshot(&db)?, before, "--prefix {prefix}");
+    }
+    // The largest item accepted: the file size less the 24-byte header.
+    let r = aiodiskdb(&[&["add", "--dir", d][..], &small].concat(), &[2u8; 76])?.expect_code(0)?;
+    assert_eq!(r.text().trim(), "1:0:76");
     Ok(())
 }
 
