@@ -91,6 +91,11 @@ impl Db {
                 digits.len() == self.padding && digits.bytes().all(|b| b.is_ascii_digit())
             })
     }
+
+    /// The name of the data file of `index`.
+    pub(crate) fn data_file_name(&self, index: u32) -> String {
+        format!("{}{index:0width$}.dat", self.prefix, width = self.padding)
+    }
 }
 
 /// A usage error (exit 2) of `command`, formatted by clap with the command's usage.
@@ -246,10 +251,22 @@ pub(crate) fn parse_genesis(s: &str) -> Result<[u8; 4], String> {
         .map_err(|_| format!("{s:?} is not 8 hex digits (4 bytes)"))
 }
 
-/// Parses `INDEX:POSITION:SIZE`.
+/// Hex digits of a serialized location: 12 bytes.
+const SERIALIZED_HEX_LEN: usize = 2 * ItemLocation::ENCODED_LEN;
+
+/// Parses a location: `INDEX:POSITION:SIZE`, or the 24 hex digits of the 12 bytes the
+/// Python library's `ItemLocation.serialize()` returns (index, position, size, each a
+/// little-endian u32).
 pub(crate) fn parse_location(s: &str) -> Result<ItemLocation, String> {
+    if s.len() == SERIALIZED_HEX_LEN && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let bytes = parse_hex(s)?;
+        return ItemLocation::from_bytes(&bytes).map_err(|e| e.to_string());
+    }
     s.parse::<ItemLocation>().map_err(|e| match e {
-        aiodiskdb::Error::InvalidLocation { reason } => reason,
+        aiodiskdb::Error::InvalidLocation { reason } => format!(
+            "{reason}, or the {SERIALIZED_HEX_LEN} hex digits of a serialized location \
+             (Python's ItemLocation.serialize().hex())"
+        ),
         e => e.to_string(),
     })
 }
@@ -282,9 +299,20 @@ mod tests {
     #[test]
     fn location_syntax() {
         assert_eq!(parse_location("3:80:10").unwrap().to_string(), "3:80:10");
-        assert!(parse_location("3:80")
-            .unwrap_err()
-            .contains("index:position:size"));
+        let err = parse_location("3:80").unwrap_err();
+        assert!(err.contains("index:position:size"), "{err}");
+        assert!(err.contains("24 hex digits"), "{err}");
+        // Python: ItemLocation(3, 80, 10).serialize().hex()
+        let loc = parse_location("03000000500000000a000000").unwrap();
+        assert_eq!(loc.to_string(), "3:80:10");
+        assert_eq!(
+            parse_location("03000000500000000A000000").unwrap(),
+            loc,
+            "either case"
+        );
+        for bad in ["03000000500000000a0000", "03000000500000000a00000g"] {
+            assert!(parse_location(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -295,6 +323,7 @@ mod tests {
             padding: 8,
             genesis: [0; 4],
         };
+        assert_eq!(db.data_file_name(3), "blk00000003.dat");
         assert!(db.is_data_file_name("blk00000003.dat"));
         assert!(!db.is_data_file_name("blk00003.dat"));
     }

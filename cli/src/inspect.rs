@@ -19,7 +19,9 @@ pub(crate) const INFO_HELP: &str = r#"With --json, prints one object:
    "state": {"clean": bool, "head": int, "head_end": int, "seq": int} | null,
    "locked": bool, "pending_recovery": [str], "problems": [{"path": str, "message": str}],
    "other_dat_files": [str], "sound": bool}
-Sizes are bytes; positions are logical (`end` = trim_offset + item_bytes). `state` is null
+Sizes are bytes (also with -H); positions are logical (`end` = trim_offset + item_bytes).
+With -H, the table shows sizes (size, item_bytes, totals) in B, KiB, MiB, GiB; positions
+(trim_offset, end, the head's end) stay exact, as locations and trims take them. `state` is null
 for a directory without our commit record (one written only by the Python library).
 `other_dat_files` lists `.dat` files of another naming (a wrong --prefix or --padding?).
 info exits 0 even when it lists problems; use `check` for a verdict."#;
@@ -40,6 +42,9 @@ pub(crate) struct InfoArgs {
     /// Print one JSON object (shape below) instead of a table.
     #[arg(long)]
     json: bool,
+    /// Sizes in the table as B, KiB, MiB, GiB (JSON stays in bytes).
+    #[arg(short = 'H', long)]
+    human_readable: bool,
     #[command(flatten)]
     pub(crate) db: DbArgs,
 }
@@ -204,12 +209,42 @@ pub(crate) async fn info(db: Db, args: InfoArgs) -> anyhow::Result<ExitCode> {
             sound: ins.is_sound(),
         })?;
     } else {
-        print_info(&db, &ins, &other)?;
+        let size: fn(u64) -> String = if args.human_readable {
+            human_size
+        } else {
+            |n| n.to_string()
+        };
+        print_info(&db, &ins, &other, size)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_info(db: &Db, ins: &Inspection, other: &[String]) -> std::io::Result<()> {
+/// `bytes` in B, KiB, MiB or GiB: `812 B`, `4.4 KiB`, `128.0 MiB`.
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "one decimal is shown: 53 bits of precision are plenty"
+    )]
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// Prints the text of `info`, with sizes (not positions) formatted by `size`.
+fn print_info(
+    db: &Db,
+    ins: &Inspection,
+    other: &[String],
+    size: fn(u64) -> String,
+) -> std::io::Result<()> {
     outln!("directory  {}", db.dir.display())?;
     outln!(
         "format     prefix {:?}, {} digits, genesis {}",
@@ -253,19 +288,19 @@ fn print_info(db: &Db, ins: &Inspection, other: &[String]) -> std::io::Result<()
         rows.push([
             f.index.to_string(),
             file_name(&f.path),
-            f.size.to_string(),
+            size(f.size),
             f.trim_offset.to_string(),
             f.end.to_string(),
-            f.item_bytes.to_string(),
+            size(f.item_bytes),
         ]);
     }
     rows.push([
         "total".to_owned(),
         format!("{} file{}", ins.files.len(), plural(ins.files.len())),
-        ins.total_size().to_string(),
+        size(ins.total_size()),
         String::new(),
         String::new(),
-        ins.total_item_bytes().to_string(),
+        size(ins.total_item_bytes()),
     ]);
     print_table(&rows)?;
     outln!()?;
@@ -367,4 +402,20 @@ pub(crate) async fn check(db: Db, args: CheckArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(1024), "1.0 KiB");
+        assert_eq!(human_size(4463), "4.4 KiB");
+        assert_eq!(human_size(128 << 20), "128.0 MiB");
+        assert_eq!(human_size(3 << 30), "3.0 GiB");
+        assert_eq!(human_size(u64::MAX), "16777216.0 TiB");
+    }
 }

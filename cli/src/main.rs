@@ -42,7 +42,9 @@ command's last argument, after its own. These are the same:
   aiodiskdb --dir /srv/blocks --prefix blk read 0:11:12
   aiodiskdb read --dir /srv/blocks --prefix blk 0:11:12
   aiodiskdb read 0:11:12 /srv/blocks --prefix blk
-Each command's --help lists the options it takes (--max-file-size: `add` only).";
+Each command's --help lists the options it takes (--max-file-size: `add` only).
+A location is INDEX:POSITION:SIZE, or the 24 hex digits of the 12 bytes of the Python
+library's ItemLocation.serialize() (index, position, size: u32 little endian).";
 
 /// Inspect, check, read, write, trim and benchmark aiodiskdb data directories
 /// (the file format of the Python library aiodiskdb 0.2.x).
@@ -87,14 +89,17 @@ enum Command {
     /// as INDEX:POSITION:SIZE.
     #[command(after_help = ops::ADD_HELP)]
     Add(ops::AddArgs),
-    /// Write the bytes of the item at LOCATION (INDEX:POSITION:SIZE) to stdout.
+    /// Write the bytes of the item at LOCATION to stdout (or their hex, with --hex).
     Read(ops::ReadArgs),
     /// Cut index INDEX from logical position POSITION to its end (needs --yes).
+    #[command(after_help = ops::TRIM_HELP)]
     Rtrim(ops::TrimArgs),
     /// Remove the bytes of index INDEX before logical position POSITION; the positions of
     /// the items kept do not change (needs --yes).
+    #[command(after_help = ops::TRIM_HELP)]
     Ltrim(ops::TrimArgs),
     /// Delete the data file of index INDEX (needs --yes).
+    #[command(after_help = ops::DROP_HELP)]
     Drop(ops::DropArgs),
     /// Run benchmark workloads (on a temporary directory unless --dir is given).
     #[command(after_help = aiodiskdb_bench::BENCH_HELP)]

@@ -7,19 +7,31 @@ use std::process::ExitCode;
 
 use aiodiskdb::{AioDiskDb, ItemLocation};
 use anyhow::{anyhow, bail, Context};
+use serde::Serialize;
 
-use crate::args::{parse_hex_bytes, parse_location, Db, DbArgs, HexBytes, HEADER_LEN};
+use crate::args::{hex, parse_hex_bytes, parse_location, Db, DbArgs, HexBytes, HEADER_LEN};
 use crate::exit;
 use crate::out::{self, outln};
 
-pub(crate) const ADD_HELP: &str = "The largest item is --max-file-size less the 24-byte \
-header; a larger one is refused before anything is created.";
+pub(crate) const ADD_HELP: &str = r#"The largest item is --max-file-size less the 24-byte header; a larger one is refused
+before anything is created. With --json, prints one object:
+  {"location": "INDEX:POSITION:SIZE", "index": int, "position": int, "size": int,
+   "serialized": "24 hex digits: the Python library's ItemLocation.serialize()"}"#;
+
+pub(crate) const TRIM_HELP: &str = r#"With --json, prints one object:
+  {"index": int, "position": int, "removed_item_bytes": int}"#;
+
+pub(crate) const DROP_HELP: &str = r#"With --json, prints one object:
+  {"index": int, "file": str, "removed_item_bytes": int}"#;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct AddArgs {
     /// Read the item from this file instead of stdin.
     #[arg(long, value_name = "PATH")]
     file: Option<PathBuf>,
+    /// Print the location as one JSON object (shape below) instead of INDEX:POSITION:SIZE.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     pub(crate) db: DbArgs,
     /// Bytes per data file, its 24-byte header included: where `add` starts a new file
@@ -36,9 +48,13 @@ pub(crate) struct RecoverArgs {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ReadArgs {
-    /// The item's location, INDEX:POSITION:SIZE (as printed by `add`).
+    /// The item's location: INDEX:POSITION:SIZE (as `add` prints it), or the 24 hex digits
+    /// of the Python library's `ItemLocation.serialize()`
     #[arg(value_name = "LOCATION", value_parser = parse_location)]
     location: ItemLocation,
+    /// Print the bytes as lowercase hex and a newline instead of raw.
+    #[arg(long)]
+    hex: bool,
     #[command(flatten)]
     pub(crate) db: DbArgs,
 }
@@ -58,6 +74,9 @@ pub(crate) struct TrimArgs {
     /// Confirm: the bytes removed cannot be recovered.
     #[arg(long)]
     yes: bool,
+    /// Print what was removed as one JSON object (shape below).
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     pub(crate) db: DbArgs,
 }
@@ -70,8 +89,34 @@ pub(crate) struct DropArgs {
     /// Confirm: the file is deleted.
     #[arg(long)]
     yes: bool,
+    /// Print what was removed as one JSON object (shape below).
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     pub(crate) db: DbArgs,
+}
+
+#[derive(Serialize)]
+struct AddJson {
+    location: String,
+    index: u32,
+    position: u32,
+    size: u32,
+    serialized: String,
+}
+
+#[derive(Serialize)]
+struct TrimJson {
+    index: u32,
+    position: u32,
+    removed_item_bytes: u64,
+}
+
+#[derive(Serialize)]
+struct DropJson {
+    index: u32,
+    file: String,
+    removed_item_bytes: u64,
 }
 
 /// Which end a trim cuts.
@@ -136,7 +181,17 @@ pub(crate) async fn add(db: Db, max_file_size: u64, args: AddArgs) -> anyhow::Re
         .await?;
     let loc = with_db(handle.clone(), handle.add(data)).await?;
     // Printed only once `stop` has made the item durable.
-    outln!("{loc}")?;
+    if args.json {
+        out::json_line(&AddJson {
+            location: loc.to_string(),
+            index: loc.index,
+            position: loc.position,
+            size: loc.size,
+            serialized: hex(&loc.to_bytes()),
+        })?;
+    } else {
+        outln!("{loc}")?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -164,7 +219,11 @@ pub(crate) async fn read(db: Db, args: ReadArgs) -> anyhow::Result<ExitCode> {
     let bytes = with_db(handle.clone(), handle.read(loc))
         .await?
         .ok_or_else(|| anyhow!("location {loc} is not stored"))?;
-    out::write_bytes(&bytes)?;
+    if args.hex {
+        out::write_bytes(format!("{}\n", hex(&bytes)).as_bytes())?;
+    } else {
+        out::write_bytes(&bytes)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -189,7 +248,15 @@ pub(crate) async fn trim(db: Db, which: Trim, args: TrimArgs) -> anyhow::Result<
         Trim::Right => with_db(handle.clone(), handle.rtrim(index, position, &check)).await?,
         Trim::Left => with_db(handle.clone(), handle.ltrim(index, position, &check)).await?,
     };
-    outln!("removed {removed} item bytes from index {index}")?;
+    if args.json {
+        out::json_line(&TrimJson {
+            index,
+            position,
+            removed_item_bytes: removed,
+        })?;
+    } else {
+        outln!("removed {removed} item bytes from index {index}")?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -200,6 +267,14 @@ pub(crate) async fn drop_index(db: Db, args: DropArgs) -> anyhow::Result<ExitCod
     }
     let handle = open_for_trim(&db).await?;
     let removed = with_db(handle.clone(), handle.drop_index(index)).await?;
-    outln!("dropped index {index} ({removed} item bytes)")?;
+    if args.json {
+        out::json_line(&DropJson {
+            index,
+            file: db.data_file_name(index),
+            removed_item_bytes: removed,
+        })?;
+    } else {
+        outln!("dropped index {index} ({removed} item bytes)")?;
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -1092,6 +1092,142 @@ fn a_rejected_add_creates_nothing() -> Result<()> {
     Ok(())
 }
 
+/// `read --hex`, and locations as the 24 hex digits of Python's `serialize()`.
+#[test]
+fn read_hex_and_serialized_locations() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    let d = s(&db);
+    add(&db, &[0xaa; 300])?;
+    assert_eq!(add(&db, b"hello world")?, "0:300:11");
+    let r = run(&["read", "--dir", d, "0:300:11", "--hex"])?.expect_code(0)?;
+    assert_eq!(r.text(), "68656c6c6f20776f726c64\n");
+    // ItemLocation(0, 300, 11).serialize(): u32 little endian index, position, size.
+    let serialized = "000000002c0100000b000000";
+    let r = run(&["read", "--dir", d, serialized])?.expect_code(0)?;
+    assert_eq!(r.stdout, b"hello world");
+    let r = run(&["read", "--dir", d, &serialized.to_uppercase(), "--hex"])?.expect_code(0)?;
+    assert_eq!(r.text(), "68656c6c6f20776f726c64\n");
+    run(&["read", "--dir", d, "010000002c0100000b000000"])?
+        .expect_error("location 1:300:11 is not stored")?;
+    for bad in ["000000002c0100000b0000", "000000002c0100000b00000z"] {
+        let r = run(&["read", "--dir", d, bad])?.expect_code(2)?;
+        ensure!(r.stderr.contains("24 hex digits"), "{bad}: {}", r.stderr);
+    }
+    let help = run(&["read", "--help"])?.expect_code(0)?.text();
+    ensure!(
+        help.contains("--hex") && help.contains("ItemLocation.serialize()"),
+        "{help}"
+    );
+    Ok(())
+}
+
+/// `--json` on add (the location as text, its fields, and serialized), the trims and drop
+/// (what was removed).
+#[test]
+fn add_trims_and_drop_print_json() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    let d = s(&db);
+    let small = ["--max-file-size", "40"];
+    let a = aiodiskdb(
+        &[&["add", "--dir", d, "--json"][..], &small].concat(),
+        b"aaaaaaaabbbbbbbb",
+    )?
+    .expect_code(0)?
+    .json()?;
+    assert_eq!(
+        a,
+        serde_json::json!({"location": "0:0:16", "index": 0, "position": 0, "size": 16,
+                           "serialized": "000000000000000010000000"})
+    );
+    let b = aiodiskdb(
+        &[&["add", "--dir", d, "--json"][..], &small].concat(),
+        b"ccccccccdddddddd",
+    )?
+    .expect_code(0)?
+    .json()?;
+    assert_eq!(b["location"], "1:0:16");
+    let serialized = b["serialized"].as_str().context("serialized")?;
+    assert_eq!(
+        run(&["read", "--dir", d, serialized])?
+            .expect_code(0)?
+            .stdout,
+        b"ccccccccdddddddd"
+    );
+
+    let r = run(&["rtrim", "--dir", d, "1", "8", "--yes", "--json"])?
+        .expect_code(0)?
+        .json()?;
+    assert_eq!(
+        r,
+        serde_json::json!({"index": 1, "position": 8, "removed_item_bytes": 8})
+    );
+    let r = run(&["ltrim", "--dir", d, "0", "8", "--yes", "--json"])?
+        .expect_code(0)?
+        .json()?;
+    assert_eq!(
+        r,
+        serde_json::json!({"index": 0, "position": 8, "removed_item_bytes": 8})
+    );
+    let r = run(&["drop", "--dir", d, "0", "--yes", "--json"])?
+        .expect_code(0)?
+        .json()?;
+    assert_eq!(
+        r,
+        serde_json::json!({"index": 0, "file": "data00000.dat", "removed_item_bytes": 8})
+    );
+    // Refused without --yes: no JSON, the usual usage error.
+    let r = run(&["drop", "--dir", d, "1", "--json"])?.expect_code(2)?;
+    ensure!(r.stdout.is_empty() && r.stderr.contains("without --yes"));
+    Ok(())
+}
+
+/// `info -H`: sizes in KiB/MiB in the table, positions exact; JSON stays in bytes.
+#[test]
+fn info_human_readable_sizes() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    let d = s(&db);
+    add(&db, &vec![5u8; 3 << 20])?;
+    add(&db, &[6u8; 1000])?;
+    let plain = run(&["info", "--dir", d])?.expect_code(0)?.text();
+    let human = run(&["info", "--dir", d, "-H"])?.expect_code(0)?.text();
+    let row = |text: &str, first: &str| -> Result<Vec<String>> {
+        text.lines()
+            .find(|l| l.starts_with(first))
+            .map(|l| l.split("  ").map(|c| c.trim().to_owned()).collect())
+            .with_context(|| format!("no {first} row: {text}"))
+    };
+    let plain_row = row(&plain, "0 ")?;
+    ensure!(plain_row.iter().any(|c| c == "3146752"), "{plain}");
+    let human_row = row(&human, "0 ")?;
+    let cells: Vec<&str> = human_row
+        .iter()
+        .map(String::as_str)
+        .filter(|c| !c.is_empty())
+        .collect();
+    // index, file, size, trim_offset, end, item_bytes
+    assert_eq!(
+        cells,
+        ["0", "data00000.dat", "3.0 MiB", "0", "3146728", "3.0 MiB"],
+        "{human}"
+    );
+    let total = row(&human, "total")?;
+    ensure!(total.iter().any(|c| c == "3.0 MiB"), "{human}");
+    assert_eq!(
+        run(&["info", "--dir", d, "-H", "--json"])?
+            .expect_code(0)?
+            .json()?,
+        run(&["info", "--dir", d, "--json"])?
+            .expect_code(0)?
+            .json()?,
+        "JSON stays in bytes"
+    );
+    let long = run(&["info", "--dir", d, "--human-readable"])?
+        .expect_code(0)?
+        .text();
+    assert_eq!(long, human);
+    Ok(())
+}
+
 /// Every stdout line of `bench` and its `--json` objects say the same: `key=value`
 /// pairs with the JSON keys, `workload` first.
 #[test]
