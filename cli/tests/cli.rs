@@ -1071,20 +1071,20 @@ fn a_rejected_add_creates_nothing() -> Result<()> {
     let (_t, db) = temp_db()?;
     let d = s(&db);
     let small = ["--max-file-size", "100"];
-    let r = aiodiskdb(&[&["add", "--dir", d][..], &small].concat(), &[1u8; 77])?
-        .expect_error("larger than the limit of 76 bytes (--max-file-size 100 less the")?;
-    ensure!(r.stdout.is_empty());
+    let r = aiodiskdb(&[&["add", "--dir", d][..], &small].concat(), &[1u8; 77])?;
     ensure!(!db.exists(), "the directory was created");
+    let r = r.expect_error("larger than the limit of 76 bytes (--max-file-size 100 less the")?;
+    ensure!(r.stdout.is_empty());
     // In an existing directory, under another naming too: nothing new.
     add(&db, b"x")?;
     let before = snapshot(&db)?;
     for prefix in ["data", "blk"] {
-        aiodiskdb(
+        let r = aiodiskdb(
             &[&["add", "--dir", d, "--prefix", prefix][..], &small].concat(),
             &[1u8; 77],
-        )?
-        .expect_error("--max-file-size 100")?;
+        )?;
         assert_eq!(snapshot(&db)?, before, "--prefix {prefix}");
+        r.expect_error("--max-file-size 100")?;
     }
     // The largest item accepted: the file size less the 24-byte header.
     let r = aiodiskdb(&[&["add", "--dir", d][..], &small].concat(), &[2u8; 76])?.expect_code(0)?;
