@@ -43,10 +43,14 @@ Each workload also measures, in the same run and directory, the limit it is comp
                   after each of 4 rounds of the workload, for as long as the round
 and prints ratio = our rate / the limit's rate (above 1: faster than the limit).
 
-Output: the seed workloads print the seed's line
-  Duration: ..., Reads: N (~r/s), Writes: N (~w/s), Bandwidth: XMB (Y MB/s), Avg item size: Z kB
-then a re-read line and a limit line (with the peak RSS of the write phase); the others
-print `WORKLOAD key=value ...` lines. With --json, one object per workload:
+Output: one line per workload (per run for append, append-large and read, repeating what
+the runs share), of `key=value` pairs separated by spaces: the keys of the JSON objects
+below, in their order, with figures rounded, e.g.
+  workload=open files=1000 create_secs=0.412 opens=5 open_ms=0.87 first_open_ms=1.02 ...
+The seed workloads' line holds the seed's figures (duration secs, reads, writes,
+bandwidth bytes and mb_per_s, avg_item_bytes), the re-read and the limit, with the peak
+RSS of the write phase; append lines end with close=stop (the durable stop is timed in
+secs); a figure not known is n/a (null in JSON). With --json, one object per workload:
   seed-*:  {"workload": str, "secs": f64, "reads": int, "reads_per_s": f64, "writes": int,
             "writes_per_s": f64, "bytes": int, "mb_per_s": f64, "avg_item_bytes": f64,
             "reread_items": int, "reread_secs": f64, "limit_secs": f64,
@@ -152,6 +156,20 @@ pub struct BenchArgs {
     /// No progress output on stderr.
     #[arg(long, short)]
     quiet: bool,
+}
+
+impl BenchArgs {
+    /// The directory given with `--dir`, if any.
+    #[must_use]
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// Sets the directory (`aiodiskdb --dir DIR bench` gives it before the command);
+    /// `None` for a temporary one.
+    pub fn set_dir(&mut self, dir: Option<PathBuf>) {
+        self.dir = dir;
+    }
 }
 
 /// Runs `aiodiskdb bench`: the workloads asked for, each in a directory of its own under

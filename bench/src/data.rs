@@ -50,8 +50,9 @@ pub(crate) fn as_f64(n: u64) -> f64 {
     n as f64
 }
 
-/// The figures of a seed workload (`seed-large`, `seed-small`): what the seed's line
-/// prints, plus the re-read from a fresh instance, flattened into the seed report.
+/// The figures of a seed workload (`seed-large`, `seed-small`): those of the seed's line
+/// (duration, reads, writes, bandwidth, average item size), plus the re-read from a
+/// fresh instance, flattened into the seed report.
 #[derive(Debug, serde::Serialize)]
 pub(crate) struct SeedFigures {
     pub(crate) secs: f64,
@@ -82,32 +83,5 @@ impl SeedFigures {
             reread_items: writes,
             reread_secs,
         }
-    }
-
-    /// The seed's line: `Duration: ..., Reads: N (~r/s), Writes: N (~w/s), Bandwidth: XMB
-    /// (Y MB/s), Avg item size: Z kB`.
-    pub(crate) fn seed_line(&self) -> String {
-        format!(
-            "Duration: {:.2}s, Reads: {} (~{:.0}/s), Writes: {} (~{:.0}/s), \
-             Bandwidth: {:.0}MB ({:.2}MB/s), Avg item size: {:.1}kB",
-            self.secs,
-            self.reads,
-            self.reads_per_s,
-            self.writes,
-            self.writes_per_s,
-            rate(self.bytes, 1e6),
-            self.mb_per_s,
-            self.avg_item_bytes / 1e3,
-        )
-    }
-
-    /// The re-read line.
-    pub(crate) fn reread_line(&self) -> String {
-        format!(
-            "Re-read from a fresh instance: {} items in {:.2}s (~{:.0}/s), all verified",
-            self.reread_items,
-            self.reread_secs,
-            rate(self.reread_items, self.reread_secs)
-        )
     }
 }

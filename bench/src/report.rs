@@ -201,9 +201,48 @@ pub(crate) struct MoreOpens {
     pub(crate) items_open_ms: f64,
 }
 
-/// `ENGINE ` before a text line of a peer's report, nothing for ours.
-fn lead(engine: Option<&str>) -> String {
-    engine.map(|e| format!("{e} ")).unwrap_or_default()
+/// One text line of `key=value` pairs separated by single spaces: the keys are those of
+/// the JSON object, in its order; figures are rounded; a value that could hold a space or
+/// a quote is quoted as a Rust string literal (`error="..."`).
+struct Line(String);
+
+impl Line {
+    /// `engine=E workload=W` for a peer's report, `workload=W` for ours.
+    fn new(engine: Option<&str>, workload: &str) -> Line {
+        let line = Line(String::new());
+        match engine {
+            Some(e) => line.kv("engine", e),
+            None => line,
+        }
+        .kv("workload", workload)
+    }
+
+    fn kv(mut self, key: &str, value: impl std::fmt::Display) -> Line {
+        use std::fmt::Write as _;
+        if !self.0.is_empty() {
+            self.0.push(' ');
+        }
+        // Writing to a String cannot fail.
+        let _ = write!(self.0, "{key}={value}");
+        self
+    }
+
+    /// Adds `key=value` when there is a value.
+    fn kv_opt(self, pair: Option<(&str, String)>) -> Line {
+        match pair {
+            Some((key, value)) => self.kv(key, value),
+            None => self,
+        }
+    }
+
+    fn write(self, out: &mut impl io::Write) -> io::Result<()> {
+        writeln!(out, "{}", self.0)
+    }
+}
+
+/// `n/a` for a figure the engine does not tell (`null` in JSON).
+fn or_na(value: Option<String>) -> String {
+    value.unwrap_or_else(|| "n/a".to_owned())
 }
 
 impl Report {
@@ -223,151 +262,138 @@ impl Report {
         Ok(())
     }
 
+    /// The text lines: one per JSON object, or per run for the workloads with `runs`
+    /// (each line repeating what the runs share), each a `key=value ...` [`Line`].
     fn write_text(&self, out: &mut impl io::Write) -> io::Result<()> {
         match self {
-            Report::Seed(r) => {
-                let prefix = r
-                    .engine
-                    .map(|e| format!("{e} {}: ", r.workload))
-                    .unwrap_or_default();
-                writeln!(out, "{prefix}{}", r.figures.seed_line())?;
-                writeln!(out, "{prefix}{}", r.figures.reread_line())?;
-                if let Some(l) = &r.limit {
-                    writeln!(
-                        out,
-                        "Limit: the same bytes with plain writes + fdatasync: {:.2}s \
-                         ({:.2}MB/s), ratio {:.2}; peak RSS {} (bound {:.0} MiB)",
-                        l.limit_secs,
-                        l.limit_mb_per_s,
-                        l.ratio,
-                        l.peak_rss_mib
-                            .map_or_else(|| "unknown".to_owned(), |m| format!("{m:.1} MiB")),
-                        l.peak_rss_bound_mib
-                    )?;
-                }
-            }
-            Report::Append(r) => r.write_text(out)?,
+            Report::Seed(r) => r.line().write(out),
+            Report::Append(r) => r.write_text(out),
             Report::Read(r) => {
                 for run in &r.runs {
-                    let limit = run.limit.as_ref().map_or_else(String::new, |l| {
-                        format!(
-                            " limit_reads_per_s={:.0} ratio={:.2}",
-                            l.limit_reads_per_s, l.ratio
+                    let limit = run.limit.as_ref();
+                    Line::new(r.engine, r.workload)
+                        .kv("items", r.items)
+                        .kv("item_bytes", r.item_bytes)
+                        .kv("readers", run.readers)
+                        .kv("reads", run.reads)
+                        .kv("secs", format_args!("{:.3}", run.secs))
+                        .kv("reads_per_s", format_args!("{:.0}", run.reads_per_s))
+                        .kv_opt(limit.map(|l| ("limit_secs", format!("{:.3}", l.limit_secs))))
+                        .kv_opt(
+                            limit.map(|l| {
+                                ("limit_reads_per_s", format!("{:.0}", l.limit_reads_per_s))
+                            }),
                         )
-                    });
-                    writeln!(
-                        out,
-                        "{}read items={} size={} readers={} reads={} secs={:.3} \
-                         reads_per_s={:.0}{limit}",
-                        lead(r.engine),
-                        r.items,
-                        r.item_bytes,
-                        run.readers,
-                        run.reads,
-                        run.secs,
-                        run.reads_per_s
-                    )?;
+                        .kv_opt(limit.map(|l| ("ratio", format!("{:.2}", l.ratio))))
+                        .write(out)?;
                 }
+                Ok(())
             }
             Report::Durable(r) => {
-                let flushes = r
-                    .flushes
-                    .map_or_else(|| "n/a".to_owned(), |f| f.to_string());
-                let flushes_per_s = r
-                    .flushes_per_s
-                    .map_or_else(|| "n/a".to_owned(), |f| format!("{f:.0}"));
-                let limit = r.limit.as_ref().map_or_else(String::new, |l| {
-                    format!(
-                        " limit_items_per_s={:.0} ratio={:.2}",
-                        l.limit_items_per_s, l.ratio
+                let limit = r.limit.as_ref();
+                Line::new(r.engine, r.workload)
+                    .kv("tasks", r.tasks)
+                    .kv("item_bytes", r.item_bytes)
+                    .kv("items", r.items)
+                    .kv("flushes", or_na(r.flushes.map(|f| f.to_string())))
+                    .kv("secs", format_args!("{:.3}", r.secs))
+                    .kv("items_per_s", format_args!("{:.0}", r.items_per_s))
+                    .kv(
+                        "flushes_per_s",
+                        or_na(r.flushes_per_s.map(|f| format!("{f:.0}"))),
                     )
-                });
-                writeln!(
-                    out,
-                    "{}durable tasks={} size={} items={} flushes={flushes} secs={:.3} \
-                     items_per_s={:.0} flushes_per_s={flushes_per_s}{limit}",
-                    lead(r.engine),
-                    r.tasks,
-                    r.item_bytes,
-                    r.items,
-                    r.secs,
-                    r.items_per_s
-                )?;
+                    .kv_opt(limit.map(|l| ("limit_batches", l.limit_batches.to_string())))
+                    .kv_opt(limit.map(|l| ("limit_secs", format!("{:.3}", l.limit_secs))))
+                    .kv_opt(
+                        limit.map(|l| ("limit_items_per_s", format!("{:.0}", l.limit_items_per_s))),
+                    )
+                    .kv_opt(limit.map(|l| ("ratio", format!("{:.2}", l.ratio))))
+                    .write(out)
             }
-            Report::Open(r) => r.write_text(out)?,
+            Report::Open(r) => r.line().write(out),
             Report::Failed {
                 engine,
                 workload,
                 error,
-            } => writeln!(out, "{engine} {workload} FAILED: {error}")?,
+            } => Line::new(Some(engine), workload)
+                .kv("error", format_args!("{error:?}"))
+                .write(out),
         }
-        Ok(())
+    }
+}
+
+impl SeedReport {
+    fn line(&self) -> Line {
+        let f = &self.figures;
+        let limit = self.limit.as_ref();
+        Line::new(self.engine, self.workload)
+            .kv("secs", format_args!("{:.3}", f.secs))
+            .kv("reads", f.reads)
+            .kv("reads_per_s", format_args!("{:.0}", f.reads_per_s))
+            .kv("writes", f.writes)
+            .kv("writes_per_s", format_args!("{:.0}", f.writes_per_s))
+            .kv("bytes", f.bytes)
+            .kv("mb_per_s", format_args!("{:.2}", f.mb_per_s))
+            .kv("avg_item_bytes", format_args!("{:.0}", f.avg_item_bytes))
+            .kv("reread_items", f.reread_items)
+            .kv("reread_secs", format_args!("{:.3}", f.reread_secs))
+            .kv_opt(limit.map(|l| ("limit_secs", format!("{:.3}", l.limit_secs))))
+            .kv_opt(limit.map(|l| ("limit_mb_per_s", format!("{:.2}", l.limit_mb_per_s))))
+            .kv_opt(limit.map(|l| ("ratio", format!("{:.2}", l.ratio))))
+            .kv_opt(limit.map(|l| {
+                let rss = l.peak_rss_mib.map(|m| format!("{m:.1}"));
+                ("peak_rss_mib", or_na(rss))
+            }))
+            .kv_opt(limit.map(|l| ("peak_rss_bound_mib", format!("{:.0}", l.peak_rss_bound_mib))))
     }
 }
 
 impl AppendReport {
     fn write_text(&self, out: &mut impl io::Write) -> io::Result<()> {
-        let lead = lead(self.engine);
-        let runs = match &self.runs {
-            AppendRuns::One(run) => std::slice::from_ref(run),
-            AppendRuns::Compared { runs, .. } => runs,
+        let (runs, limit) = match &self.runs {
+            AppendRuns::One(run) => (std::slice::from_ref(run), None),
+            AppendRuns::Compared {
+                runs,
+                limit_secs,
+                limit_adds_per_s,
+            } => (runs.as_slice(), Some((limit_secs, limit_adds_per_s))),
         };
         for run in runs {
-            let config = run.config.map_or_else(String::new, |c| {
-                format!(
-                    " config={} max_buffer_items={}",
-                    c.config, c.max_buffer_items
+            Line::new(self.engine, self.workload)
+                .kv("items", self.items)
+                .kv("item_bytes", self.item_bytes)
+                .kv_opt(run.config.map(|c| ("config", c.config.to_owned())))
+                .kv_opt(
+                    run.config
+                        .map(|c| ("max_buffer_items", c.max_buffer_items.to_string())),
                 )
-            });
-            let ratio = run
-                .ratio
-                .map_or_else(String::new, |r| format!(" ratio={r:.2}"));
-            writeln!(
-                out,
-                "{lead}{} items={} size={}{config} secs={:.3} adds_per_s={:.0}{ratio} \
-                 (durable {} included)",
-                self.workload, self.items, self.item_bytes, run.secs, run.adds_per_s, self.close
-            )?;
-        }
-        if let AppendRuns::Compared {
-            limit_secs,
-            limit_adds_per_s,
-            ..
-        } = &self.runs
-        {
-            writeln!(
-                out,
-                "{lead}{} limit: the same bytes with plain writes + fdatasync: \
-                 secs={limit_secs:.3} adds_per_s={limit_adds_per_s:.0}",
-                self.workload
-            )?;
+                .kv("secs", format_args!("{:.3}", run.secs))
+                .kv("adds_per_s", format_args!("{:.0}", run.adds_per_s))
+                .kv_opt(run.ratio.map(|r| ("ratio", format!("{r:.2}"))))
+                .kv_opt(limit.map(|(secs, _)| ("limit_secs", format!("{secs:.3}"))))
+                .kv_opt(limit.map(|(_, rate)| ("limit_adds_per_s", format!("{rate:.0}"))))
+                .kv("close", self.close)
+                .write(out)?;
         }
         Ok(())
     }
 }
 
 impl OpenReport {
-    fn write_text(&self, out: &mut impl io::Write) -> io::Result<()> {
-        let stored = self.stored.as_ref().map_or_else(String::new, |s| {
-            format!(" items={} size={}", s.items, s.item_bytes)
-        });
-        let more = self.more.as_ref().map_or_else(String::new, |m| {
-            format!(
-                " big_file_bytes={} big_open_ms={:.2} items_open_ms={:.2}",
-                m.big_file_bytes, m.big_open_ms, m.items_open_ms
-            )
-        });
-        writeln!(
-            out,
-            "{}open{stored} files={} open_ms={:.2} (median of {}) first_open_ms={:.2}{more} \
-             create_secs={:.3}",
-            lead(self.engine),
-            self.files,
-            self.open_ms,
-            self.opens,
-            self.first_open_ms,
-            self.create_secs
-        )
+    fn line(&self) -> Line {
+        let stored = self.stored.as_ref();
+        let more = self.more.as_ref();
+        Line::new(self.engine, self.workload)
+            .kv_opt(stored.map(|s| ("items", s.items.to_string())))
+            .kv_opt(stored.map(|s| ("item_bytes", s.item_bytes.to_string())))
+            .kv("files", self.files)
+            .kv("create_secs", format_args!("{:.3}", self.create_secs))
+            .kv("opens", self.opens)
+            .kv("open_ms", format_args!("{:.2}", self.open_ms))
+            .kv("first_open_ms", format_args!("{:.2}", self.first_open_ms))
+            .kv_opt(more.map(|m| ("big_file_bytes", m.big_file_bytes.to_string())))
+            .kv_opt(more.map(|m| ("big_open_ms", format!("{:.2}", m.big_open_ms))))
+            .kv_opt(more.map(|m| ("items_open_ms", format!("{:.2}", m.items_open_ms))))
     }
 }
 

@@ -1,40 +1,86 @@
-//! Options shared by the subcommands: the data directory and the format options, and the
-//! parsers of the values they take.
+//! The data directory and the format options, wherever they are given: before the command
+//! (`aiodiskdb --dir D info`), after it (`aiodiskdb info --dir D`), or the directory as the
+//! command's last argument (`aiodiskdb info D`); and the parsers of the values they take.
+//!
+//! The directory is the *last* positional argument so that it never competes with a
+//! command's own (`read LOCATION [DIR]`, `rtrim INDEX POSITION [DIR]`): clap assigns
+//! positionals in order, and an optional one after the required ones is unambiguous.
 
 use std::path::PathBuf;
 
 use aiodiskdb::{AioDiskDb, Builder, ItemLocation};
+use clap::error::ErrorKind;
 
-/// The data directory and the options that decide how its files are named and checked.
-#[derive(Debug, Clone, clap::Args)]
-pub(crate) struct DbArgs {
-    /// The data directory.
-    #[arg(long, value_name = "DIR")]
-    pub(crate) dir: PathBuf,
-    /// Data file name prefix (letters only): PREFIX00000.dat.
-    #[arg(long, value_name = "PREFIX", default_value = "data")]
-    pub(crate) prefix: String,
-    /// Digits of the zero-padded index in data file names (1 to 10).
-    #[arg(long, value_name = "DIGITS", default_value_t = 5)]
-    pub(crate) padding: usize,
-    /// The 4 magic bytes at the start of every data file, as 8 hex digits.
-    #[arg(long, value_name = "HEX", default_value = "0dce8f37", value_parser = parse_genesis)]
-    pub(crate) genesis: [u8; 4],
-    /// Bytes per data file, its 24-byte header included: where `add` starts a new file.
-    #[arg(long, value_name = "BYTES", default_value_t = 128 << 20)]
-    pub(crate) max_file_size: u64,
+/// The default `--max-file-size` (the library's): 128 MiB.
+pub(crate) const DEFAULT_MAX_FILE_SIZE: u64 = 128 << 20;
+
+/// The header of a data file: genesis bytes, trim offset, 16 reserved bytes.
+pub(crate) const HEADER_LEN: u64 = 24;
+
+/// The default `--genesis` (the library's and the Python library's).
+const DEFAULT_GENESIS: [u8; 4] = [0x0d, 0xce, 0x8f, 0x37];
+
+/// How the data files are named and checked; the same options before and after a command.
+#[derive(Debug, clap::Args)]
+pub(crate) struct FormatArgs {
+    /// Data file name prefix, letters only: PREFIX00000.dat [default: data]
+    #[arg(long, value_name = "PREFIX")]
+    prefix: Option<String>,
+    /// Digits of the zero-padded index in data file names, 1 to 10 [default: 5]
+    #[arg(long, value_name = "DIGITS")]
+    padding: Option<usize>,
+    /// The 4 magic bytes at the start of every data file, as 8 hex digits [default:
+    /// 0dce8f37]
+    #[arg(long, value_name = "HEX", value_parser = parse_genesis)]
+    genesis: Option<[u8; 4]>,
 }
 
-impl DbArgs {
-    /// A builder for the directory with these format options. The RAM buffer may hold an
-    /// item as large as a data file.
+/// The options given before the command. Each applies to the commands that take it
+/// after them too; given at both places, it is a usage error.
+#[derive(Debug, clap::Args)]
+pub(crate) struct TopArgs {
+    /// The data directory (the same as after the command, or as its last argument DIR);
+    /// for `bench`, its --dir
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    #[command(flatten)]
+    format: FormatArgs,
+    /// Bytes per data file, its 24-byte header included: where `add` starts a new file,
+    /// and what bounds the item it takes (`add` only) [default: 134217728]
+    #[arg(long, value_name = "BYTES")]
+    max_file_size: Option<u64>,
+}
+
+/// The data directory and the format options of a command that opens one.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DbArgs {
+    /// The data directory, instead of --dir
+    #[arg(value_name = "DIR", conflicts_with = "dir")]
+    dir_arg: Option<PathBuf>,
+    /// The data directory (also before the command, or as the last argument DIR)
+    #[arg(long, value_name = "DIR", help_heading = "Data directory")]
+    dir: Option<PathBuf>,
+    #[command(flatten, next_help_heading = "Data directory")]
+    format: FormatArgs,
+}
+
+/// The data directory and format a command works on, once the options before and after
+/// the command are combined, the defaults filled in.
+#[derive(Debug, Clone)]
+pub(crate) struct Db {
+    pub(crate) dir: PathBuf,
+    pub(crate) prefix: String,
+    pub(crate) padding: usize,
+    pub(crate) genesis: [u8; 4],
+}
+
+impl Db {
+    /// A builder for the directory with these format options.
     pub(crate) fn builder(&self) -> Builder {
         AioDiskDb::builder(&self.dir)
             .file_prefix(self.prefix.clone())
             .file_padding(self.padding)
             .genesis_bytes(self.genesis)
-            .max_file_size(self.max_file_size)
-            .max_buffer_size(self.max_file_size)
     }
 
     /// Whether `name` is a data file name of this naming: `{prefix}{padding digits}.dat`.
@@ -44,6 +90,128 @@ impl DbArgs {
             .is_some_and(|digits| {
                 digits.len() == self.padding && digits.bytes().all(|b| b.is_ascii_digit())
             })
+    }
+
+    /// The name of the data file of `index`.
+    pub(crate) fn data_file_name(&self, index: u32) -> String {
+        format!("{}{index:0width$}.dat", self.prefix, width = self.padding)
+    }
+}
+
+/// A usage error (exit 2) of `command`, formatted by clap with the command's usage.
+fn usage(command: &str, kind: ErrorKind, message: String) -> clap::Error {
+    crate::usage_error(command, kind, message)
+}
+
+/// The one value of an option given before or after `command`; both is a usage error.
+fn one_of<T: Clone>(
+    command: &str,
+    flag: &str,
+    before: Option<&T>,
+    after: Option<&T>,
+) -> Result<Option<T>, clap::Error> {
+    match (before, after) {
+        (Some(_), Some(_)) => Err(usage(
+            command,
+            ErrorKind::ArgumentConflict,
+            format!("{flag} is given both before and after `{command}`; give it once"),
+        )),
+        (b, a) => Ok(a.or(b).cloned()),
+    }
+}
+
+impl TopArgs {
+    /// The directory and format of `command` (which does not take --max-file-size).
+    ///
+    /// # Errors
+    /// A usage error when an option is given both before and after the command, when
+    /// --max-file-size is given before it, or when no directory is given.
+    pub(crate) fn db(&self, command: &str, own: &DbArgs) -> Result<Db, clap::Error> {
+        if self.max_file_size.is_some() {
+            return Err(usage(
+                command,
+                ErrorKind::UnknownArgument,
+                format!("--max-file-size does not apply to `{command}` (only `add` takes it)"),
+            ));
+        }
+        self.dir_and_format(command, own)
+    }
+
+    /// The directory and format options of `command`, given before or after it.
+    fn dir_and_format(&self, command: &str, own: &DbArgs) -> Result<Db, clap::Error> {
+        let before_dir = self.dir.as_ref();
+        let after_dir = own.dir.as_ref().or(own.dir_arg.as_ref());
+        let flag = if own.dir.is_some() || after_dir.is_none() {
+            "--dir"
+        } else {
+            "--dir (or DIR)"
+        };
+        let dir = one_of(command, flag, before_dir, after_dir)?.ok_or_else(|| {
+            usage(
+                command,
+                ErrorKind::MissingRequiredArgument,
+                format!(
+                    "the data directory is missing: give it as the last argument DIR or \
+                     with --dir DIR (before or after `{command}`)"
+                ),
+            )
+        })?;
+        let (b, a) = (&self.format, &own.format);
+        Ok(Db {
+            dir,
+            prefix: one_of(command, "--prefix", b.prefix.as_ref(), a.prefix.as_ref())?
+                .unwrap_or_else(|| "data".to_owned()),
+            padding: one_of(command, "--padding", b.padding.as_ref(), a.padding.as_ref())?
+                .unwrap_or(5),
+            genesis: one_of(command, "--genesis", b.genesis.as_ref(), a.genesis.as_ref())?
+                .unwrap_or(DEFAULT_GENESIS),
+        })
+    }
+
+    /// The directory, format and file size of `add`, whose own --max-file-size is `own_max`.
+    ///
+    /// # Errors
+    /// As [`TopArgs::db`], except that --max-file-size may be given (once).
+    pub(crate) fn db_for_add(
+        &self,
+        own: &DbArgs,
+        own_max: Option<u64>,
+    ) -> Result<(Db, u64), clap::Error> {
+        let max = one_of(
+            "add",
+            "--max-file-size",
+            self.max_file_size.as_ref(),
+            own_max.as_ref(),
+        )?
+        .unwrap_or(DEFAULT_MAX_FILE_SIZE);
+        Ok((self.dir_and_format("add", own)?, max))
+    }
+
+    /// The `--dir` of `bench` given before the command, merged into its own.
+    ///
+    /// # Errors
+    /// A usage error for a format option (bench has none) or a --dir given twice.
+    pub(crate) fn bench_dir(
+        &self,
+        own: Option<&std::path::Path>,
+    ) -> Result<Option<PathBuf>, clap::Error> {
+        let f = &self.format;
+        for (flag, given) in [
+            ("--prefix", f.prefix.is_some()),
+            ("--padding", f.padding.is_some()),
+            ("--genesis", f.genesis.is_some()),
+            ("--max-file-size", self.max_file_size.is_some()),
+        ] {
+            if given {
+                return Err(usage(
+                    "bench",
+                    ErrorKind::UnknownArgument,
+                    format!("{flag} does not apply to `bench` (it benchmarks a fresh directory)"),
+                ));
+            }
+        }
+        let own = own.map(std::path::Path::to_path_buf);
+        one_of("bench", "--dir", self.dir.as_ref(), own.as_ref())
     }
 }
 
@@ -83,10 +251,22 @@ pub(crate) fn parse_genesis(s: &str) -> Result<[u8; 4], String> {
         .map_err(|_| format!("{s:?} is not 8 hex digits (4 bytes)"))
 }
 
-/// Parses `INDEX:POSITION:SIZE`.
+/// Hex digits of a serialized location: 12 bytes.
+const SERIALIZED_HEX_LEN: usize = 2 * ItemLocation::ENCODED_LEN;
+
+/// Parses a location: `INDEX:POSITION:SIZE`, or the 24 hex digits of the 12 bytes the
+/// Python library's `ItemLocation.serialize()` returns (index, position, size, each a
+/// little-endian u32).
 pub(crate) fn parse_location(s: &str) -> Result<ItemLocation, String> {
+    if s.len() == SERIALIZED_HEX_LEN && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let bytes = parse_hex(s)?;
+        return ItemLocation::from_bytes(&bytes).map_err(|e| e.to_string());
+    }
     s.parse::<ItemLocation>().map_err(|e| match e {
-        aiodiskdb::Error::InvalidLocation { reason } => reason,
+        aiodiskdb::Error::InvalidLocation { reason } => format!(
+            "{reason}, or the {SERIALIZED_HEX_LEN} hex digits of a serialized location \
+             (Python's ItemLocation.serialize().hex())"
+        ),
         e => e.to_string(),
     })
 }
@@ -119,8 +299,32 @@ mod tests {
     #[test]
     fn location_syntax() {
         assert_eq!(parse_location("3:80:10").unwrap().to_string(), "3:80:10");
-        assert!(parse_location("3:80")
-            .unwrap_err()
-            .contains("index:position:size"));
+        let err = parse_location("3:80").unwrap_err();
+        assert!(err.contains("index:position:size"), "{err}");
+        assert!(err.contains("24 hex digits"), "{err}");
+        // Python: ItemLocation(3, 80, 10).serialize().hex()
+        let loc = parse_location("03000000500000000a000000").unwrap();
+        assert_eq!(loc.to_string(), "3:80:10");
+        assert_eq!(
+            parse_location("03000000500000000A000000").unwrap(),
+            loc,
+            "either case"
+        );
+        for bad in ["03000000500000000a0000", "03000000500000000a00000g"] {
+            assert!(parse_location(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn data_file_names() {
+        let db = Db {
+            dir: PathBuf::from("d"),
+            prefix: "blk".to_owned(),
+            padding: 8,
+            genesis: [0; 4],
+        };
+        assert_eq!(db.data_file_name(3), "blk00000003.dat");
+        assert!(db.is_data_file_name("blk00000003.dat"));
+        assert!(!db.is_data_file_name("blk00003.dat"));
     }
 }

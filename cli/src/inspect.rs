@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use aiodiskdb::{Inspection, Problem};
 use serde::Serialize;
 
-use crate::args::{hex, DbArgs};
+use crate::args::{hex, Db, DbArgs};
 use crate::exit;
+use crate::flags;
 use crate::out::{self, outln};
 
 pub(crate) const INFO_HELP: &str = r#"With --json, prints one object:
@@ -18,7 +19,9 @@ pub(crate) const INFO_HELP: &str = r#"With --json, prints one object:
    "state": {"clean": bool, "head": int, "head_end": int, "seq": int} | null,
    "locked": bool, "pending_recovery": [str], "problems": [{"path": str, "message": str}],
    "other_dat_files": [str], "sound": bool}
-Sizes are bytes; positions are logical (`end` = trim_offset + item_bytes). `state` is null
+Sizes are bytes (also with -H); positions are logical (`end` = trim_offset + item_bytes).
+With -H, the table shows sizes (size, item_bytes, totals) in B, KiB, MiB, GiB; positions
+(trim_offset, end, the head's end) stay exact, as locations and trims take them. `state` is null
 for a directory without our commit record (one written only by the Python library).
 `other_dat_files` lists `.dat` files of another naming (a wrong --prefix or --padding?).
 info exits 0 even when it lists problems; use `check` for a verdict."#;
@@ -36,20 +39,23 @@ With --json, prints one object:
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct InfoArgs {
-    #[command(flatten)]
-    db: DbArgs,
     /// Print one JSON object (shape below) instead of a table.
     #[arg(long)]
     json: bool,
+    /// Sizes in the table as B, KiB, MiB, GiB (JSON stays in bytes).
+    #[arg(short = 'H', long)]
+    human_readable: bool,
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
 }
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct CheckArgs {
-    #[command(flatten)]
-    db: DbArgs,
     /// Print one JSON object (shape below) instead of lines.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
 }
 
 #[derive(Serialize)]
@@ -111,7 +117,7 @@ fn problems_json(problems: &[Problem]) -> Vec<ProblemJson> {
         .iter()
         .map(|p| ProblemJson {
             path: p.path.display().to_string(),
-            message: p.message.clone(),
+            message: flags::in_flags(&p.message),
         })
         .collect()
 }
@@ -122,7 +128,7 @@ fn problems_json(problems: &[Problem]) -> Vec<ProblemJson> {
     clippy::case_sensitive_file_extension_comparisons,
     reason = "the Python library matches `.dat` case-sensitively"
 )]
-fn other_dat_files(db: &DbArgs, ins: &Inspection) -> Vec<String> {
+fn other_dat_files(db: &Db, ins: &Inspection) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(&db.dir) else {
         return Vec::new();
     };
@@ -140,7 +146,7 @@ fn other_dat_files(db: &DbArgs, ins: &Inspection) -> Vec<String> {
     other
 }
 
-fn other_note(db: &DbArgs, other: &[String]) -> String {
+fn other_note(db: &Db, other: &[String]) -> String {
     format!(
         "{} .dat file{} not named {}{} (e.g. {}): is --prefix or --padding wrong?",
         other.len(),
@@ -166,15 +172,15 @@ fn file_name(path: &std::path::Path) -> String {
     )
 }
 
-pub(crate) async fn info(args: InfoArgs) -> anyhow::Result<ExitCode> {
-    let ins = args.db.builder().inspect().await?;
-    let other = other_dat_files(&args.db, &ins);
+pub(crate) async fn info(db: Db, args: InfoArgs) -> anyhow::Result<ExitCode> {
+    let ins = db.builder().inspect().await?;
+    let other = other_dat_files(&db, &ins);
     if args.json {
         out::json_line(&InfoJson {
-            dir: args.db.dir.display().to_string(),
-            prefix: args.db.prefix.clone(),
-            padding: args.db.padding,
-            genesis: hex(&args.db.genesis),
+            dir: db.dir.display().to_string(),
+            prefix: db.prefix.clone(),
+            padding: db.padding,
+            genesis: hex(&db.genesis),
             files: ins
                 .files
                 .iter()
@@ -203,12 +209,42 @@ pub(crate) async fn info(args: InfoArgs) -> anyhow::Result<ExitCode> {
             sound: ins.is_sound(),
         })?;
     } else {
-        print_info(&args.db, &ins, &other)?;
+        let size: fn(u64) -> String = if args.human_readable {
+            human_size
+        } else {
+            |n| n.to_string()
+        };
+        print_info(&db, &ins, &other, size)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_info(db: &DbArgs, ins: &Inspection, other: &[String]) -> std::io::Result<()> {
+/// `bytes` in B, KiB, MiB or GiB: `812 B`, `4.4 KiB`, `128.0 MiB`.
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "one decimal is shown: 53 bits of precision are plenty"
+    )]
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// Prints the text of `info`, with sizes (not positions) formatted by `size`.
+fn print_info(
+    db: &Db,
+    ins: &Inspection,
+    other: &[String],
+    size: fn(u64) -> String,
+) -> std::io::Result<()> {
     outln!("directory  {}", db.dir.display())?;
     outln!(
         "format     prefix {:?}, {} digits, genesis {}",
@@ -252,19 +288,19 @@ fn print_info(db: &DbArgs, ins: &Inspection, other: &[String]) -> std::io::Resul
         rows.push([
             f.index.to_string(),
             file_name(&f.path),
-            f.size.to_string(),
+            size(f.size),
             f.trim_offset.to_string(),
             f.end.to_string(),
-            f.item_bytes.to_string(),
+            size(f.item_bytes),
         ]);
     }
     rows.push([
         "total".to_owned(),
         format!("{} file{}", ins.files.len(), plural(ins.files.len())),
-        ins.total_size().to_string(),
+        size(ins.total_size()),
         String::new(),
         String::new(),
-        ins.total_item_bytes().to_string(),
+        size(ins.total_item_bytes()),
     ]);
     print_table(&rows)?;
     outln!()?;
@@ -281,7 +317,7 @@ fn print_info(db: &DbArgs, ins: &Inspection, other: &[String]) -> std::io::Resul
     } else {
         outln!("problems ({}):", ins.problems.len())?;
         for p in &ins.problems {
-            outln!("  {}: {}", p.path.display(), p.message)?;
+            outln!("  {}: {}", p.path.display(), flags::in_flags(&p.message))?;
         }
     }
     if !other.is_empty() {
@@ -317,9 +353,9 @@ fn print_table<const N: usize>(rows: &[[String; N]]) -> std::io::Result<()> {
     Ok(())
 }
 
-pub(crate) async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let ins = args.db.builder().inspect().await?;
-    let other = other_dat_files(&args.db, &ins);
+pub(crate) async fn check(db: Db, args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let ins = db.builder().inspect().await?;
+    let other = other_dat_files(&db, &ins);
     let code = if ins.is_sound() {
         ExitCode::SUCCESS
     } else {
@@ -327,7 +363,7 @@ pub(crate) async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     };
     if args.json {
         out::json_line(&CheckJson {
-            dir: args.db.dir.display().to_string(),
+            dir: db.dir.display().to_string(),
             sound: ins.is_sound(),
             files: ins.files.len(),
             total_item_bytes: ins.total_item_bytes(),
@@ -339,7 +375,7 @@ pub(crate) async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         return Ok(code);
     }
     for p in &ins.problems {
-        outln!("{}: {}", p.path.display(), p.message)?;
+        outln!("{}: {}", p.path.display(), flags::in_flags(&p.message))?;
     }
     for line in &ins.pending_recovery {
         outln!("note: pending recovery (the next open does it): {line}")?;
@@ -348,7 +384,7 @@ pub(crate) async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
         outln!("note: another process (or handle) holds the directory")?;
     }
     if !other.is_empty() {
-        outln!("note: {}", other_note(&args.db, &other))?;
+        outln!("note: {}", other_note(&db, &other))?;
     }
     if ins.is_sound() {
         outln!(
@@ -362,8 +398,24 @@ pub(crate) async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             "aiodiskdb: check found {} problem{} in {}",
             ins.problems.len(),
             plural(ins.problems.len()),
-            args.db.dir.display()
+            db.dir.display()
         );
     }
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(1024), "1.0 KiB");
+        assert_eq!(human_size(4463), "4.4 KiB");
+        assert_eq!(human_size(128 << 20), "128.0 MiB");
+        assert_eq!(human_size(3 << 30), "3.0 GiB");
+        assert_eq!(human_size(u64::MAX), "16777216.0 TiB");
+    }
 }

@@ -6,40 +6,61 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use aiodiskdb::{AioDiskDb, ItemLocation};
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, bail, Context};
+use serde::Serialize;
 
-use crate::args::{parse_hex_bytes, parse_location, DbArgs, HexBytes};
+use crate::args::{hex, parse_hex_bytes, parse_location, Db, DbArgs, HexBytes, HEADER_LEN};
 use crate::exit;
 use crate::out::{self, outln};
 
+pub(crate) const ADD_HELP: &str = r#"The largest item is --max-file-size less the 24-byte header; a larger one is refused
+before anything is created. With --json, prints one object:
+  {"location": "INDEX:POSITION:SIZE", "index": int, "position": int, "size": int,
+   "serialized": "24 hex digits: the Python library's ItemLocation.serialize()"}"#;
+
+pub(crate) const TRIM_HELP: &str = r#"With --json, prints one object:
+  {"index": int, "position": int, "removed_item_bytes": int}"#;
+
+pub(crate) const DROP_HELP: &str = r#"With --json, prints one object:
+  {"index": int, "file": str, "removed_item_bytes": int}"#;
+
 #[derive(Debug, clap::Args)]
 pub(crate) struct AddArgs {
-    #[command(flatten)]
-    db: DbArgs,
     /// Read the item from this file instead of stdin.
     #[arg(long, value_name = "PATH")]
     file: Option<PathBuf>,
+    /// Print the location as one JSON object (shape below) instead of INDEX:POSITION:SIZE.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
+    /// Bytes per data file, its 24-byte header included: where `add` starts a new file
+    /// (also before the command) [default: 134217728]
+    #[arg(long, value_name = "BYTES", help_heading = "Data directory")]
+    pub(crate) max_file_size: Option<u64>,
 }
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct RecoverArgs {
     #[command(flatten)]
-    db: DbArgs,
+    pub(crate) db: DbArgs,
 }
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ReadArgs {
-    #[command(flatten)]
-    db: DbArgs,
-    /// The item's location, INDEX:POSITION:SIZE (as printed by `add`).
+    /// The item's location: INDEX:POSITION:SIZE (as `add` prints it), or the 24 hex digits
+    /// of the Python library's `ItemLocation.serialize()`
     #[arg(value_name = "LOCATION", value_parser = parse_location)]
     location: ItemLocation,
+    /// Print the bytes as lowercase hex and a newline instead of raw.
+    #[arg(long)]
+    hex: bool,
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
 }
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct TrimArgs {
-    #[command(flatten)]
-    db: DbArgs,
     /// The data file's index.
     #[arg(value_name = "INDEX")]
     index: u32,
@@ -53,18 +74,49 @@ pub(crate) struct TrimArgs {
     /// Confirm: the bytes removed cannot be recovered.
     #[arg(long)]
     yes: bool,
+    /// Print what was removed as one JSON object (shape below).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
 }
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct DropArgs {
-    #[command(flatten)]
-    db: DbArgs,
     /// The data file's index.
     #[arg(value_name = "INDEX")]
     index: u32,
     /// Confirm: the file is deleted.
     #[arg(long)]
     yes: bool,
+    /// Print what was removed as one JSON object (shape below).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
+}
+
+#[derive(Serialize)]
+struct AddJson {
+    location: String,
+    index: u32,
+    position: u32,
+    size: u32,
+    serialized: String,
+}
+
+#[derive(Serialize)]
+struct TrimJson {
+    index: u32,
+    position: u32,
+    removed_item_bytes: u64,
+}
+
+#[derive(Serialize)]
+struct DropJson {
+    index: u32,
+    file: String,
+    removed_item_bytes: u64,
 }
 
 /// Which end a trim cuts.
@@ -75,7 +127,7 @@ pub(crate) enum Trim {
 }
 
 /// Opens an existing database with trimming allowed.
-async fn open_for_trim(db: &DbArgs) -> anyhow::Result<AioDiskDb> {
+async fn open_for_trim(db: &Db) -> anyhow::Result<AioDiskDb> {
     Ok(db
         .builder()
         .create_if_missing(false)
@@ -96,7 +148,7 @@ async fn with_db<T>(
     Ok(value)
 }
 
-pub(crate) async fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn add(db: Db, max_file_size: u64, args: AddArgs) -> anyhow::Result<ExitCode> {
     let data = if let Some(path) = &args.file {
         std::fs::read(path).with_context(|| format!("read {}", path.display()))?
     } else {
@@ -107,24 +159,49 @@ pub(crate) async fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
             .context("read stdin")?;
         buf
     };
+    // Both before opening, so that nothing is created for nothing. The buffer is as large
+    // as a data file: an item must fit a data file after its header. (A --max-file-size
+    // the library refuses is refused by the open, before anything is created.)
     if data.is_empty() {
-        // Before opening, so that nothing is created for nothing.
         return Err(aiodiskdb::Error::EmptyPayload.into());
     }
-    let db = args.db.builder().open().await?;
-    let loc = with_db(db.clone(), db.add(data)).await?;
+    let size = data.len() as u64;
+    if max_file_size > HEADER_LEN && size > max_file_size - HEADER_LEN {
+        bail!(
+            "item of {size} bytes is larger than the limit of {} bytes (--max-file-size \
+             {max_file_size} less the {HEADER_LEN}-byte header)",
+            max_file_size - HEADER_LEN
+        );
+    }
+    let handle = db
+        .builder()
+        .max_file_size(max_file_size)
+        .max_buffer_size(max_file_size)
+        .open()
+        .await?;
+    let loc = with_db(handle.clone(), handle.add(data)).await?;
     // Printed only once `stop` has made the item durable.
-    outln!("{loc}")?;
+    if args.json {
+        out::json_line(&AddJson {
+            location: loc.to_string(),
+            index: loc.index,
+            position: loc.position,
+            size: loc.size,
+            serialized: hex(&loc.to_bytes()),
+        })?;
+    } else {
+        outln!("{loc}")?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Opens the directory (which recovers it) and stops it cleanly; prints what the open
 /// recovered, as `inspect` planned it just before.
-pub(crate) async fn recover(args: RecoverArgs) -> anyhow::Result<ExitCode> {
-    let plan = args.db.builder().inspect().await?;
-    let db = args.db.builder().create_if_missing(false).open().await?;
-    db.stop().await.context("stop the database")?;
-    let dir = args.db.dir.display();
+pub(crate) async fn recover(db: Db) -> anyhow::Result<ExitCode> {
+    let plan = db.builder().inspect().await?;
+    let handle = db.builder().create_if_missing(false).open().await?;
+    handle.stop().await.context("stop the database")?;
+    let dir = db.dir.display();
     if plan.pending_recovery.is_empty() {
         outln!("nothing to recover in {dir}; it is stopped cleanly")?;
     } else {
@@ -136,13 +213,17 @@ pub(crate) async fn recover(args: RecoverArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) async fn read(args: ReadArgs) -> anyhow::Result<ExitCode> {
-    let db = args.db.builder().create_if_missing(false).open().await?;
+pub(crate) async fn read(db: Db, args: ReadArgs) -> anyhow::Result<ExitCode> {
+    let handle = db.builder().create_if_missing(false).open().await?;
     let loc = args.location;
-    let bytes = with_db(db.clone(), db.read(loc))
+    let bytes = with_db(handle.clone(), handle.read(loc))
         .await?
         .ok_or_else(|| anyhow!("location {loc} is not stored"))?;
-    out::write_bytes(&bytes)?;
+    if args.hex {
+        out::write_bytes(format!("{}\n", hex(&bytes)).as_bytes())?;
+    } else {
+        out::write_bytes(&bytes)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -152,7 +233,7 @@ fn refuse(what: &str) -> ExitCode {
     ExitCode::from(exit::USAGE)
 }
 
-pub(crate) async fn trim(which: Trim, args: TrimArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn trim(db: Db, which: Trim, args: TrimArgs) -> anyhow::Result<ExitCode> {
     let (index, position) = (args.index, args.position);
     let what = match which {
         Trim::Right => format!("rtrim index {index} from position {position} to its end"),
@@ -162,22 +243,38 @@ pub(crate) async fn trim(which: Trim, args: TrimArgs) -> anyhow::Result<ExitCode
         return Ok(refuse(&what));
     }
     let check = args.check.unwrap_or_default().0;
-    let db = open_for_trim(&args.db).await?;
+    let handle = open_for_trim(&db).await?;
     let removed = match which {
-        Trim::Right => with_db(db.clone(), db.rtrim(index, position, &check)).await?,
-        Trim::Left => with_db(db.clone(), db.ltrim(index, position, &check)).await?,
+        Trim::Right => with_db(handle.clone(), handle.rtrim(index, position, &check)).await?,
+        Trim::Left => with_db(handle.clone(), handle.ltrim(index, position, &check)).await?,
     };
-    outln!("removed {removed} item bytes from index {index}")?;
+    if args.json {
+        out::json_line(&TrimJson {
+            index,
+            position,
+            removed_item_bytes: removed,
+        })?;
+    } else {
+        outln!("removed {removed} item bytes from index {index}")?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) async fn drop_index(args: DropArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn drop_index(db: Db, args: DropArgs) -> anyhow::Result<ExitCode> {
     let index = args.index;
     if !args.yes {
         return Ok(refuse(&format!("drop index {index}")));
     }
-    let db = open_for_trim(&args.db).await?;
-    let removed = with_db(db.clone(), db.drop_index(index)).await?;
-    outln!("dropped index {index} ({removed} item bytes)")?;
+    let handle = open_for_trim(&db).await?;
+    let removed = with_db(handle.clone(), handle.drop_index(index)).await?;
+    if args.json {
+        out::json_line(&DropJson {
+            index,
+            file: db.data_file_name(index),
+            removed_item_bytes: removed,
+        })?;
+    } else {
+        outln!("dropped index {index} ({removed} item bytes)")?;
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -109,7 +109,8 @@ fn fixture(name: &str) -> Result<(tempfile::TempDir, PathBuf, Value)> {
     Ok((t, dst, expected))
 }
 
-/// The format options of a fixture, as command-line flags.
+/// The format options of a fixture, as command-line flags (those every command takes:
+/// not `--max-file-size`, which only `add` takes).
 fn format_flags(expected: &Value) -> Vec<String> {
     let c = &expected["config"];
     vec![
@@ -119,8 +120,6 @@ fn format_flags(expected: &Value) -> Vec<String> {
         c["padding"].to_string(),
         "--genesis".into(),
         c["genesis_hex"].as_str().expect("genesis").into(),
-        "--max-file-size".into(),
-        c["max_file_size"].to_string(),
     ]
 }
 
@@ -249,13 +248,17 @@ fn missing_directory_is_an_error_and_is_not_created() -> Result<()> {
     Ok(())
 }
 
+/// Bad values are errors that name the CLI's flags, as given, not the library's options.
 #[test]
 fn bad_options_are_errors() -> Result<()> {
     let (_t, db) = temp_db()?;
     add(&db, b"x")?;
-    run(&["info", "--dir", s(&db), "--prefix", "da7a"])?.expect_error("file_prefix")?;
-    run(&["check", "--dir", s(&db), "--padding", "11"])?.expect_error("file_padding")?;
-    run(&["info", "--dir", s(&db), "--max-file-size", "24"])?.expect_error("max_file_size")?;
+    let r = run(&["info", "--dir", s(&db), "--prefix", "da7a"])?
+        .expect_error("--prefix da7a: must be a non-empty string of letters")?;
+    ensure!(!r.stderr.contains("file_prefix"), "{}", r.stderr);
+    run(&["check", "--dir", s(&db), "--padding", "11"])?.expect_error("--padding 11: ")?;
+    aiodiskdb(&["add", "--dir", s(&db), "--max-file-size", "24"], b"x")?
+        .expect_error("--max-file-size 24: must be more than the 24-byte header")?;
     Ok(())
 }
 
@@ -677,22 +680,31 @@ fn bench_runs_every_workload_tiny() -> Result<()> {
     Ok(())
 }
 
+/// The seed workload prints the seed's figures (duration, reads, writes, bandwidth,
+/// average item size), the re-read and the limit on one `key=value` line.
 #[test]
-fn bench_seed_prints_the_seed_line() -> Result<()> {
+fn bench_seed_prints_the_seed_figures() -> Result<()> {
     let (_t, db) = temp_db()?;
     let r = run(&["bench", "--total-mb", "1", "--dir", s(&db), "-q"])?.expect_code(0)?;
     let text = r.text();
-    let first = text.lines().next().unwrap_or("");
-    for needle in [
-        "Duration: ",
-        "Reads: ",
-        "Writes: ",
-        "Bandwidth: ",
-        "Avg item size: ",
+    let lines: Vec<&str> = text.lines().collect();
+    ensure!(lines.len() == 1, "{text}");
+    let line = key_values(lines[0])?;
+    assert_eq!(line[0], ("workload", "seed-small"));
+    for key in [
+        "secs",
+        "reads",
+        "reads_per_s",
+        "writes",
+        "writes_per_s",
+        "bytes",
+        "mb_per_s",
+        "avg_item_bytes",
+        "reread_items",
+        "ratio",
     ] {
-        ensure!(first.contains(needle), "{first}");
+        ensure!(line.iter().any(|(k, _)| *k == key), "no {key}: {text}");
     }
-    ensure!(text.contains("all verified"), "{text}");
     ensure!(r.stderr.is_empty(), "quiet: {}", r.stderr);
     // The directory holds the data; it is not empty any more.
     run(&["bench", "--dir", s(&db)])?.expect_error("is not empty")?;
@@ -708,7 +720,11 @@ fn bench_seed_prints_the_seed_line() -> Result<()> {
         "4",
     ])?
     .expect_code(0)?;
-    ensure!(r.text().starts_with("durable tasks=4 "), "{}", r.text());
+    ensure!(
+        r.text().starts_with("workload=durable tasks=4 "),
+        "{}",
+        r.text()
+    );
     Ok(())
 }
 
@@ -801,5 +817,527 @@ fn check_reports_names_that_are_not_utf8() -> Result<()> {
     // Ignored by the engine: the directory still opens and reads.
     let r = run(&["read", "--dir", s(&db), "0:0:3"])?.expect_code(0)?;
     assert_eq!(r.stdout, b"abc");
+    Ok(())
+}
+
+/// The `key=value` pairs of a text line of `bench`; an error unless every word is one
+/// (a quoted value may hold spaces: only `error="..."` has one).
+fn key_values(line: &str) -> Result<Vec<(&str, &str)>> {
+    line.split(' ')
+        .map(|pair| {
+            pair.split_once('=')
+                .filter(|(k, v)| {
+                    !k.is_empty()
+                        && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                        && !v.is_empty()
+                        && !v.contains('=')
+                })
+                .with_context(|| format!("{pair:?} is not key=value in {line:?}"))
+        })
+        .collect()
+}
+
+/// The files of a directory and their bytes.
+fn snapshot(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        files.push((
+            e.file_name().to_string_lossy().into_owned(),
+            std::fs::read(e.path())?,
+        ));
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// `--dir` and the format options before the command, after it, or the directory as the
+/// command's last argument: the same directory, the same results.
+#[test]
+fn dir_and_format_options_before_or_after_the_command_or_dir_last() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    let d = s(&db);
+    let fmt = ["--prefix", "blk", "--padding", "8", "--genesis", "f9beb4d9"];
+    // Before the command, the directory last, and --dir after it.
+    let with = |before: &[&str], cmd: &[&str], after: &[&str]| -> Vec<String> {
+        [before, cmd, after]
+            .concat()
+            .iter()
+            .map(|a| (*a).to_owned())
+            .collect()
+    };
+    let call = |args: Vec<String>, stdin: &[u8]| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        aiodiskdb(&refs, stdin)
+    };
+    let first = call(
+        with(&[&["--dir", d][..], &fmt].concat(), &["add"], &[]),
+        b"one",
+    )?
+    .expect_code(0)?;
+    assert_eq!(first.text().trim(), "0:0:3");
+    let second = call(with(&fmt, &["add", d], &[]), b"two")?.expect_code(0)?;
+    assert_eq!(second.text().trim(), "0:3:3");
+    let third = call(with(&[], &["add", "--dir", d], &fmt), b"three")?.expect_code(0)?;
+    assert_eq!(third.text().trim(), "0:6:5");
+    ensure!(
+        db.join("blk00000000.dat").exists(),
+        "named by the format options"
+    );
+
+    let info = |before: &[&str], after: &[&str]| -> Result<Value> {
+        call(with(before, &["info", "--json"], after), b"")?
+            .expect_code(0)?
+            .json()
+    };
+    let expected = info(&[], &[&["--dir", d][..], &fmt].concat())?;
+    assert_eq!(expected["total_item_bytes"], 11);
+    assert_eq!(expected["prefix"], "blk");
+    for (before, after) in [
+        ([&["--dir", d][..], &fmt].concat(), vec![]),
+        (fmt.to_vec(), vec![d]),
+        (vec!["--dir", d], fmt.to_vec()),
+        (vec![], [&fmt[..], &[d]].concat()),
+    ] {
+        assert_eq!(info(&before, &after)?, expected, "{before:?} {after:?}");
+    }
+    for (before, cmd, after) in [
+        (vec!["--dir", d], vec!["read", "0:3:3"], fmt.to_vec()),
+        (fmt.to_vec(), vec!["read", "0:3:3", d], vec![]),
+        (vec![], vec!["read", "0:3:3", d], fmt.to_vec()),
+        (vec![], vec!["read", "--dir", d, "0:3:3"], fmt.to_vec()),
+    ] {
+        let r = call(with(&before, &cmd, &after), b"")?.expect_code(0)?;
+        assert_eq!(r.stdout, b"two", "{before:?} {cmd:?} {after:?}");
+    }
+    call(with(&fmt, &["check", d], &[]), b"")?.expect_code(0)?;
+    call(with(&["--dir", d], &["check"], &fmt), b"")?.expect_code(0)?;
+    // The trims and drop: their own arguments first, the directory last.
+    let r = call(with(&fmt, &["rtrim", "0", "6", d, "--yes"], &[]), b"")?.expect_code(0)?;
+    assert_eq!(r.text().trim(), "removed 5 item bytes from index 0");
+    let r = call(
+        with(&["--dir", d], &["ltrim", "0", "3", "--yes"], &fmt),
+        b"",
+    )?
+    .expect_code(0)?;
+    assert_eq!(r.text().trim(), "removed 3 item bytes from index 0");
+    let r = call(with(&[], &["drop", "0", d, "--yes"], &fmt), b"")?.expect_code(0)?;
+    assert_eq!(r.text().trim(), "dropped index 0 (3 item bytes)");
+    let r = call(with(&fmt, &["recover", d], &[]), b"")?.expect_code(0)?;
+    ensure!(r.text().contains("nothing to recover"), "{}", r.text());
+    Ok(())
+}
+
+/// Ambiguous or missing directories are usage errors (exit 2) that say what to do.
+#[test]
+fn the_directory_given_twice_or_not_at_all_is_a_usage_error() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    let d = s(&db);
+    add(&db, b"abc")?;
+    for (args, needle) in [
+        (
+            vec!["--dir", d, "info", d],
+            "--dir (or DIR) is given both before and after `info`",
+        ),
+        (
+            vec!["--dir", d, "read", "--dir", d, "0:0:3"],
+            "--dir is given both before and after `read`",
+        ),
+        (
+            vec!["--padding", "5", "check", d, "--padding", "5"],
+            "--padding is given both before and after `check`",
+        ),
+        (vec!["info"], "the data directory is missing"),
+        (vec!["read", "0:0:3"], "the data directory is missing"),
+        (vec!["--prefix", "data", "drop", "0", "--yes"], "DIR"),
+        // The directory first, where the command's own arguments go.
+        (vec!["read", d, "0:0:3"], "DIR comes last"),
+        (vec!["rtrim", d, "0", "1", "--yes"], "DIR comes last"),
+        (
+            vec!["--max-file-size", "100", "read", "0:0:3", d],
+            "--max-file-size does not apply to `read`",
+        ),
+        (
+            vec!["read", "0:0:3", d, "--max-file-size", "100"],
+            "--max-file-size",
+        ),
+        (
+            vec!["--genesis", "0dce8f37", "bench"],
+            "--genesis does not apply to `bench`",
+        ),
+    ] {
+        let r = run(&args)?.expect_code(2)?;
+        ensure!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
+    }
+    let r = run(&["read", "0:0:3", d])?.expect_code(0)?;
+    assert_eq!(r.stdout, b"abc", "nothing changed");
+    Ok(())
+}
+
+/// Each command's help lists the options it takes: --max-file-size only matters to `add`,
+/// and `bench` has no format option.
+#[test]
+fn help_lists_only_the_options_each_command_takes() -> Result<()> {
+    for cmd in [
+        "info", "check", "recover", "read", "rtrim", "ltrim", "drop", "add",
+    ] {
+        let help = run(&[cmd, "--help"])?.expect_code(0)?.text();
+        ensure!(
+            help.contains("--max-file-size") == (cmd == "add"),
+            "{cmd} --help and --max-file-size:\n{help}"
+        );
+        for needle in ["--dir <DIR>", "--prefix", "--padding", "--genesis"] {
+            ensure!(
+                help.contains(needle),
+                "{cmd} --help lacks {needle:?}:\n{help}"
+            );
+        }
+    }
+    let bench = run(&["bench", "--help"])?.expect_code(0)?.text();
+    ensure!(!bench.contains("--prefix"), "{bench}");
+    let (_t, db) = temp_db()?;
+    add(&db, b"abc")?;
+    let r = run(&["read", "--dir", s(&db), "0:0:3", "--max-file-size", "100"])?.expect_code(2)?;
+    ensure!(r.stderr.contains("--max-file-size"), "{}", r.stderr);
+    Ok(())
+}
+
+/// The help says where the directory and the format options go.
+#[test]
+fn help_says_where_the_directory_goes() -> Result<()> {
+    let top = run(&["--help"])?.expect_code(0)?.text();
+    for needle in ["--dir <DIR>", "--prefix", "before or after the command"] {
+        ensure!(top.contains(needle), "--help lacks {needle:?}:\n{top}");
+    }
+    for (cmd, usage) in [
+        ("info", "info [OPTIONS] [DIR]"),
+        ("add", "add [OPTIONS] [DIR]"),
+        ("read", "read [OPTIONS] <LOCATION> [DIR]"),
+        ("rtrim", "rtrim [OPTIONS] <INDEX> <POSITION> [DIR]"),
+        ("drop", "drop [OPTIONS] <INDEX> [DIR]"),
+    ] {
+        let help = run(&[cmd, "--help"])?.expect_code(0)?.text();
+        ensure!(
+            help.contains(usage),
+            "{cmd} --help lacks {usage:?}:\n{help}"
+        );
+    }
+    let bench = run(&["bench", "--help"])?.expect_code(0)?.text();
+    ensure!(!bench.contains("[DIR]"), "{bench}");
+    Ok(())
+}
+
+/// A directory written with another padding or genesis: the error and `check` name the
+/// flags, with the value given and the value recorded.
+#[test]
+fn a_format_mismatch_names_the_flags() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    let d = s(&db);
+    add(&db, b"abc")?;
+    let r = run(&["read", "--dir", d, "0:0:3", "--padding", "6"])?
+        .expect_error("--padding 6: the directory was written with --padding 5")?;
+    ensure!(!r.stderr.contains("file_padding"), "{}", r.stderr);
+    let r = run(&[
+        "rtrim",
+        "--dir",
+        d,
+        "0",
+        "1",
+        "--genesis",
+        "f9beb4d9",
+        "--yes",
+    ])?
+    .expect_error("--genesis f9beb4d9: the directory was written with --genesis 0dce8f37")?;
+    ensure!(!r.stderr.contains("genesis_bytes"), "{}", r.stderr);
+    let r = run(&["check", "--dir", d, "--padding", "6"])?.expect_code(3)?;
+    ensure!(
+        r.text()
+            .contains("the directory was written with --padding 5 (not 6)"),
+        "{}",
+        r.text()
+    );
+    ensure!(!r.text().contains("file_padding"), "{}", r.text());
+    // A missing directory, without the library's option names.
+    let missing = format!("{d}-missing");
+    let r = run(&["read", "--dir", &missing, "0:0:1"])?.expect_error("directory does not exist")?;
+    ensure!(!r.stderr.contains("create_if_missing"), "{}", r.stderr);
+    Ok(())
+}
+
+/// An item too large for --max-file-size is refused before anything is created: no
+/// directory, no state file, no data file.
+#[test]
+fn a_rejected_add_creates_nothing() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    let d = s(&db);
+    let small = ["--max-file-size", "100"];
+    let r = aiodiskdb(&[&["add", "--dir", d][..], &small].concat(), &[1u8; 77])?;
+    ensure!(!db.exists(), "the directory was created");
+    let r = r.expect_error("larger than the limit of 76 bytes (--max-file-size 100 less the")?;
+    ensure!(r.stdout.is_empty());
+    // In an existing directory, under another naming too: nothing new.
+    add(&db, b"x")?;
+    let before = snapshot(&db)?;
+    for prefix in ["data", "blk"] {
+        let r = aiodiskdb(
+            &[&["add", "--dir", d, "--prefix", prefix][..], &small].concat(),
+            &[1u8; 77],
+        )?;
+        assert_eq!(snapshot(&db)?, before, "--prefix {prefix}");
+        r.expect_error("--max-file-size 100")?;
+    }
+    // The largest item accepted: the file size less the 24-byte header.
+    let r = aiodiskdb(&[&["add", "--dir", d][..], &small].concat(), &[2u8; 76])?.expect_code(0)?;
+    assert_eq!(r.text().trim(), "1:0:76");
+    Ok(())
+}
+
+/// `read --hex`, and locations as the 24 hex digits of Python's `serialize()`.
+#[test]
+fn read_hex_and_serialized_locations() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    let d = s(&db);
+    add(&db, &[0xaa; 300])?;
+    assert_eq!(add(&db, b"hello world")?, "0:300:11");
+    let r = run(&["read", "--dir", d, "0:300:11", "--hex"])?.expect_code(0)?;
+    assert_eq!(r.text(), "68656c6c6f20776f726c64\n");
+    // ItemLocation(0, 300, 11).serialize(): u32 little endian index, position, size.
+    let serialized = "000000002c0100000b000000";
+    let r = run(&["read", "--dir", d, serialized])?.expect_code(0)?;
+    assert_eq!(r.stdout, b"hello world");
+    let r = run(&["read", "--dir", d, &serialized.to_uppercase(), "--hex"])?.expect_code(0)?;
+    assert_eq!(r.text(), "68656c6c6f20776f726c64\n");
+    run(&["read", "--dir", d, "010000002c0100000b000000"])?
+        .expect_error("location 1:300:11 is not stored")?;
+    for bad in ["000000002c0100000b0000", "000000002c0100000b00000z"] {
+        let r = run(&["read", "--dir", d, bad])?.expect_code(2)?;
+        ensure!(r.stderr.contains("24 hex digits"), "{bad}: {}", r.stderr);
+    }
+    let help = run(&["read", "--help"])?.expect_code(0)?.text();
+    ensure!(
+        help.contains("--hex") && help.contains("ItemLocation.serialize()"),
+        "{help}"
+    );
+    Ok(())
+}
+
+/// `--json` on add (the location as text, its fields, and serialized), the trims and drop
+/// (what was removed).
+#[test]
+fn add_trims_and_drop_print_json() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    let d = s(&db);
+    let small = ["--max-file-size", "40"];
+    let a = aiodiskdb(
+        &[&["add", "--dir", d, "--json"][..], &small].concat(),
+        b"aaaaaaaabbbbbbbb",
+    )?
+    .expect_code(0)?
+    .json()?;
+    assert_eq!(
+        a,
+        serde_json::json!({"location": "0:0:16", "index": 0, "position": 0, "size": 16,
+                           "serialized": "000000000000000010000000"})
+    );
+    let b = aiodiskdb(
+        &[&["add", "--dir", d, "--json"][..], &small].concat(),
+        b"ccccccccdddddddd",
+    )?
+    .expect_code(0)?
+    .json()?;
+    assert_eq!(b["location"], "1:0:16");
+    let serialized = b["serialized"].as_str().context("serialized")?;
+    assert_eq!(
+        run(&["read", "--dir", d, serialized])?
+            .expect_code(0)?
+            .stdout,
+        b"ccccccccdddddddd"
+    );
+
+    let r = run(&["rtrim", "--dir", d, "1", "8", "--yes", "--json"])?
+        .expect_code(0)?
+        .json()?;
+    assert_eq!(
+        r,
+        serde_json::json!({"index": 1, "position": 8, "removed_item_bytes": 8})
+    );
+    let r = run(&["ltrim", "--dir", d, "0", "8", "--yes", "--json"])?
+        .expect_code(0)?
+        .json()?;
+    assert_eq!(
+        r,
+        serde_json::json!({"index": 0, "position": 8, "removed_item_bytes": 8})
+    );
+    let r = run(&["drop", "--dir", d, "0", "--yes", "--json"])?
+        .expect_code(0)?
+        .json()?;
+    assert_eq!(
+        r,
+        serde_json::json!({"index": 0, "file": "data00000.dat", "removed_item_bytes": 8})
+    );
+    // Refused without --yes: no JSON, the usual usage error.
+    let r = run(&["drop", "--dir", d, "1", "--json"])?.expect_code(2)?;
+    ensure!(r.stdout.is_empty() && r.stderr.contains("without --yes"));
+    Ok(())
+}
+
+/// `info -H`: sizes in KiB/MiB in the table, positions exact; JSON stays in bytes.
+#[test]
+fn info_human_readable_sizes() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    let d = s(&db);
+    add(&db, &vec![5u8; 3 << 20])?;
+    add(&db, &[6u8; 1000])?;
+    let plain = run(&["info", "--dir", d])?.expect_code(0)?.text();
+    let human = run(&["info", "--dir", d, "-H"])?.expect_code(0)?.text();
+    let row = |text: &str, first: &str| -> Result<Vec<String>> {
+        text.lines()
+            .find(|l| l.starts_with(first))
+            .map(|l| l.split("  ").map(|c| c.trim().to_owned()).collect())
+            .with_context(|| format!("no {first} row: {text}"))
+    };
+    let plain_row = row(&plain, "0 ")?;
+    ensure!(plain_row.iter().any(|c| c == "3146752"), "{plain}");
+    let human_row = row(&human, "0 ")?;
+    let cells: Vec<&str> = human_row
+        .iter()
+        .map(String::as_str)
+        .filter(|c| !c.is_empty())
+        .collect();
+    // index, file, size, trim_offset, end, item_bytes
+    assert_eq!(
+        cells,
+        ["0", "data00000.dat", "3.0 MiB", "0", "3146728", "3.0 MiB"],
+        "{human}"
+    );
+    let total = row(&human, "total")?;
+    ensure!(total.iter().any(|c| c == "3.0 MiB"), "{human}");
+    assert_eq!(
+        run(&["info", "--dir", d, "-H", "--json"])?
+            .expect_code(0)?
+            .json()?,
+        run(&["info", "--dir", d, "--json"])?
+            .expect_code(0)?
+            .json()?,
+        "JSON stays in bytes"
+    );
+    let long = run(&["info", "--dir", d, "--human-readable"])?
+        .expect_code(0)?
+        .text();
+    assert_eq!(long, human);
+    Ok(())
+}
+
+/// Every stdout line of `bench` and its `--json` objects say the same: `key=value`
+/// pairs with the JSON keys, `workload` first.
+#[test]
+fn bench_text_lines_are_key_value_pairs() -> Result<()> {
+    let args = [
+        "bench",
+        "--workload",
+        "all",
+        "--total-mb",
+        "1",
+        "--items",
+        "100",
+        "--files",
+        "3",
+        "--tasks",
+        "4",
+        "-q",
+    ];
+    let text = run(&args)?.expect_code(0)?.text();
+    let mut workloads = Vec::new();
+    for line in text.lines() {
+        let pairs = key_values(line)?;
+        ensure!(pairs[0].0 == "workload", "{line}");
+        if workloads.last() != Some(&pairs[0].1) {
+            workloads.push(pairs[0].1);
+        }
+        // Figures are numbers (or n/a); config and close are words.
+        for (k, v) in &pairs[1..] {
+            ensure!(
+                v.parse::<f64>().is_ok() || *v == "n/a" || ["config", "close"].contains(k),
+                "{k}={v} in {line}"
+            );
+        }
+    }
+    assert_eq!(
+        workloads,
+        [
+            "seed-large",
+            "seed-small",
+            "append",
+            "append-large",
+            "read",
+            "durable",
+            "open"
+        ]
+    );
+    let open = text
+        .lines()
+        .find(|l| l.starts_with("workload=open "))
+        .context("open line")?;
+    ensure!(open.contains(" opens=5 open_ms="), "{open}");
+    ensure!(!text.contains('('), "{text}");
+    Ok(())
+}
+
+/// `aiodiskdb --dir DIR bench` runs in DIR, as `bench --dir DIR` does.
+#[test]
+fn bench_takes_its_dir_before_the_command() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    let d = s(&db);
+    run(&["--dir", d, "bench", "--total-mb", "1", "-q"])?.expect_code(0)?;
+    run(&["check", d])?.expect_code(0)?;
+    run(&["--dir", d, "bench", "-q"])?.expect_error("is not empty")?;
+    let r = run(&["--dir", d, "bench", "--dir", d])?.expect_code(2)?;
+    ensure!(r.stderr.contains("--dir is given both"), "{}", r.stderr);
+    Ok(())
+}
+
+/// `cargo doc` at the workspace root documents the library: no other documented target
+/// is named `aiodiskdb` (the CLI binary's docs overwrote the library's).
+#[test]
+fn cargo_doc_documents_the_library() -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let out = Command::new(cargo)
+        .args([
+            "metadata",
+            "--no-deps",
+            "--offline",
+            "--format-version",
+            "1",
+        ])
+        .arg("--manifest-path")
+        .arg(manifest)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: Value = serde_json::from_slice(&out.stdout)?;
+    let mut documented = Vec::new();
+    for package in meta["packages"].as_array().context("packages")? {
+        for target in package["targets"].as_array().context("targets")? {
+            if target["doc"] == true {
+                documented.push((
+                    target["name"].as_str().context("name")?.replace('-', "_"),
+                    target["kind"].clone(),
+                    package["name"].clone(),
+                ));
+            }
+        }
+    }
+    let named: Vec<_> = documented
+        .iter()
+        .filter(|(name, _, _)| name == "aiodiskdb")
+        .collect();
+    ensure!(
+        named.len() == 1 && named[0].1 == serde_json::json!(["lib"]),
+        "documented targets named aiodiskdb: {named:?}"
+    );
     Ok(())
 }

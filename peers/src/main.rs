@@ -26,8 +26,10 @@ const AFTER_HELP: &str = r#"Workloads (those of `aiodiskdb bench`; sizes scale w
               5 times: median and first open, ms
   all         every workload above, in this order
 
-Each (engine, workload) runs in its own directory. Output: one text line per result,
-prefixed by the engine's name, or with --json one object per line with the fields of
+Each (engine, workload) runs in its own directory. Output: the lines of `aiodiskdb bench`
+(`key=value` pairs, the JSON keys in their order) starting with engine=NAME, one per
+result (per run for read); a workload that failed prints engine=NAME workload=W
+error="message". With --json, one object per line with the fields of
 `aiodiskdb bench --json` plus "engine":
   seed-*:  {"engine", "workload", "secs", "reads", "reads_per_s", "writes", "writes_per_s",
             "bytes", "mb_per_s", "avg_item_bytes", "reread_items", "reread_secs"}

@@ -36,11 +36,11 @@ fn seed() {
         r#"{"workload":"seed-small","secs":2.0,"reads":10,"reads_per_s":5.0,"writes":4,"writes_per_s":2.0,"bytes":4000,"mb_per_s":0.002,"avg_item_bytes":1000.0,"reread_items":4,"reread_secs":1.0,"limit_secs":1.0,"limit_mb_per_s":0.004,"ratio":0.5,"peak_rss_mib":null,"peak_rss_bound_mib":96.0}"#
     );
     assert_eq!(
-        text(&ours).lines().nth(2),
-        Some(
-            "Limit: the same bytes with plain writes + fdatasync: 1.00s (0.00MB/s), ratio 0.50; \
-             peak RSS unknown (bound 96 MiB)"
-        )
+        text(&ours),
+        "workload=seed-small secs=2.000 reads=10 reads_per_s=5 writes=4 writes_per_s=2 \
+         bytes=4000 mb_per_s=0.00 avg_item_bytes=1000 reread_items=4 reread_secs=1.000 \
+         limit_secs=1.000 limit_mb_per_s=0.00 ratio=0.50 peak_rss_mib=n/a \
+         peak_rss_bound_mib=96\n"
     );
     let peer = Report::Seed(SeedReport {
         engine: Some("redb"),
@@ -54,9 +54,9 @@ fn seed() {
     );
     assert_eq!(
         text(&peer),
-        "redb seed-small: Duration: 2.00s, Reads: 10 (~5/s), Writes: 4 (~2/s), Bandwidth: 0MB \
-         (0.00MB/s), Avg item size: 1.0kB\nredb seed-small: Re-read from a fresh instance: 4 \
-         items in 1.00s (~4/s), all verified\n"
+        "engine=redb workload=seed-small secs=2.000 reads=10 reads_per_s=5 writes=4 \
+         writes_per_s=2 bytes=4000 mb_per_s=0.00 avg_item_bytes=1000 reread_items=4 \
+         reread_secs=1.000\n"
     );
 }
 
@@ -93,9 +93,9 @@ fn append() {
     );
     assert_eq!(
         text(&ours),
-        "append items=100 size=100 config=default max_buffer_items=1000 secs=2.000 \
-         adds_per_s=50 ratio=0.50 (durable stop included)\nappend limit: the same bytes with \
-         plain writes + fdatasync: secs=1.000 adds_per_s=100\n"
+        "workload=append items=100 item_bytes=100 config=default max_buffer_items=1000 \
+         secs=2.000 adds_per_s=50 ratio=0.50 limit_secs=1.000 limit_adds_per_s=100 \
+         close=stop\n"
     );
     let peer = Report::Append(AppendReport {
         engine: Some("fjall"),
@@ -111,7 +111,8 @@ fn append() {
     );
     assert_eq!(
         text(&peer),
-        "fjall append items=100 size=100 secs=2.000 adds_per_s=50 (durable close included)\n"
+        "engine=fjall workload=append items=100 item_bytes=100 secs=2.000 adds_per_s=50 \
+         close=close\n"
     );
 }
 
@@ -147,8 +148,14 @@ fn read_and_durable() {
         runs: vec![run(None)],
     });
     assert_eq!(
+        text(&ours),
+        "workload=read items=10 item_bytes=1024 readers=1 reads=10 secs=1.000 reads_per_s=10 \
+         limit_secs=0.500 limit_reads_per_s=20 ratio=0.50\n"
+    );
+    assert_eq!(
         text(&peer),
-        "marble read items=10 size=1024 readers=1 reads=10 secs=1.000 reads_per_s=10\n"
+        "engine=marble workload=read items=10 item_bytes=1024 readers=1 reads=10 secs=1.000 \
+         reads_per_s=10\n"
     );
 
     let durable = |engine, flushes: Option<u64>, limit| {
@@ -181,13 +188,18 @@ fn read_and_durable() {
     );
     assert_eq!(
         text(&ours),
-        "durable tasks=2 size=100 items=8 flushes=4 secs=2.000 items_per_s=4 flushes_per_s=2 \
-         limit_items_per_s=8 ratio=0.50\n"
+        "workload=durable tasks=2 item_bytes=100 items=8 flushes=4 secs=2.000 items_per_s=4 \
+         flushes_per_s=2 limit_batches=4 limit_secs=1.000 limit_items_per_s=8 ratio=0.50\n"
     );
     let peer = durable(Some("okaywal"), None, None);
     assert_eq!(
         json(&peer),
         r#"{"engine":"okaywal","workload":"durable","tasks":2,"item_bytes":100,"items":8,"flushes":null,"secs":2.0,"items_per_s":4.0,"flushes_per_s":null}"#
+    );
+    assert_eq!(
+        text(&peer),
+        "engine=okaywal workload=durable tasks=2 item_bytes=100 items=8 flushes=n/a \
+         secs=2.000 items_per_s=4 flushes_per_s=n/a\n"
     );
 }
 
@@ -221,8 +233,8 @@ fn open() {
     );
     assert_eq!(
         text(&ours),
-        "open files=3 open_ms=2.00 (median of 5) first_open_ms=3.00 big_file_bytes=124 \
-         big_open_ms=4.00 items_open_ms=5.00 create_secs=1.000\n"
+        "workload=open files=3 create_secs=1.000 opens=5 open_ms=2.00 first_open_ms=3.00 \
+         big_file_bytes=124 big_open_ms=4.00 items_open_ms=5.00\n"
     );
     let stored = Stored {
         items: 7,
@@ -235,7 +247,86 @@ fn open() {
     );
     assert_eq!(
         text(&peer),
-        "commitlog open items=7 size=1024 files=3 open_ms=2.00 (median of 5) first_open_ms=3.00 \
-         create_secs=1.000\n"
+        "engine=commitlog workload=open items=7 item_bytes=1024 files=3 create_secs=1.000 \
+         opens=5 open_ms=2.00 first_open_ms=3.00\n"
     );
+}
+
+#[test]
+fn failed() {
+    let r = Report::Failed {
+        engine: "redb",
+        workload: "append",
+        error: "write \"x\": disk full".to_owned(),
+    };
+    assert_eq!(
+        json(&r),
+        r#"{"engine":"redb","workload":"append","error":"write \"x\": disk full"}"#
+    );
+    assert_eq!(
+        text(&r),
+        "engine=redb workload=append error=\"write \\\"x\\\": disk full\"\n"
+    );
+}
+
+/// Every text line is `key=value` pairs, separated by single spaces, whose keys are keys
+/// of the report's JSON object (or of its runs), plus `close` for append; values are
+/// unquoted words except a quoted error.
+#[test]
+fn every_text_line_is_key_value_pairs_with_the_json_keys() {
+    let reports = [
+        Report::Seed(SeedReport {
+            engine: None,
+            workload: "seed-large",
+            figures: figures(),
+            limit: Some(SeedLimit {
+                limit_secs: 1.0,
+                limit_mb_per_s: 0.004,
+                ratio: 0.5,
+                peak_rss_mib: Some(12.5),
+                peak_rss_bound_mib: 96.0,
+            }),
+        }),
+        Report::Append(AppendReport {
+            engine: None,
+            workload: "append",
+            items: 100,
+            item_bytes: 100,
+            runs: AppendRuns::Compared {
+                runs: vec![
+                    append_run(
+                        Some(RunConfig {
+                            config: "default",
+                            max_buffer_items: 1000,
+                        }),
+                        Some(0.5),
+                    ),
+                    append_run(
+                        Some(RunConfig {
+                            config: "bytes-governed",
+                            max_buffer_items: 100_000,
+                        }),
+                        Some(0.7),
+                    ),
+                ],
+                limit_secs: 1.0,
+                limit_adds_per_s: 100.0,
+            },
+            close: "stop",
+        }),
+    ];
+    for r in &reports {
+        let object = serde_json::to_value(r).unwrap();
+        let runs = object["runs"].as_array().cloned().unwrap_or_default();
+        for line in text(r).lines() {
+            for pair in line.split(' ') {
+                let (key, value) = pair.split_once('=').expect(pair);
+                assert!(!value.is_empty() && !value.contains('='), "{line}");
+                let known = object.get(key).is_some()
+                    || runs.iter().any(|run| run.get(key).is_some())
+                    || key == "close";
+                assert!(known, "{key} is not a JSON key: {line}");
+            }
+        }
+    }
 }
