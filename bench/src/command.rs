@@ -216,7 +216,11 @@ async fn run_workloads(
         } else {
             root.path().to_path_buf()
         };
-        run_one(&b, args, w, &dir).await?.print(args.json)?;
+        let report = run_one(&b, args, w, &dir).await?;
+        if let (false, Some(lines)) = (args.json, report.seed_lines()) {
+            ui.say(&lines);
+        }
+        report.print(args.json)?;
         root.done(&dir)?;
     }
     Ok(())

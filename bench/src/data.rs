@@ -84,4 +84,26 @@ impl SeedFigures {
             reread_secs,
         }
     }
+
+    /// The seed's own line (the Python seed prints it): `Duration: ..., Reads: N (~r/s),
+    /// Writes: N (~w/s), Bandwidth: XMB (Y MB/s), Avg item size: Z kB`, then the re-read
+    /// line. For people: the `key=value` line carries the same figures.
+    pub(crate) fn seed_lines(&self) -> String {
+        format!(
+            "Duration: {:.2}s, Reads: {} (~{:.0}/s), Writes: {} (~{:.0}/s), \
+             Bandwidth: {:.0}MB ({:.2}MB/s), Avg item size: {:.1}kB\n\
+             Re-read from a fresh instance: {} items in {:.2}s (~{:.0}/s), all verified",
+            self.secs,
+            self.reads,
+            self.reads_per_s,
+            self.writes,
+            self.writes_per_s,
+            rate(self.bytes, 1e6),
+            self.mb_per_s,
+            self.avg_item_bytes / 1e3,
+            self.reread_items,
+            self.reread_secs,
+            rate(self.reread_items, self.reread_secs)
+        )
+    }
 }

@@ -262,6 +262,16 @@ impl Report {
         Ok(())
     }
 
+    /// For a seed workload, the seed's own lines (`Duration: ..., Reads: ...`, then the
+    /// re-read), for people: the `key=value` line carries the same figures.
+    #[must_use]
+    pub fn seed_lines(&self) -> Option<String> {
+        match self {
+            Report::Seed(r) => Some(r.figures.seed_lines()),
+            _ => None,
+        }
+    }
+
     /// The text lines: one per JSON object, or per run for the workloads with `runs`
     /// (each line repeating what the runs share), each a `key=value ...` [`Line`].
     fn write_text(&self, out: &mut impl io::Write) -> io::Result<()> {

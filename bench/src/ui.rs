@@ -39,6 +39,13 @@ impl Ui {
         }
     }
 
+    /// Says `text` on stderr, for people (nothing if quiet).
+    pub(crate) fn say(&self, text: &str) {
+        if self.lines || self.bars {
+            eprintln!("{text}");
+        }
+    }
+
     /// Announces a phase: a plain line, or a progress bar of `len` units (a spinner
     /// without a length).
     pub(crate) fn phase(

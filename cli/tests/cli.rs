@@ -706,6 +706,14 @@ fn bench_seed_prints_the_seed_figures() -> Result<()> {
         ensure!(line.iter().any(|(k, _)| *k == key), "no {key}: {text}");
     }
     ensure!(r.stderr.is_empty(), "quiet: {}", r.stderr);
+    // Not quiet: the seed's own line too, for people, on stderr.
+    let (_t2, db2) = temp_db()?;
+    let r = run(&["bench", "--total-mb", "1", "--dir", s(&db2)])?.expect_code(0)?;
+    ensure!(
+        r.stderr.contains("Duration: ") && r.stderr.contains("Avg item size: "),
+        "{}",
+        r.stderr
+    );
     // The directory holds the data; it is not empty any more.
     run(&["bench", "--dir", s(&db)])?.expect_error("is not empty")?;
     run(&["check", "--dir", s(&db)])?.expect_code(0)?;
@@ -1052,7 +1060,7 @@ fn a_format_mismatch_names_the_flags() -> Result<()> {
     let r = run(&["check", "--dir", d, "--padding", "6"])?.expect_code(3)?;
     ensure!(
         r.text()
-            .contains("the directory was written with --padding 5 (not 6)"),
+            .contains("--padding 6: the directory was written with --padding 5"),
         "{}",
         r.text()
     );
