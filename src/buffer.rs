@@ -70,12 +70,14 @@ impl Buffer {
 
     /// Whether an item of `size` bytes may join: an empty buffer takes any item (`add`
     /// checks it against the limit), a full one none.
+    #[inline]
     pub(crate) fn has_room(&self, size: u64, limits: &Limits) -> bool {
         self.is_empty() || self.bytes + size <= limits.max_bytes
     }
 
     /// Whether the buffer is due for a flush by its size: `max_buffer_size` bytes or
     /// `max_buffer_items` items.
+    #[inline]
     pub(crate) fn reached_limit(&self, limits: &Limits) -> bool {
         self.bytes >= limits.max_bytes || self.items >= limits.max_items
     }

@@ -342,9 +342,9 @@ impl AioDiskDb {
             }
         };
         let path = || inner.cfg.path.join(inner.cfg.naming.data_file(loc.index));
-        // A page-cache hit of an open file: no thread hop.
-        if let Some(r) = inner.read_cache.read_cached(loc, info, &path()) {
-            return r;
+        // A page-cache hit of an open file: no thread hop (and no allocation but the bytes).
+        if let Some(r) = inner.read_cache.read_cached(loc, info) {
+            return r.map_err(|e| Error::io("read data file", path(), e));
         }
         let _permit = inner.reads.acquire().await.map_err(|_| Error::NotRunning)?;
         let this = Arc::clone(&self.handle.inner);

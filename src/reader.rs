@@ -64,8 +64,7 @@ impl ReadCache {
         &self,
         loc: ItemLocation,
         info: FileInfo,
-        path: &Path,
-    ) -> Option<Result<Option<Bytes>>> {
+    ) -> Option<io::Result<Option<Bytes>>> {
         let cached = self.get(loc.index, info.generation)?;
         if loc.position < cached.file.trim_offset() {
             return Some(Ok(None));
@@ -74,7 +73,7 @@ impl ReadCache {
         match cached.file.read_cached(loc.position, &mut buf) {
             Ok(true) => Some(Ok(Some(Bytes::from(buf)))),
             Ok(false) => None,
-            Err(e) => Some(Err(Error::io("read data file", path, e))),
+            Err(e) => Some(Err(e)),
         }
     }
 

@@ -115,6 +115,7 @@ impl Shared {
     /// # Errors
     /// [`Error::NotRunning`] once stopped (or stopping, for writes); the poisoned error
     /// (naming its cause) once a write failed, except for reads.
+    #[inline]
     pub(crate) fn admit(&self, call: Call) -> Result<()> {
         match (&self.status, call) {
             (Status::Running, _)
@@ -135,6 +136,7 @@ impl Shared {
     ///
     /// # Errors
     /// As [`Shared::admit`] for a write; [`Error::DatabaseFull`].
+    #[inline]
     pub(crate) fn place(&mut self, data: &[u8]) -> Result<Placed> {
         self.admit(Call::Write)?;
         if self.exclusive {
@@ -154,6 +156,7 @@ impl Shared {
     }
 
     /// Where the bytes of `loc` are.
+    #[inline]
     pub(crate) fn locate(&self, loc: ItemLocation) -> Found {
         if loc.size == 0 {
             return Found::Missing;
