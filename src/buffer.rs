@@ -6,6 +6,8 @@
 //! next index. An item never straddles two files.
 
 use crate::error::{Error, Result};
+use crate::format::data_offset;
+#[cfg(test)]
 use crate::format::HEADER_LEN;
 use crate::location::ItemLocation;
 
@@ -36,7 +38,7 @@ pub(crate) struct Tail {
 
 impl Tail {
     fn file_len(&self) -> u64 {
-        HEADER_LEN + u64::from(self.end - self.trim_offset)
+        data_offset(self.end, self.trim_offset)
     }
 }
 
