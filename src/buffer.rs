@@ -20,11 +20,37 @@ pub(crate) struct Segment {
     /// The file does not exist yet: create it (exclusively) with a fresh header.
     pub(crate) new_file: bool,
     pub(crate) data: Vec<u8>,
+    /// Where each item of `data` ends (logical positions), in order: the item index.
+    pub(crate) ends: Vec<u32>,
 }
 
 impl Segment {
     pub(crate) fn end(&self) -> u32 {
         self.start + u32::try_from(self.data.len()).expect("segments fit a file")
+    }
+
+    /// A segment of one item.
+    #[cfg(test)]
+    pub(crate) fn one(index: u32, start: u32, new_file: bool, data: Vec<u8>) -> Segment {
+        let end = start + u32::try_from(data.len()).expect("small");
+        Segment {
+            index,
+            start,
+            new_file,
+            data,
+            ends: vec![end],
+        }
+    }
+
+    /// Each item as `(position, bytes)`, in order.
+    pub(crate) fn items(&self) -> impl Iterator<Item = (u32, &[u8])> + '_ {
+        let mut start = self.start;
+        self.ends.iter().map(move |&end| {
+            let at = (start - self.start) as usize;
+            let item = (start, &self.data[at..at + (end - start) as usize]);
+            start = end;
+            item
+        })
     }
 }
 
@@ -122,7 +148,10 @@ impl Buffer {
             size,
         };
         match self.segments.last_mut() {
-            Some(seg) if seg.index == tail.index && !new_file => seg.data.extend_from_slice(data),
+            Some(seg) if seg.index == tail.index && !new_file => {
+                seg.data.extend_from_slice(data);
+                seg.ends.push(tail.end + size);
+            }
             _ => {
                 let mut buf = Vec::with_capacity(limits.reserve.max(data.len()));
                 buf.extend_from_slice(data);
@@ -131,6 +160,7 @@ impl Buffer {
                     start: tail.end,
                     new_file,
                     data: buf,
+                    ends: vec![tail.end + size],
                 });
             }
         }
@@ -150,6 +180,20 @@ impl Buffer {
             let to = from.checked_add(loc.size as usize)?;
             seg.data.get(from..to)
         })
+    }
+
+    /// The locations of the buffered items of `index`, in order.
+    pub(crate) fn locations(&self, index: u32) -> impl Iterator<Item = ItemLocation> + '_ {
+        self.segments
+            .iter()
+            .filter(move |s| s.index == index)
+            .flat_map(move |seg| {
+                seg.items().map(move |(position, bytes)| ItemLocation {
+                    index,
+                    position,
+                    size: u32::try_from(bytes.len()).expect("an item fits a file"),
+                })
+            })
     }
 
     /// Whether `loc` starts inside a buffered segment (it is not on disk yet).

@@ -18,6 +18,8 @@ pub(crate) struct FileInfo {
     pub(crate) trim_offset: u32,
     /// Committed logical end (one past the last stored byte).
     pub(crate) end: u32,
+    /// Committed entries of the file's item index (batch markers included; 0: no index).
+    pub(crate) entries: u32,
     /// A number no other version of any file had: bumped whenever the file is created,
     /// replaced or shrunk, so that read handles of an older version are not reused.
     pub(crate) generation: u64,
@@ -46,20 +48,22 @@ pub(crate) struct Catalog {
 }
 
 impl Catalog {
-    /// A catalog of `files` (logical extents by index) whose head is `head` (one of them).
-    pub(crate) fn new(files: impl IntoIterator<Item = (u32, u32, u32)>, head: u32) -> Catalog {
+    /// A catalog of `files` (index, trim offset, end, index entries) whose head is `head`
+    /// (one of them).
+    pub(crate) fn new(files: impl IntoIterator<Item = (u32, u32, u32, u32)>, head: u32) -> Catalog {
         let mut c = Catalog {
             older: Arc::default(),
             head,
             head_info: FileInfo {
                 trim_offset: 0,
                 end: 0,
+                entries: 0,
                 generation: 0,
             },
             generations: 0,
         };
-        for (index, trim_offset, end) in files {
-            c.set(index, trim_offset, end);
+        for (index, trim_offset, end, entries) in files {
+            c.set(index, trim_offset, end, entries);
         }
         c
     }
@@ -94,12 +98,13 @@ impl Catalog {
         }
     }
 
-    /// The head's committed end moved (an append, an rtrim of the head).
-    pub(crate) fn set_head_end(&mut self, end: u32) {
+    /// The head's committed end and index entries moved (an append, an rtrim of the head).
+    pub(crate) fn set_head_end(&mut self, end: u32, entries: u32) {
         if end < self.head_info.end {
             self.head_info.generation = self.next_generation();
         }
         self.head_info.end = end;
+        self.head_info.entries = entries;
     }
 
     /// `index` (above the head) is the new, empty head; the old head is sealed as it is.
@@ -110,16 +115,18 @@ impl Catalog {
         self.head_info = FileInfo {
             trim_offset: 0,
             end: 0,
+            entries: 0,
             generation: self.next_generation(),
         };
     }
 
     /// Records a file as it is now (recovery, ltrim, rtrim of an older file), as a new
     /// generation.
-    pub(crate) fn set(&mut self, index: u32, trim_offset: u32, end: u32) {
+    pub(crate) fn set(&mut self, index: u32, trim_offset: u32, end: u32, entries: u32) {
         let info = FileInfo {
             trim_offset,
             end,
+            entries,
             generation: self.next_generation(),
         };
         if index == self.head {
@@ -127,6 +134,18 @@ impl Catalog {
         } else {
             Arc::make_mut(&mut self.older).insert(index, info);
         }
+    }
+
+    /// Every file, the head last, by index.
+    pub(crate) fn files(&self) -> Vec<(u32, FileInfo)> {
+        let mut v = self.older();
+        v.push((self.head, self.head_info));
+        v
+    }
+
+    /// The files below the head, by index.
+    pub(crate) fn older(&self) -> Vec<(u32, FileInfo)> {
+        self.older.iter().map(|(i, f)| (*i, *f)).collect()
     }
 
     /// `index`, below the head, is gone.
@@ -141,9 +160,9 @@ mod tests {
 
     #[test]
     fn snapshots_share_the_older_files_and_every_version_is_new() {
-        let mut c = Catalog::new([(0, 0, 100), (1, 0, 40)], 1);
+        let mut c = Catalog::new([(0, 0, 100, 0), (1, 0, 40, 0)], 1);
         let before = c.clone();
-        c.set_head_end(60);
+        c.set_head_end(60, 3);
         assert!(
             Arc::ptr_eq(&c.older, &before.older),
             "an append copies nothing"
@@ -164,11 +183,11 @@ mod tests {
             }
         );
         let g = c.get(0).unwrap().generation;
-        c.set(0, 10, 100);
+        c.set(0, 10, 100, 0);
         assert!(c.get(0).unwrap().generation > g);
-        c.set_head_end(5);
+        c.set_head_end(5, 0);
         let g = c.head_info().generation;
-        c.set_head_end(3);
+        c.set_head_end(3, 0);
         assert!(c.head_info().generation > g, "a shrink is a new version");
         c.remove(0);
         assert_eq!(c.get(0), None);

@@ -30,6 +30,10 @@ pub(crate) const MAX_FILE_SIZE_LIMIT: u64 = u32::MAX as u64;
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent yes/no options of the builder"
+)]
 pub(crate) struct Config {
     pub(crate) path: PathBuf,
     pub(crate) create_if_missing: bool,
@@ -44,6 +48,7 @@ pub(crate) struct Config {
     pub(crate) overwrite: bool,
     pub(crate) clean_stale_data: bool,
     pub(crate) durability: Durability,
+    pub(crate) verify_reads: bool,
 }
 
 impl Config {
@@ -113,6 +118,10 @@ impl Config {
 /// ```
 #[derive(Debug)]
 #[must_use = "a builder does nothing until `open` is awaited"]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent yes/no options of the builder"
+)]
 pub struct Builder {
     path: PathBuf,
     create_if_missing: bool,
@@ -128,6 +137,7 @@ pub struct Builder {
     overwrite: bool,
     clean_stale_data: bool,
     durability: Durability,
+    verify_reads: bool,
     hooks: Hooks,
 }
 
@@ -148,6 +158,7 @@ impl Builder {
             overwrite: false,
             clean_stale_data: true,
             durability: Durability::Sync,
+            verify_reads: true,
             hooks: Hooks::default(),
         }
     }
@@ -237,6 +248,16 @@ impl Builder {
     /// What "persisted" means. Default [`Durability::Sync`].
     pub fn durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
+        self
+    }
+
+    /// Whether `read` checks an item's CRC32C (from the item index written with it) before
+    /// returning it, failing with [`Error::Corrupted`](crate::Error::Corrupted) on a
+    /// mismatch. Default `true`. Only a location that is exactly one indexed item is
+    /// checked: a sub-range of an item, or bytes another writer (the Python library)
+    /// appended, are served as they are.
+    pub fn verify_reads(mut self, yes: bool) -> Self {
+        self.verify_reads = yes;
         self
     }
 
@@ -394,6 +415,7 @@ impl Builder {
                 overwrite: b.overwrite,
                 clean_stale_data: b.clean_stale_data,
                 durability: b.durability,
+                verify_reads: b.verify_reads,
             },
             b.hooks,
         ))

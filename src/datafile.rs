@@ -144,6 +144,11 @@ impl DataFile {
         &self.path
     }
 
+    /// The file, for a sync issued beside others.
+    pub(crate) fn file(&self) -> &Arc<dyn FsFile> {
+        &self.file
+    }
+
     /// Logical position of the first stored byte.
     pub(crate) fn trim_offset(&self) -> u32 {
         self.trim_offset
@@ -204,8 +209,9 @@ impl DataFile {
     }
 
     /// Copies the bytes from logical `from` to `end` into `dst` (a fresh file whose trim
-    /// offset is `from`), in 1 MiB pieces.
-    pub(crate) fn copy_to(&self, dst: &DataFile, from: u32, end: u32) -> Result<()> {
+    /// offset is `from`), in 1 MiB pieces; returns their CRC32C.
+    pub(crate) fn copy_to(&self, dst: &DataFile, from: u32, end: u32) -> Result<u32> {
+        let mut crc = 0;
         let mut chunk = vec![0u8; WRITEBACK_CHUNK];
         let mut pos = from;
         while pos < end {
@@ -216,9 +222,10 @@ impl DataFile {
                 .ctx("read data file", &self.path)?;
             dst.write(pos, &chunk[..n])
                 .ctx("write temp file", &dst.path)?;
+            crc = crc32c::crc32c_append(crc, &chunk[..n]);
             pos += u32::try_from(n).expect("a chunk fits u32");
         }
-        Ok(())
+        Ok(crc)
     }
 }
 

@@ -23,10 +23,11 @@ use crate::events::{Event, HookQueue, HookSender, Hooks, HOOK_MERGE_AFTER};
 use crate::flusher::{self, Command, TrimOp};
 use crate::fs::{Fs, RealFs};
 use crate::location::ItemLocation;
-use crate::reader::ReadCache;
+use crate::reader::{Files, ReadCache};
 use crate::registry::{self, Session};
 use crate::shared::{Call, Found, Placed, Shared};
 use crate::transaction::Transaction;
+use crate::verify::Verification;
 
 const EVENT_CAPACITY: usize = 4096;
 
@@ -44,7 +45,6 @@ pub(crate) struct Progress {
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) cfg: Config,
-    pub(crate) fs: Arc<dyn Fs>,
     /// The handle's state; see `shared.rs`. Lock order: module docs.
     shared: Mutex<Shared>,
     /// Wakes the flusher (buffer full, flush requested).
@@ -202,18 +202,26 @@ impl AioDiskDb {
         let shared = Shared::new(store.catalog(), cfg.limits(), Instant::now());
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let hook_queue = (!hooks.is_empty()).then(|| Arc::new(HookQueue::new(HOOK_MERGE_AFTER)));
+        let read_cache = ReadCache::new(
+            Files {
+                fs: Arc::clone(&fs),
+                dir: cfg.path.clone(),
+                naming: cfg.naming.clone(),
+                genesis: cfg.genesis,
+            },
+            cfg.verify_reads,
+        );
         let inner = Arc::new(Inner {
             overwrite: AtomicBool::new(cfg.overwrite),
             reads: Semaphore::new(cfg.concurrency),
             cfg,
-            fs,
             shared: Mutex::new(shared),
             flusher_wake: Notify::new(),
             space: Notify::new(),
             progress: watch::Sender::new(Progress::default()),
             events,
             hooks: hook_queue.as_ref().map(|q| HookSender(Arc::clone(q))),
-            read_cache: ReadCache::default(),
+            read_cache,
         });
         if let Some(queue) = hook_queue {
             tokio::spawn(hooks.dispatch(queue));
@@ -341,20 +349,164 @@ impl AioDiskDb {
                 Found::Disk(info) => info,
             }
         };
-        let path = || inner.cfg.path.join(inner.cfg.naming.data_file(loc.index));
         // A page-cache hit of an open file: no thread hop (and no allocation but the bytes).
         if let Some(r) = inner.read_cache.read_cached(loc, info) {
-            return r.map_err(|e| Error::io("read data file", path(), e));
+            return r;
         }
         let _permit = inner.reads.acquire().await.map_err(|_| Error::NotRunning)?;
         let this = Arc::clone(&self.handle.inner);
-        let path = path();
-        tokio::task::spawn_blocking(move || {
-            this.read_cache
-                .read(this.fs.as_ref(), &path, this.cfg.genesis, loc, info)
-        })
-        .await
-        .map_err(|e| Error::state(format!("read task failed: {e}")))?
+        tokio::task::spawn_blocking(move || this.read_cache.read(loc, info))
+            .await
+            .map_err(|e| Error::state(format!("read task failed: {e}")))?
+    }
+
+    /// The items of `index` in order, buffered ones included: each committed item its
+    /// item index records, and each stretch no index covers (bytes the Python library
+    /// appended, or written by a version of ours from before item indexes) as one
+    /// location spanning it. This is how a user rebuilds a lost index of their own.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> aiodiskdb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = aiodiskdb::AioDiskDb::builder(dir.path()).open().await?;
+    /// let a = db.add(&b"first"[..]).await?;
+    /// db.flush().await?;
+    /// let b = db.add(&b"second"[..]).await?;
+    /// assert_eq!(db.locations(0).await?, vec![a, b]);
+    /// # db.stop().await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::IndexDoesNotExist`] if `index` has no data file and nothing buffered;
+    /// [`Error::FilesInconsistency`] if its data file is gone; [`Error::Io`]; the
+    /// handle's [`Error::NotRunning`] after `stop`.
+    ///
+    /// # Cancel safety
+    /// Reads only; dropping the future is harmless.
+    pub async fn locations(&self, index: u32) -> Result<Vec<ItemLocation>> {
+        let inner = self.inner();
+        let (info, buffered) = {
+            let s = inner.lock();
+            s.admit(Call::Read)?;
+            s.listing(index)
+        };
+        let Some(info) = info else {
+            if buffered.is_empty() {
+                return Err(Error::IndexDoesNotExist { index });
+            }
+            return Ok(buffered);
+        };
+        let this = Arc::clone(&self.handle.inner);
+        let table = tokio::task::spawn_blocking(move || this.read_cache.table(index, info))
+            .await
+            .map_err(|e| Error::state(format!("locations task failed: {e}")))??;
+        let Some(table) = table else {
+            return Err(Error::FilesInconsistency {
+                path: inner.cfg.path.join(inner.cfg.naming.data_file(index)),
+                reason: "the data file is gone".into(),
+            });
+        };
+        let mut out: Vec<ItemLocation> = table
+            .pieces(info.trim_offset, info.end)
+            .into_iter()
+            .map(|(position, size, _)| ItemLocation {
+                index,
+                position,
+                size,
+            })
+            .collect();
+        out.extend(buffered);
+        Ok(out)
+    }
+
+    /// Reads every committed byte once and checks each indexed item against its CRC32C
+    /// (whatever [`Builder::verify_reads`](crate::Builder::verify_reads) says); reports
+    /// what it checked and everything corrupt, missing or inconsistent. It changes
+    /// nothing, and runs beside adds and reads (a file trimmed meanwhile is skipped).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> aiodiskdb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = aiodiskdb::AioDiskDb::builder(dir.path()).open().await?;
+    /// db.add(&b"block"[..]).await?;
+    /// db.flush().await?;
+    /// let v = db.verify().await?;
+    /// assert!(v.is_ok());
+    /// assert_eq!((v.items_checked, v.bytes_checked), (1, 5));
+    /// # db.stop().await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a file cannot be read (damage is reported, not an error);
+    /// [`Error::NotRunning`] after `stop`.
+    ///
+    /// # Cancel safety
+    /// Reads only; dropping the future stops it after the file in progress.
+    pub async fn verify(&self) -> Result<Verification> {
+        self.verify_with(|_, _| {}).await
+    }
+
+    /// [`AioDiskDb::verify`], calling `progress(bytes done, bytes in all)` as it goes (from
+    /// a blocking thread).
+    ///
+    /// # Errors
+    /// As [`AioDiskDb::verify`].
+    ///
+    /// # Cancel safety
+    /// As [`AioDiskDb::verify`].
+    pub async fn verify_with(
+        &self,
+        mut progress: impl FnMut(u64, u64) + Send + 'static,
+    ) -> Result<Verification> {
+        let inner = self.inner();
+        let catalog = {
+            let s = inner.lock();
+            s.admit(Call::Read)?;
+            s.catalog()
+        };
+        let files = catalog.files();
+        let total: u64 = files.iter().map(|(_, f)| f.data_len()).sum();
+        let head = catalog.head();
+        let mut out = Verification::default();
+        let mut done = 0u64;
+        for (index, info) in files {
+            let this = Arc::clone(&self.handle.inner);
+            let (mut file_out, read, p) = tokio::task::spawn_blocking(move || {
+                let mut file_out = Verification::default();
+                let mut read = 0u64;
+                let mut p = progress;
+                let r = crate::verify::verify_file(
+                    this.read_cache.files(),
+                    index,
+                    info,
+                    index == head,
+                    &mut file_out,
+                    &mut |n| {
+                        read += n;
+                        p(done + read, total);
+                    },
+                );
+                r.map(|()| (file_out, read, p))
+            })
+            .await
+            .map_err(|e| Error::state(format!("verify task failed: {e}")))??;
+            progress = p;
+            done += read;
+            // A file trimmed, replaced or dropped meanwhile is not judged by its old record.
+            let now = inner.lock().catalog().get(index).map(|f| f.generation);
+            if now == Some(info.generation) || file_out.problems.is_empty() {
+                out.files += file_out.files;
+                out.items_checked += file_out.items_checked;
+                out.bytes_checked += file_out.bytes_checked;
+                out.unindexed_bytes += file_out.unindexed_bytes;
+                out.problems.append(&mut file_out.problems);
+            }
+        }
+        out.problems
+            .sort_by_key(|d| (d.index, d.location.map_or(0, |l| l.position)));
+        Ok(out)
     }
 
     /// Persists everything added before this call; returns once it is durable. Concurrent

@@ -109,6 +109,15 @@ pub enum Error {
         /// The location.
         location: ItemLocation,
     },
+    /// The bytes stored at an indexed item's location do not match the CRC32C its item
+    /// index recorded: they were altered on disk (or the index was). Nothing is returned.
+    #[error("corrupted data at {location}: {reason}")]
+    Corrupted {
+        /// The item.
+        location: ItemLocation,
+        /// What does not match.
+        reason: String,
+    },
     /// No more index numbers fit in `file_padding` digits.
     #[error("database full: index {index} does not fit in {padding} digits")]
     DatabaseFull {

@@ -219,6 +219,9 @@ fn render_session(opts: &Options, plan: &Plan, out: &mut Inspection) {
                 crate::format::Pending::Drop { index } => {
                     pending.push(format!("finish dropping index {index}"));
                 }
+                crate::format::Pending::Rtrim { index } => {
+                    pending.push(format!("finish the rtrim of index {index}"));
+                }
             }
             out.problems.push(problem(
                 &opts.state_path(),
@@ -247,10 +250,21 @@ fn render_session(opts: &Options, plan: &Plan, out: &mut Inspection) {
                 "truncate {} from position {from} back to the committed {to}",
                 naming.data_file(*index)
             ),
+            Action::RemoveIndex { index } => format!(
+                "delete the item index {} (its data file is gone, or it is not valid)",
+                naming.index_file(*index)
+            ),
+            Action::RemoveManifest { generation } => format!(
+                "delete the manifest {}, which no state names",
+                naming.manifest_file(*generation)
+            ),
             // Shown as the state's pending operation, or not recovery at all.
-            Action::FinishLtrim { .. } | Action::FinishDrop { .. } | Action::CreateHead { .. } => {
-                continue
-            }
+            Action::FinishLtrim { .. }
+            | Action::FinishDrop { .. }
+            | Action::FinishRtrim { .. }
+            | Action::TruncateIndex { .. }
+            | Action::CutIndex { .. }
+            | Action::CreateHead { .. } => continue,
         };
         pending.push(line);
     }

@@ -46,6 +46,7 @@ mod events;
 mod flusher;
 mod format;
 mod fs;
+mod index;
 mod inspect;
 mod location;
 mod reader;
@@ -54,6 +55,7 @@ mod registry;
 mod shared;
 mod store;
 mod transaction;
+mod verify;
 
 pub use config::{Builder, Durability};
 pub use db::AioDiskDb;
@@ -62,5 +64,6 @@ pub use events::{Event, WriteEvent};
 pub use inspect::{CommitState, DataFileInfo, Inspection, Problem};
 pub use location::ItemLocation;
 pub use transaction::Transaction;
+pub use verify::{Damage, DamageKind, Verification};
 #[cfg(test)]
 mod testing;

@@ -1,17 +1,21 @@
 //! Disk reads: an open-file cache keyed by index and catalog generation, so a read of a
-//! file that was replaced (ltrim) or shrunk never uses a stale handle or trim offset.
+//! file that was replaced (ltrim) or shrunk never uses a stale handle or trim offset; and
+//! with each file, its item table (`index.rs`), loaded as far as the catalog says the item
+//! index is committed, so that a read of exactly one indexed item checks its CRC32C.
 
 use std::collections::HashMap;
 use std::io;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use bytes::Bytes;
 
 use crate::catalog::FileInfo;
 use crate::datafile::{Access, DataFile};
 use crate::error::{Error, IoContext, Result};
+use crate::format::Naming;
 use crate::fs::Fs;
+use crate::index::{IndexFile, ItemTable};
 use crate::location::ItemLocation;
 
 const MAX_OPEN_FILES: usize = 64;
@@ -20,17 +24,79 @@ const MAX_OPEN_FILES: usize = 64;
 struct Cached {
     generation: u64,
     file: DataFile,
+    /// The item index, opened when first needed (`None`: missing or not valid: the items
+    /// are served unchecked, and `verify` reports it).
+    idx: OnceLock<Option<IndexFile>>,
+    /// The items loaded so far (a head's grows with its commits).
+    table: RwLock<ItemTable>,
 }
 
-/// Read handles of data files.
-#[derive(Debug, Default)]
+/// Where a reader finds the files of a directory.
+#[derive(Debug, Clone)]
+pub(crate) struct Files {
+    pub(crate) fs: Arc<dyn Fs>,
+    pub(crate) dir: PathBuf,
+    pub(crate) naming: Naming,
+    pub(crate) genesis: [u8; 4],
+}
+
+impl Files {
+    pub(crate) fn data_path(&self, index: u32) -> PathBuf {
+        self.dir.join(self.naming.data_file(index))
+    }
+
+    pub(crate) fn index_path(&self, index: u32) -> PathBuf {
+        self.dir.join(self.naming.index_file(index))
+    }
+
+    /// The item index of `index`, if it is there and valid for it.
+    pub(crate) fn open_index(&self, index: u32) -> Result<Option<IndexFile>> {
+        Ok(
+            IndexFile::open_ro(self.fs.as_ref(), &self.index_path(index))?
+                .filter(|i| i.header().index == index && i.header().genesis == self.genesis),
+        )
+    }
+}
+
+/// Read handles of data files, and their item tables.
+#[derive(Debug)]
 pub(crate) struct ReadCache {
-    files: Mutex<HashMap<u32, Arc<Cached>>>,
+    files: Files,
+    verify: bool,
+    cache: Mutex<HashMap<u32, Arc<Cached>>>,
+}
+
+/// Whether `bytes`, read at `loc`, are what the table recorded (when `loc` is exactly one
+/// indexed item).
+fn check(table: &ItemTable, loc: ItemLocation, bytes: &[u8]) -> Result<()> {
+    match table.crc_of(loc.position, loc.size) {
+        Some(crc) if crc32c::crc32c(bytes) != crc => Err(Error::Corrupted {
+            location: loc,
+            reason: format!(
+                "its CRC32C is {:08x}, the item index recorded {crc:08x}",
+                crc32c::crc32c(bytes)
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 impl ReadCache {
+    pub(crate) fn new(files: Files, verify: bool) -> ReadCache {
+        ReadCache {
+            files,
+            verify,
+            cache: Mutex::default(),
+        }
+    }
+
+    /// Where the files are.
+    pub(crate) fn files(&self) -> &Files {
+        &self.files
+    }
+
     fn get(&self, index: u32, generation: u64) -> Option<Arc<Cached>> {
-        let files = self.files.lock().expect("read cache lock");
+        let files = self.cache.lock().expect("read cache lock");
         files
             .get(&index)
             .filter(|c| c.generation == generation)
@@ -38,7 +104,7 @@ impl ReadCache {
     }
 
     fn put(&self, index: u32, entry: Arc<Cached>) {
-        let mut files = self.files.lock().expect("read cache lock");
+        let mut files = self.cache.lock().expect("read cache lock");
         if files.len() >= MAX_OPEN_FILES && !files.contains_key(&index) {
             if let Some(&victim) = files.keys().next() {
                 files.remove(&victim);
@@ -54,64 +120,138 @@ impl ReadCache {
 
     /// Forgets the handle of `index` (after it was replaced or removed).
     pub(crate) fn evict(&self, index: u32) {
-        self.files.lock().expect("read cache lock").remove(&index);
+        self.cache.lock().expect("read cache lock").remove(&index);
     }
 
-    /// Reads `loc` without blocking if its file is open here and the page cache holds all
-    /// of its bytes. `None` when that is not so: the caller goes to [`ReadCache::read`]
-    /// on a blocking thread.
+    /// Whether a read of `info` must check its table, and the table is loaded that far.
+    fn table_ready(&self, cached: &Cached, info: FileInfo) -> bool {
+        !self.verify
+            || info.entries == 0
+            || cached.table.read().expect("table lock").raw() >= info.entries
+    }
+
+    /// Loads the entries of `cached`'s item index up to `info.entries` (blocking).
+    fn load_table(&self, index: u32, cached: &Cached, info: FileInfo) -> Result<()> {
+        let idx = if let Some(idx) = cached.idx.get() {
+            idx
+        } else {
+            let opened = self.files.open_index(index)?;
+            cached.idx.get_or_init(|| opened)
+        };
+        let have = cached.table.read().expect("table lock").raw();
+        if have >= info.entries {
+            return Ok(());
+        }
+        let entries = match idx {
+            Some(idx) => idx.entries(have, Some(info.entries))?,
+            None => Vec::new(),
+        };
+        let mut table = cached.table.write().expect("table lock");
+        if table.raw() == 0 && table.len() == 0 {
+            if let Some(idx) = idx {
+                *table = ItemTable::new(idx.header().first);
+            }
+        }
+        table.extend_from(have, &entries);
+        // Entries the index does not hold (cut, or gone) are not waited for again.
+        table.mark_loaded(info.entries);
+        Ok(())
+    }
+
+    /// Reads `loc` without blocking if its file is open here, its table is loaded and the
+    /// page cache holds all of its bytes. `None` when that is not so: the caller goes to
+    /// [`ReadCache::read`] on a blocking thread.
     pub(crate) fn read_cached(
         &self,
         loc: ItemLocation,
         info: FileInfo,
-    ) -> Option<io::Result<Option<Bytes>>> {
+    ) -> Option<Result<Option<Bytes>>> {
         let cached = self.get(loc.index, info.generation)?;
         if loc.position < cached.file.trim_offset() {
             return Some(Ok(None));
         }
+        if !self.table_ready(&cached, info) {
+            return None;
+        }
         let mut buf = vec![0u8; loc.size as usize];
         match cached.file.read_cached(loc.position, &mut buf) {
-            Ok(true) => Some(Ok(Some(Bytes::from(buf)))),
+            Ok(true) => Some(self.checked(&cached, loc, buf)),
             Ok(false) => None,
-            Err(e) => Some(Err(e)),
+            Err(e) => Some(Err(Error::io(
+                "read data file",
+                self.files.data_path(loc.index),
+                e,
+            ))),
         }
     }
 
-    /// Reads `loc` from its data file; blocking. `None` when the bytes are not stored
-    /// (the file is gone, shorter, or trimmed past the position).
-    pub(crate) fn read(
-        &self,
-        fs: &dyn Fs,
-        path: &Path,
-        genesis: [u8; 4],
-        loc: ItemLocation,
-        info: FileInfo,
-    ) -> Result<Option<Bytes>> {
-        let cached = if let Some(c) = self.get(loc.index, info.generation) {
-            c
-        } else {
-            let file = match DataFile::open(fs, path, genesis, Access::Read) {
-                Ok((f, _)) => f,
-                Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                    return Ok(None)
-                }
-                Err(e) => return Err(e),
-            };
-            let c = Arc::new(Cached {
-                generation: info.generation,
-                file,
-            });
-            self.put(loc.index, Arc::clone(&c));
-            c
+    fn checked(&self, cached: &Cached, loc: ItemLocation, buf: Vec<u8>) -> Result<Option<Bytes>> {
+        if self.verify {
+            check(&cached.table.read().expect("table lock"), loc, &buf)?;
+        }
+        Ok(Some(Bytes::from(buf)))
+    }
+
+    /// The handle (and table) of `index` at `info`'s generation; `None` when the file is
+    /// gone. Blocking.
+    fn cached(&self, index: u32, info: FileInfo) -> Result<Option<Arc<Cached>>> {
+        if let Some(c) = self.get(index, info.generation) {
+            return Ok(Some(c));
+        }
+        let path = self.files.data_path(index);
+        let file = match DataFile::open(
+            self.files.fs.as_ref(),
+            &path,
+            self.files.genesis,
+            Access::Read,
+        ) {
+            Ok((f, _)) => f,
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        let c = Arc::new(Cached {
+            generation: info.generation,
+            file,
+            idx: OnceLock::new(),
+            table: RwLock::new(ItemTable::new(0)),
+        });
+        self.put(index, Arc::clone(&c));
+        Ok(Some(c))
+    }
+
+    /// Reads `loc` from its data file, checking it against its item index; blocking.
+    /// `None` when the bytes are not stored (the file is gone, shorter, or trimmed past
+    /// the position).
+    pub(crate) fn read(&self, loc: ItemLocation, info: FileInfo) -> Result<Option<Bytes>> {
+        let Some(cached) = self.cached(loc.index, info)? else {
+            return Ok(None);
         };
         if loc.position < cached.file.trim_offset() {
             return Ok(None);
         }
+        if !self.table_ready(&cached, info) {
+            self.load_table(loc.index, &cached, info)?;
+        }
         let mut buf = vec![0u8; loc.size as usize];
         match cached.file.read(loc.position, &mut buf) {
-            Ok(()) => Ok(Some(Bytes::from(buf))),
+            Ok(()) => self.checked(&cached, loc, buf),
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
-            Err(e) => Err(e).ctx("read data file", path),
+            Err(e) => Err(e).ctx("read data file", &self.files.data_path(loc.index)),
         }
+    }
+
+    /// The item table of `index` as committed at `info` (blocking): what `locations` and
+    /// `verify` walk.
+    pub(crate) fn table(&self, index: u32, info: FileInfo) -> Result<Option<ItemTable>> {
+        let Some(cached) = self.cached(index, info)? else {
+            return Ok(None);
+        };
+        if cached.table.read().expect("table lock").raw() < info.entries {
+            self.load_table(index, &cached, info)?;
+        }
+        let t = cached.table.read().expect("table lock").clone();
+        Ok(Some(t))
     }
 }

@@ -174,6 +174,26 @@ impl Shared {
         }
     }
 
+    /// What `locations(index)` lists: the committed file (if any) and the buffered items
+    /// of `index` past its committed end, in order.
+    pub(crate) fn listing(&self, index: u32) -> (Option<FileInfo>, Vec<ItemLocation>) {
+        let info = self.catalog.get(index);
+        let end = info.map_or(0, |i| i.end);
+        let buffered = self
+            .flushing
+            .iter()
+            .flat_map(|f| f.locations(index))
+            .chain(self.active.locations(index))
+            .filter(|l| l.position >= end)
+            .collect();
+        (info, buffered)
+    }
+
+    /// The committed catalog, as readers find it.
+    pub(crate) fn catalog(&self) -> Catalog {
+        self.catalog.clone()
+    }
+
     /// Asks for a flush of everything added so far; returns the add sequence number to
     /// wait for, or `None` when all of it is persisted already.
     ///

@@ -38,9 +38,16 @@
 
 use crate::error::Error;
 
+mod index;
+mod manifest;
 mod python;
 mod state;
 
+pub(crate) use index::{
+    batch_entries, decode_entries, encode_entries, entry_offset, Commit, Entry, IndexHeader,
+    COMMIT_BYTES, ENTRIES_AT, ENTRY_BYTES, INDEX_HEADER_AT, INDEX_HEADER_BYTES,
+};
+pub(crate) use manifest::{Manifest, Sealed};
 #[cfg(test)]
 pub(crate) use python::PY_CHECKPOINT_HASH;
 pub(crate) use python::{
@@ -132,6 +139,34 @@ impl Naming {
     /// `{prefix}{index:0padding}.dat`.
     pub(crate) fn data_file(&self, index: u32) -> String {
         format!("{}{:0width$}.dat", self.prefix, index, width = self.padding)
+    }
+
+    /// `.aiodiskdb.{prefix}.files.{generation}`, a manifest of sealed files.
+    pub(crate) fn manifest_file(&self, generation: u64) -> String {
+        format!(".aiodiskdb.{}.files.{generation}", self.prefix)
+    }
+
+    /// Parses a manifest file name of this naming.
+    pub(crate) fn parse_manifest_file(&self, name: &str) -> Option<u64> {
+        let gen = name
+            .strip_prefix(".aiodiskdb.")?
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix(".files.")?;
+        if gen.is_empty() || !gen.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        gen.parse().ok()
+    }
+
+    /// `{prefix}{index:0padding}.idx`, the file's item index.
+    pub(crate) fn index_file(&self, index: u32) -> String {
+        format!("{}{:0width$}.idx", self.prefix, index, width = self.padding)
+    }
+
+    /// Parses an item index file name of this naming.
+    pub(crate) fn parse_index_file(&self, name: &str) -> Option<u32> {
+        let digits = name.strip_prefix(&self.prefix)?.strip_suffix(".idx")?;
+        parse_digits(digits, self.padding)
     }
 
     /// `.tmp.{prefix}{index:0padding}.dat`, the ltrim rewrite target.
@@ -251,5 +286,4 @@ mod tests {
         assert_eq!(wide.max_index(), u64::from(u32::MAX));
         assert_eq!(wide.data_file(u32::MAX), "x4294967295.dat");
     }
-
 }

@@ -14,6 +14,27 @@ pub(crate) struct PyCheckpointEntry {
     pub(crate) last_bytes: [u8; 8],
 }
 
+/// What a guard entry records as the last 8 bytes of a header: they are reserved, zero.
+const GUARD_BYTES: [u8; 8] = [0xff; 8];
+
+impl PyCheckpointEntry {
+    /// The entry of our guard checkpoint (`store/checkpoint.rs`): `index` cut to its header,
+    /// whose last 8 bytes never equal the ones recorded, so that aiodiskdb 0.2.x refuses
+    /// to apply it (and to start).
+    pub(crate) fn guard(index: u32) -> PyCheckpointEntry {
+        PyCheckpointEntry {
+            index: u64::from(index),
+            file_len: super::HEADER_LEN,
+            last_bytes: GUARD_BYTES,
+        }
+    }
+
+    /// Whether this is a guard entry (the Python library never writes one).
+    pub(crate) fn is_guard(&self) -> bool {
+        self.file_len == super::HEADER_LEN && self.last_bytes == GUARD_BYTES
+    }
+}
+
 /// Decodes a Python checkpoint. A trailing partial entry (a torn checkpoint write) is
 /// ignored: the library writes the checkpoint before touching any data file.
 pub(crate) fn decode_py_checkpoint(bytes: &[u8]) -> Vec<PyCheckpointEntry> {

@@ -8,7 +8,10 @@ pub(crate) const SLOT_BYTES: usize = 512;
 /// [`SLOT_BYTES`] as a file offset.
 pub(crate) const SLOT_LEN: u64 = SLOT_BYTES as u64;
 const STATE_MAGIC: &[u8; 8] = b"AIODSKDB";
-const STATE_VERSION: u32 = 2;
+const STATE_VERSION: u32 = 3;
+/// Where version 3 records the head's committed item index entries, and the manifest.
+const STATE_HEAD_ENTRIES_AT: usize = 400;
+const STATE_MANIFEST_AT: usize = 404;
 /// Version 1 slots (before the checkpoint id and the recorded format) end at 44.
 const STATE_V1_CRC_AT: usize = 44;
 const STATE_CRC_AT: usize = SLOT_BYTES - 4;
@@ -30,6 +33,10 @@ pub(crate) enum Pending {
     Drop {
         index: u32,
     },
+    /// Cut the data file of `index` (below the head) back to the end the manifest records.
+    Rtrim {
+        index: u32,
+    },
 }
 
 /// What the state file records: the commit point of every flush.
@@ -47,6 +54,12 @@ pub(crate) struct State {
     /// committed state to the Python library (0: none). A dirty state whose checkpoint is
     /// gone was recovered by another writer, which may have appended since.
     pub(crate) checkpoint: u64,
+    /// Entries of the head's item index as of this record (0 before version 3): with
+    /// `head_end`, where recovery starts checking the head's later commits from.
+    pub(crate) head_entries: u32,
+    /// The generation of the manifest of sealed files this record commits (0: none, as
+    /// before version 3).
+    pub(crate) manifest: u64,
 }
 
 /// How the data files of a directory are named and marked: recorded in every state slot
@@ -80,11 +93,15 @@ impl State {
             Pending::None => (0u32, 0u32, 0u32),
             Pending::Ltrim { index, trim_offset } => (1, index, trim_offset),
             Pending::Drop { index } => (2, index, 0),
+            Pending::Rtrim { index } => (3, index, 0),
         };
         s[32..36].copy_from_slice(&kind.to_le_bytes());
         s[36..40].copy_from_slice(&index.to_le_bytes());
         s[40..44].copy_from_slice(&arg.to_le_bytes());
         s[44..52].copy_from_slice(&self.checkpoint.to_le_bytes());
+        s[STATE_HEAD_ENTRIES_AT..STATE_HEAD_ENTRIES_AT + 4]
+            .copy_from_slice(&self.head_entries.to_le_bytes());
+        s[STATE_MANIFEST_AT..STATE_MANIFEST_AT + 8].copy_from_slice(&self.manifest.to_le_bytes());
         s[52..56].copy_from_slice(&format.genesis);
         let padding = u32::try_from(format.naming.padding).unwrap_or(u32::MAX);
         s[56..60].copy_from_slice(&padding.to_le_bytes());
@@ -108,7 +125,7 @@ impl State {
         let version = word(8);
         let crc_at = match version {
             1 => STATE_V1_CRC_AT,
-            STATE_VERSION if slot.len() >= SLOT_BYTES => STATE_CRC_AT,
+            2 | STATE_VERSION if slot.len() >= SLOT_BYTES => STATE_CRC_AT,
             _ => return None,
         };
         if word(crc_at) != crc32c::crc32c(&slot[..crc_at]) {
@@ -121,6 +138,7 @@ impl State {
                 trim_offset: word(40),
             },
             2 => Pending::Drop { index: word(36) },
+            3 if version == STATE_VERSION => Pending::Rtrim { index: word(36) },
             _ => return None,
         };
         let (checkpoint, format) = if version == 1 {
@@ -148,6 +166,20 @@ impl State {
                 head_end: word(28),
                 pending,
                 checkpoint,
+                head_entries: if version == STATE_VERSION {
+                    word(STATE_HEAD_ENTRIES_AT)
+                } else {
+                    0
+                },
+                manifest: if version == STATE_VERSION {
+                    u64::from_le_bytes(
+                        slot[STATE_MANIFEST_AT..STATE_MANIFEST_AT + 8]
+                            .try_into()
+                            .expect("8 bytes"),
+                    )
+                } else {
+                    0
+                },
             },
             format,
         })
@@ -183,6 +215,8 @@ mod tests {
                 trim_offset: 77,
             },
             checkpoint: 1_700_000_000_123,
+            head_entries: 42,
+            manifest: 3,
         };
         let format = Format {
             naming: Naming {
@@ -235,6 +269,8 @@ mod tests {
                 head_end: 99,
                 pending: Pending::Drop { index: 1 },
                 checkpoint: 0,
+                head_entries: 0,
+                manifest: 0,
             }
         );
         assert_eq!(slot.format, None, "version 1 recorded no format");

@@ -6,6 +6,7 @@
 //! link, committed data missing or a Python checkpoint that does not match fail `open`
 //! with the directory as it was.
 
+mod checks;
 pub(crate) mod plan;
 pub(crate) mod survey;
 
@@ -18,7 +19,8 @@ use crate::format::{State, SLOT_LEN};
 #[cfg(test)]
 use crate::fs::seeded;
 use crate::fs::{Fs, FsFile};
-use crate::store::{Options, PyCheckpoint, StateFile, Store};
+use crate::index::IndexFile;
+use crate::store::{Head, Options, PyCheckpoint, StateFile, Store};
 use plan::{Action, Plan};
 
 /// How often and how far apart `open` tries the directory lock.
@@ -51,12 +53,23 @@ pub(crate) fn open(fs: Arc<dyn Fs>, opts: Options) -> Result<Store> {
         &opts.data_path(plan.head),
         plan.files.get(&plan.head).map_or(0, |f| f.0),
     )?;
+    let head_idx = if plan.head_indexed {
+        IndexFile::open(fs.as_ref(), &opts.index_path(plan.head))?
+    } else {
+        None
+    };
+    let head_seq = match &head_idx {
+        Some(idx) => idx.commits()?.first().map_or(0, |c| c.seq),
+        None => 0,
+    };
     let catalog = Catalog::new(
-        plan.files.iter().map(|(&i, &(trim, end))| (i, trim, end)),
+        plan.files
+            .iter()
+            .map(|(&i, &(trim, end))| (i, trim, end, plan.entries.get(&i).copied().unwrap_or(0))),
         plan.head,
     );
     let py_checkpoint = match plan.keep_checkpoint {
-        Some(id) => Some(PyCheckpoint::open(fs.as_ref(), &opts.dir, id)?),
+        Some(id) => Some(PyCheckpoint::adopt(fs.as_ref(), &opts, id, plan.head)?),
         None => None,
     };
     let head_end = catalog.head_info().end;
@@ -67,13 +80,21 @@ pub(crate) fn open(fs: Arc<dyn Fs>, opts: Options) -> Result<Store> {
         head_end,
         pending: crate::format::Pending::None,
         checkpoint: 0,
+        head_entries: 0,
+        manifest: 0,
     });
+    let head = Head {
+        file: head_file,
+        idx: head_idx,
+        seq: head_seq,
+    };
     Store::new(
         fs,
         opts,
         StateFile { path, file, state },
-        head_file,
+        head,
         catalog,
+        plan.manifest,
         py_checkpoint,
     )
 }
@@ -116,6 +137,41 @@ fn execute(fs: &dyn Fs, opts: &Options, plan: &Plan) -> Result<()> {
                 if opts.sync {
                     f.sync().ctx("sync head file", &path)?;
                 }
+            }
+            Action::FinishRtrim { index, to } => {
+                let path = opts.data_path(*index);
+                let (f, _) = DataFile::open(fs, &path, opts.format.genesis, Access::Write)?;
+                f.truncate(*to).ctx("truncate data file", &path)?;
+                if opts.sync {
+                    f.sync().ctx("sync data file", &path)?;
+                }
+            }
+            Action::TruncateIndex { index, entries } => {
+                if let Some(idx) = IndexFile::open(fs, &opts.index_path(*index))? {
+                    idx.truncate(*entries)
+                        .ctx("truncate index file", idx.path())?;
+                    if opts.sync {
+                        idx.sync().ctx("sync index file", idx.path())?;
+                    }
+                }
+            }
+            Action::CutIndex { index, end } => {
+                let path = opts.data_path(*index);
+                let (data, _) = DataFile::open(fs, &path, opts.format.genesis, Access::Read)?;
+                if let Some(idx) = IndexFile::open(fs, &opts.index_path(*index))? {
+                    crate::index::cut(&idx, &data, None, *end)?;
+                    if opts.sync {
+                        idx.sync().ctx("sync index file", idx.path())?;
+                    }
+                }
+            }
+            Action::RemoveIndex { index } => {
+                let path = opts.index_path(*index);
+                crate::fs::remove_if_exists(fs, &path).ctx("remove index file", &path)?;
+            }
+            Action::RemoveManifest { generation } => {
+                let path = opts.manifest_path(*generation);
+                crate::fs::remove_if_exists(fs, &path).ctx("remove manifest", &path)?;
             }
             Action::CreateHead { index } => create_head(fs, opts, *index)?,
         }

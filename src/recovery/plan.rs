@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::survey::{Foreign, Survey};
 use crate::error::Error;
-use crate::format::{hex, invalid_file, py_checkpoint_name, Pending, State, HEADER_LEN};
+use crate::format::{hex, invalid_file, py_checkpoint_name, Manifest, Pending, State, HEADER_LEN};
 use crate::store::Options;
 
 /// The last session, as the state record tells it.
@@ -45,6 +45,16 @@ pub(crate) enum Action {
     RemoveTemp { name: String },
     /// Cut the head file back from logical `from` to its committed end `to`.
     TruncateHead { index: u32, from: u32, to: u32 },
+    /// Cut the file below the head whose rtrim was recorded back to `to`.
+    FinishRtrim { index: u32, to: u32 },
+    /// Cut an item index back to its committed `entries`.
+    TruncateIndex { index: u32, entries: u32 },
+    /// Finish cutting the head's item index at logical `end` (a pending rtrim of the head).
+    CutIndex { index: u32, end: u32 },
+    /// Delete an item index: of a file that is gone, or one that is not valid.
+    RemoveIndex { index: u32 },
+    /// Delete a manifest no state names.
+    RemoveManifest { generation: u64 },
     /// Create the head file, empty.
     CreateHead { index: u32 },
 }
@@ -61,18 +71,31 @@ pub(crate) struct Plan {
     pub(crate) foreign: Vec<Foreign>,
     /// The data files after the actions: `(trim offset, end)` by index.
     pub(crate) files: BTreeMap<u32, (u32, u32)>,
+    /// The committed entries of each file's item index (a file without is unindexed).
+    pub(crate) entries: BTreeMap<u32, u32>,
     pub(crate) head: u32,
+    /// Whether the head's item index is valid and reaches its end (else the first change of
+    /// the session starts a new one at the end).
+    pub(crate) head_indexed: bool,
     /// The interrupted session's checkpoint, kept and pointed at the recovered head.
     pub(crate) keep_checkpoint: Option<u64>,
+    /// The manifest of sealed files the state names.
+    pub(crate) manifest: Manifest,
 }
 
 impl Plan {
     /// Whether carrying it out adds, renames or removes a name (the directory must be
     /// synced).
     pub(crate) fn changes_names(&self) -> bool {
-        self.actions
-            .iter()
-            .any(|a| !matches!(a, Action::TruncateHead { .. }))
+        self.actions.iter().any(|a| {
+            !matches!(
+                a,
+                Action::TruncateHead { .. }
+                    | Action::TruncateIndex { .. }
+                    | Action::CutIndex { .. }
+                    | Action::FinishRtrim { .. }
+            )
+        })
     }
 
     /// The recovery a buggy engine would do (the seeded bug `TrustFileLength`): keep the
@@ -117,8 +140,11 @@ pub(crate) fn plan(opts: &Options, s: &Survey, live: bool) -> Plan {
         errors: Vec::new(),
         foreign: s.foreign.clone(),
         files: BTreeMap::new(),
+        entries: BTreeMap::new(),
         head: 0,
+        head_indexed: false,
         keep_checkpoint: None,
+        manifest: Manifest::default(),
     };
     let state_path = opts.state_path();
     if let Some(recorded) = s.slot.as_ref().and_then(|slot| slot.format.as_ref()) {
@@ -183,7 +209,11 @@ pub(crate) fn plan(opts: &Options, s: &Survey, live: bool) -> Plan {
             p.actions.push(Action::RemoveTemp { name: name.clone() });
         }
     }
-    plan_head(opts, dirty, &mut p);
+    plan_head(opts, s, dirty, &mut p);
+    if !live {
+        super::checks::plan_sealed(opts, s, &mut p);
+        super::checks::plan_indexes(s, &mut p);
+    }
     p
 }
 
@@ -240,7 +270,8 @@ fn format_mismatch(
 fn plan_dirty(opts: &Options, s: &Survey, st: State, p: &mut Plan) {
     p.head = st.head;
     match st.pending {
-        Pending::None => {}
+        // Finished against the manifest (`checks.rs`).
+        Pending::None | Pending::Rtrim { .. } => {}
         Pending::Ltrim { index, trim_offset } => {
             // No temp file: the rename happened.
             if let Some((name, extent)) = s.temps.get(&index) {
@@ -310,6 +341,14 @@ fn plan_clean(opts: &Options, s: &Survey, p: &mut Plan) {
     let Some(c) = s.checkpoints.first() else {
         return;
     };
+    if !c.entries.is_empty() && c.entries.iter().all(|e| e.entry.is_guard()) {
+        // Our guard, from a session that stopped before its first dirty record: nothing
+        // changed under it.
+        p.actions.push(Action::RemoveCheckpoint {
+            name: c.name.clone(),
+        });
+        return;
+    }
     let mut cuts = Vec::new();
     let mut ok = true;
     for check in &c.entries {
@@ -357,7 +396,7 @@ fn plan_clean(opts: &Options, s: &Survey, p: &mut Plan) {
 
 /// The head file: created when missing (outside a dirty state), cut back to its committed
 /// end in a dirty state.
-fn plan_head(opts: &Options, dirty: Option<State>, p: &mut Plan) {
+fn plan_head(opts: &Options, s: &Survey, dirty: Option<State>, p: &mut Plan) {
     let head = p.head;
     let Some(&(trim, end)) = p.files.get(&head) else {
         if dirty.is_some() {
@@ -377,8 +416,9 @@ fn plan_head(opts: &Options, dirty: Option<State>, p: &mut Plan) {
         return;
     };
     let Some(st) = dirty else { return };
-    let committed = st.head_end;
-    if committed < trim || committed > end {
+    // The head's commits that check out, else the state's record.
+    let committed = s.head_commit.map_or(st.head_end, |c| c.end);
+    if committed < trim || committed > end || st.head_end > end {
         p.errors.push(Error::FilesInconsistency {
             path: opts.data_path(head),
             reason: format!(
@@ -459,6 +499,8 @@ mod tests {
                 head_end,
                 pending,
                 checkpoint,
+                head_entries: 0,
+                manifest: 0,
             },
             format: Some(opts().format),
         }

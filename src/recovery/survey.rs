@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 use crate::datafile::{Access, DataFile, Extent};
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
-    decode_py_checkpoint, Format, Pending, PyCheckpointEntry, Slot, State, PY_CHECKPOINT_PREFIX,
-    SLOT_BYTES,
+    decode_py_checkpoint, Format, Manifest, Pending, PyCheckpointEntry, Slot, State,
+    PY_CHECKPOINT_PREFIX, SLOT_BYTES,
 };
 use crate::fs::Fs;
+use crate::index::{verify_head, HeadCommit, IndexFile};
 
 /// Names that are not ours but that the Python library would take for its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,12 +63,28 @@ pub(crate) struct Survey {
     pub(crate) foreign: Vec<Foreign>,
     /// Pairs of our files that are one file under two names (a link).
     pub(crate) aliases: Vec<(PathBuf, PathBuf)>,
+    /// Item index files by index: whether each holds a valid header for its file.
+    pub(crate) indexes: BTreeMap<u32, bool>,
+    /// Manifest files by generation (`None`: torn).
+    pub(crate) manifests: BTreeMap<u64, Option<Manifest>>,
+    /// For each file the named manifest records: the 8 bytes before the recorded end, if
+    /// the file is that long.
+    pub(crate) sealed_tails: BTreeMap<u32, [u8; 8]>,
+    /// A dirty session's head: how far its commits check out (`None` when it has no
+    /// valid index, or the state predates item indexes).
+    pub(crate) head_commit: Option<HeadCommit>,
 }
 
 impl Survey {
     /// The state recorded, if any.
     pub(crate) fn state(&self) -> Option<State> {
         self.slot.as_ref().map(|s| s.state)
+    }
+
+    /// The manifest the state names (`None`: it names none, or it is missing or torn).
+    pub(crate) fn manifest(&self) -> Option<&Manifest> {
+        let generation = self.state()?.manifest;
+        self.manifests.get(&generation)?.as_ref()
     }
 }
 
@@ -113,6 +130,17 @@ pub(crate) fn survey(fs: &dyn Fs, dir: &Path, format: &Format, state: &[u8]) -> 
             checkpoint_names.push(name);
         } else if name == naming.checkpoint_temp_file() {
             s.checkpoint_temp = Some(name);
+        } else if let Some(i) = naming.parse_index_file(&name) {
+            let valid = IndexFile::open_ro(fs, &dir.join(&name))?
+                .is_some_and(|f| f.header().index == i && f.header().genesis == format.genesis);
+            s.indexes.insert(i, valid);
+        } else if let Some(generation) = naming.parse_manifest_file(&name) {
+            let path = dir.join(&name);
+            let raw = read_whole(fs, &path)?;
+            s.manifests.insert(
+                generation,
+                Manifest::decode(&raw).filter(|m| m.generation == generation),
+            );
         } else if name.starts_with(naming.prefix.as_str()) && name.as_bytes().ends_with(b".dat") {
             s.foreign.push(Foreign::OtherNaming(name));
         }
@@ -136,7 +164,85 @@ pub(crate) fn survey(fs: &dyn Fs, dir: &Path, format: &Format, state: &[u8]) -> 
         s.checkpoints.push(checkpoint);
     }
     s.aliases = aliases(fs, dir, format, &s)?;
+    s.sealed_tails = sealed_tails(fs, dir, format, &s)?;
+    s.head_commit = head_commit(fs, dir, format, &s)?;
     Ok(s)
+}
+
+/// Reads a whole (small) file of ours.
+fn read_whole(fs: &dyn Fs, path: &Path) -> Result<Vec<u8>> {
+    let f = fs.open_ro(path).ctx("open file", path)?;
+    let len = f.len().ctx("stat file", path)?;
+    let mut raw = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX).min(64 << 20)];
+    let n = f.read_up_to(&mut raw, 0).ctx("read file", path)?;
+    raw.truncate(n);
+    Ok(raw)
+}
+
+/// The 8 bytes before each sealed file's recorded end, as the file holds them now.
+fn sealed_tails(
+    fs: &dyn Fs,
+    dir: &Path,
+    format: &Format,
+    s: &Survey,
+) -> Result<BTreeMap<u32, [u8; 8]>> {
+    let mut tails = BTreeMap::new();
+    let Some(m) = s.manifest() else {
+        return Ok(tails);
+    };
+    for rec in &m.files {
+        let Some(Ok(extent)) = s.data.get(&rec.index) else {
+            continue;
+        };
+        if extent.end < rec.end || rec.end < extent.trim_offset {
+            continue;
+        }
+        let path = dir.join(format.naming.data_file(rec.index));
+        let (file, _) = DataFile::open(fs, &path, format.genesis, Access::Read)?;
+        tails.insert(rec.index, file.tail(rec.end).ctx("read data file", &path)?);
+    }
+    Ok(tails)
+}
+
+/// How far a dirty session's head commits check out: the newest commit slot whose batch
+/// matches its checksums, and whole batches after it (`index::verify_head`).
+fn head_commit(fs: &dyn Fs, dir: &Path, format: &Format, s: &Survey) -> Result<Option<HeadCommit>> {
+    let Some(st) = s.state().filter(|st| !st.clean) else {
+        return Ok(None);
+    };
+    if s.indexes.get(&st.head) != Some(&true) {
+        return Ok(None);
+    }
+    let Some(Ok(extent)) = s.data.get(&st.head) else {
+        return Ok(None);
+    };
+    let naming = &format.naming;
+    let (data, _) = DataFile::open(
+        fs,
+        &dir.join(naming.data_file(st.head)),
+        format.genesis,
+        Access::Read,
+    )?;
+    let Some(idx) = IndexFile::open_ro(fs, &dir.join(naming.index_file(st.head)))? else {
+        return Ok(None);
+    };
+    let baseline = HeadCommit {
+        end: st.head_end,
+        entries: st.head_entries,
+    };
+    if st.pending == (Pending::Rtrim { index: st.head }) {
+        // An rtrim of the head: its commits name bytes it cut; the state's record rules.
+        return Ok(Some(baseline));
+    }
+    if baseline.end > extent.end || baseline.end < idx.header().first.max(extent.trim_offset) {
+        // Committed data is missing (the plan reports it), or the index starts after the
+        // record: nothing to check.
+        return Ok(Some(baseline));
+    }
+    let check_sums = !crate::fs::seeded!(fs, CommitChecksumNotChecked);
+    Ok(Some(verify_head(
+        &data, extent.end, &idx, baseline, check_sums,
+    )?))
 }
 
 /// Reads a Python checkpoint and what each entry would find.

@@ -1,31 +1,31 @@
-//! The synchronous storage core: the write side of a directory. Committing a batch of
-//! appends (here), the trims (`trim.rs`), our Python-format checkpoint (`checkpoint.rs`).
-//! Plain blocking Rust over the [`Fs`] seam; it knows nothing about tokio. Every fsync of
-//! the engine is issued in this module and in recovery.
+//! The synchronous storage core: the write side of a directory. The session record, the
+//! head and the sealed files (here), committing a batch of appends (`commit.rs`), the trims
+//! (`trim.rs`), our Python-format checkpoint (`checkpoint.rs`). Plain blocking Rust over the
+//! [`Fs`] seam; it knows nothing about tokio. Every fsync of the engine is issued in this
+//! module and in recovery.
 //!
-//! Commit protocol (see `docs/design.md`): new files are listed in our Python-format
-//! checkpoint, then created with their header, before any data goes into them; data is
-//! written at the committed end of the head file, the touched files are synced, and only
-//! then are the checkpoint (the head at its new length) and the state record (head index,
-//! committed end) written and synced. The state record is the commit point: recovery cuts
-//! the head file back to it and deletes newer files. The checkpoint lets the Python library
-//! do the same rollback if it opens the directory first.
+//! Records (see `docs/design.md`): the state file says whose session it is, which file is
+//! the head and which manifest lists the sealed files; it is written when a session starts
+//! or stops, when the head changes, and around trims. A commit of the head is a slot in the
+//! head's item index naming the batch's end and checksums: the data, the index and our
+//! checkpoint are synced in one round, and recovery accepts the newest commit whose batch
+//! matches its checksums.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::buffer::Segment;
 use crate::catalog::{Catalog, FileInfo};
 use crate::datafile::DataFile;
 use crate::error::{Error, IoContext, Result};
-use crate::format::{Format, Pending, PyCheckpointEntry, State};
+use crate::format::{Format, IndexHeader, Manifest, Pending, Sealed, State};
 use crate::fs::{seeded, Fs, FsFile};
+use crate::index::IndexFile;
 
 pub(crate) use checkpoint::PyCheckpoint;
-use checkpoint::{empty_file_entry, Unsynced};
 
 mod checkpoint;
+mod commit;
 mod trim;
 
 pub(crate) use trim::TrimOutcome;
@@ -54,6 +54,14 @@ impl Options {
         self.dir.join(self.format.naming.state_file())
     }
 
+    pub(crate) fn index_path(&self, index: u32) -> PathBuf {
+        self.dir.join(self.format.naming.index_file(index))
+    }
+
+    pub(crate) fn manifest_path(&self, generation: u64) -> PathBuf {
+        self.dir.join(self.format.naming.manifest_file(generation))
+    }
+
     /// The largest index whose file name fits the padding.
     pub(crate) fn max_index(&self) -> u64 {
         self.format.naming.max_index()
@@ -69,8 +77,30 @@ pub(crate) struct StateFile {
     pub(crate) state: State,
 }
 
-/// The writer's side of a directory: the locked state file, the head file, the committed
-/// catalog and the session's checkpoint. Owned by the flusher; every method blocks.
+/// The head as recovery leaves it to the store.
+#[derive(Debug)]
+pub(crate) struct Head {
+    pub(crate) file: DataFile,
+    /// Its item index; `None` for a head we did not create (another writer's, or one
+    /// written before item indexes), until the first change of the session indexes it from
+    /// its end on.
+    pub(crate) idx: Option<IndexFile>,
+    /// The sequence number of its newest commit slot.
+    pub(crate) seq: u64,
+}
+
+/// Running checksums of the head, for its manifest record when it is sealed: of its data
+/// bytes from its trim offset, and of its index entries. Unknown for a head found at open
+/// (computed from the files when it is sealed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Sums {
+    data: u32,
+    entries: u32,
+}
+
+/// The writer's side of a directory: the locked state file, the head file and its item
+/// index, the committed catalog and manifest, and the session's checkpoint. Owned by the
+/// flusher; every method blocks.
 #[derive(Debug)]
 pub(crate) struct Store {
     fs: Arc<dyn Fs>,
@@ -78,39 +108,57 @@ pub(crate) struct Store {
     state_file: StateFile,
     /// Whether the state on disk is a dirty record of this session. Until the first
     /// change, the directory is left as it was found (a read-only session writes nothing);
-    /// every change first makes sure of a dirty record, so that from then on the state
-    /// file is the commit point.
+    /// every change first makes sure of a dirty record, so that from then on recovery
+    /// checks the head's commits.
     marked_dirty: bool,
     /// The session's Python-format checkpoint, from the first change to the clean stop.
     py_checkpoint: Option<PyCheckpoint>,
-    head_file: DataFile,
-    /// The last 8 bytes of the head file at its committed length (what a checkpoint entry
-    /// records), once known: read when first needed, then kept up to date.
-    head_tail: Option<[u8; 8]>,
+    head: Head,
+    head_sums: Option<Sums>,
     catalog: Catalog,
-}
-
-/// The last 8 bytes of `tail` followed by `data`.
-fn roll_tail(tail: [u8; 8], data: &[u8]) -> [u8; 8] {
-    let mut out = [0u8; 8];
-    if data.len() >= 8 {
-        out.copy_from_slice(&data[data.len() - 8..]);
-    } else {
-        let keep = 8 - data.len();
-        out[..keep].copy_from_slice(&tail[8 - keep..]);
-        out[keep..].copy_from_slice(data);
-    }
-    out
+    /// The sealed files, as the state on disk names them (generation 0: none written).
+    manifest: Manifest,
+    /// The generation before `manifest`, deleted once a state names `manifest`.
+    old_manifest: Option<u64>,
 }
 
 fn internal(reason: String) -> Error {
     Error::state(reason)
 }
 
+/// Syncs the files together: one round of syncs issued at once rather than one after the
+/// other (the commit's data, index and checkpoint do not depend on each other's order:
+/// recovery checks the checksums). The first error is returned, after every sync ended.
+fn sync_together(files: &[(&Arc<dyn FsFile>, &Path)]) -> Result<()> {
+    let Some(((first, first_path), rest)) = files.split_first() else {
+        return Ok(());
+    };
+    std::thread::scope(|s| {
+        let mut handles = Vec::with_capacity(rest.len());
+        let mut inline = Vec::new();
+        for &(f, path) in rest {
+            match std::thread::Builder::new().spawn_scoped(s, move || f.sync_data()) {
+                Ok(h) => handles.push((h, path)),
+                // No thread to spare: that one after the others.
+                Err(_) => inline.push((f, path)),
+            }
+        }
+        let mut result = first.sync_data().ctx("sync file", first_path);
+        for (h, path) in handles {
+            let r = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            result = result.and(r.ctx("sync file", path));
+        }
+        for (f, path) in inline {
+            result = result.and(f.sync_data().ctx("sync file", path));
+        }
+        result
+    })
+}
+
 impl Store {
     /// The store of a recovered directory: recovery hands over the locked state file, the
-    /// open head file, the catalog and the interrupted session's checkpoint, if any. When
-    /// there is one, it is pointed at the recovered head (written only if it differs).
+    /// head, the catalog, the manifest and the interrupted session's checkpoint, if any.
+    /// When there is one, it is pointed at the recovered head (written only if it differs).
     ///
     /// # Errors
     /// [`Error::InvalidDbState`] if the state's sequence number is exhausted (a forged
@@ -119,27 +167,26 @@ impl Store {
         fs: Arc<dyn Fs>,
         opts: Options,
         state_file: StateFile,
-        head_file: DataFile,
+        head: Head,
         catalog: Catalog,
+        manifest: Manifest,
         py_checkpoint: Option<PyCheckpoint>,
     ) -> Result<Store> {
-        let mut store = Store {
+        let store = Store {
             fs,
             opts,
             state_file,
             marked_dirty: false,
             py_checkpoint,
-            head_file,
-            head_tail: None,
+            head,
+            head_sums: None,
             catalog,
+            manifest,
+            old_manifest: None,
         };
         // Refuse now, with the directory untouched, rather than at the first flush.
         if store.state_file.state.seq == u64::MAX {
             return Err(store.seq_exhausted());
-        }
-        if store.py_checkpoint.is_some() {
-            let entry = store.head_entry()?;
-            store.set_checkpoint(vec![entry])?;
         }
         Ok(store)
     }
@@ -173,28 +220,17 @@ impl Store {
         Ok(())
     }
 
-    /// Writes the next state record to the other slot and syncs it: the commit point.
+    /// Writes the next state record to the other slot and syncs it: the head `head` ends
+    /// at `end` with `entries` index entries, the manifest is `self.manifest`.
     fn write_state(
         &mut self,
         clean: bool,
         head: u32,
-        head_end: u32,
+        end: u32,
+        entries: u32,
         pending: Pending,
     ) -> Result<()> {
-        self.write_state_with(clean, head, head_end, pending, None)
-    }
-
-    /// [`Store::write_state`], syncing `checkpoint` (written already) at the same time: two
-    /// syncs of independent files, issued together rather than one after the other.
-    fn write_state_with(
-        &mut self,
-        clean: bool,
-        head: u32,
-        head_end: u32,
-        pending: Pending,
-        checkpoint: Option<Unsynced>,
-    ) -> Result<()> {
-        // Only a forged state file gets here: 2^64 commits do not happen.
+        // Only a forged state file gets here: 2^64 records do not happen.
         let seq = self
             .state_file
             .state
@@ -205,39 +241,34 @@ impl Store {
             seq,
             clean,
             head,
-            head_end,
+            head_end: end,
             pending,
             checkpoint: match &self.py_checkpoint {
                 Some(c) if !clean => c.id(),
                 _ => 0,
             },
+            head_entries: entries,
+            manifest: self.manifest.generation,
         };
         let path = &self.state_file.path;
-        self.state_file
-            .file
-            .write_all_at(&next.encode(&self.opts.format), next.slot_offset())
+        let file = &self.state_file.file;
+        let record = next.encode(&self.opts.format);
+        // The record goes to the slot the previous one is not in, and once that is synced,
+        // into the other slot too: a crash while writing either leaves one whole copy (the
+        // previous record, or this one), and a byte flipped later in either slot leaves the
+        // other. Never an older record that would make recovery delete what this one
+        // committed.
+        let other = crate::format::SLOT_LEN - next.slot_offset();
+        file.write_all_at(&record, next.slot_offset())
             .ctx("write state file", path)?;
         if self.opts.sync {
-            let state = || {
-                self.state_file
-                    .file
-                    .sync_data()
-                    .ctx("sync state file", path)
-            };
-            match checkpoint {
-                None => state()?,
-                Some(c) => std::thread::scope(|s| {
-                    let other = c.clone();
-                    match std::thread::Builder::new().spawn_scoped(s, move || other.sync()) {
-                        Ok(h) => {
-                            let r = state();
-                            let o = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-                            r.and(o)
-                        }
-                        // No thread to spare: one after the other.
-                        Err(_) => state().and_then(|()| c.sync()),
-                    }
-                })?,
+            file.sync_data().ctx("sync state file", path)?;
+        }
+        if !seeded!(self.fs, SingleStateCopy) {
+            file.write_all_at(&record, other)
+                .ctx("write state file", path)?;
+            if self.opts.sync {
+                file.sync_data().ctx("sync state file", path)?;
             }
         }
         self.state_file.state = next;
@@ -245,206 +276,152 @@ impl Store {
         Ok(())
     }
 
-    /// The last 8 bytes of the head file at its committed length.
-    fn head_tail(&mut self) -> Result<[u8; 8]> {
-        if let Some(t) = self.head_tail {
-            return Ok(t);
-        }
-        let end = self.catalog.head_info().end;
-        let tail = self
-            .head_file
-            .tail(end)
-            .ctx("read data file", self.head_file.path())?;
-        self.head_tail = Some(tail);
-        Ok(tail)
+    /// [`Store::write_state`] for the head as the catalog has it.
+    fn write_head_state(&mut self, clean: bool, pending: Pending) -> Result<()> {
+        let (head, info) = (self.catalog.head(), self.catalog.head_info());
+        self.write_state(clean, head, info.end, info.entries, pending)
     }
 
-    /// The checkpoint entry of the head file at its committed length.
-    fn head_entry(&mut self) -> Result<PyCheckpointEntry> {
-        Ok(PyCheckpointEntry {
-            index: u64::from(self.catalog.head()),
-            file_len: self.head_file.len_at(self.catalog.head_info().end),
-            last_bytes: self.head_tail()?,
-        })
-    }
-
-    /// Points the checkpoint at the head file ending at logical `end` (a trim's new end),
-    /// reading the bytes it records from the file as it is now.
-    fn checkpoint_head_at(&mut self, end: u32) -> Result<()> {
-        let tail = self
-            .head_file
-            .tail(end)
-            .ctx("read data file", self.head_file.path())?;
-        self.set_checkpoint(vec![PyCheckpointEntry {
-            index: u64::from(self.catalog.head()),
-            file_len: self.head_file.len_at(end),
-            last_bytes: tail,
-        }])?;
-        self.head_tail = Some(tail);
-        Ok(())
-    }
-
-    /// Makes our Python-format checkpoint hold `entries` (if this session has one).
-    fn set_checkpoint(&mut self, entries: Vec<PyCheckpointEntry>) -> Result<()> {
-        match &mut self.py_checkpoint {
-            Some(c) => c.set(self.fs.as_ref(), &self.opts, entries),
-            None => Ok(()),
-        }
-    }
-
-    /// Before the first change of the session: publishes the Python-format checkpoint of
-    /// the committed state, then writes a dirty state record naming it. From then on,
-    /// recovery (ours, or the Python library's through the checkpoint) cuts whatever a
-    /// crash leaves past the committed end.
+    /// Before the first change of the session: gives the head an item index if it has
+    /// none (from its committed end on), brings the manifest in line with the files below
+    /// the head (a directory of an older version, or one another writer added files to),
+    /// publishes the Python-format guard (`checkpoint.rs`), then writes a dirty state record
+    /// naming it. From then on, our recovery checks the head's commits, and the Python
+    /// library refuses to start until it has run.
     fn mark_dirty(&mut self) -> Result<()> {
-        if self.marked_dirty || seeded!(self.fs, NoDirtyMarkBeforeFirstWrite) {
+        if self.marked_dirty {
             return Ok(());
         }
+        if self.head.idx.is_none() {
+            let (index, info) = (self.catalog.head(), self.catalog.head_info());
+            let header = IndexHeader {
+                index,
+                first: info.end,
+                genesis: self.opts.format.genesis,
+            };
+            let path = self.opts.index_path(index);
+            crate::fs::remove_if_exists(self.fs.as_ref(), &path).ctx("remove index file", &path)?;
+            self.head.idx = Some(IndexFile::create(
+                self.fs.as_ref(),
+                &path,
+                header,
+                self.opts.sync,
+            )?);
+            self.head.seq = 0;
+            self.sync_dir()?;
+            self.catalog.set_head_end(info.end, 0);
+            self.head_sums = None;
+        }
+        if seeded!(self.fs, NoDirtyMarkBeforeFirstWrite) {
+            return Ok(());
+        }
+        self.reconcile_manifest()?;
         if self.py_checkpoint.is_none() {
-            let entry = self.head_entry()?;
             self.py_checkpoint = Some(PyCheckpoint::create(
                 self.fs.as_ref(),
                 &self.opts,
-                vec![entry],
+                self.catalog.head(),
             )?);
         }
-        let (head, end) = (self.catalog.head(), self.catalog.head_info().end);
-        self.write_state(false, head, end, Pending::None)
+        self.write_head_state(false, Pending::None)
     }
 
-    /// Checks that the segments continue the committed head, each after the previous one;
-    /// returns the indexes they create.
-    fn check_continues(&self, segments: &[&Segment]) -> Result<Vec<u32>> {
-        let mut created = Vec::new();
-        let mut head = self.catalog.head();
-        let mut end = self.catalog.head_info().end;
-        for seg in segments {
-            if seg.new_file {
-                if seg.index != head + 1 || seg.start != 0 {
-                    return Err(internal(format!(
-                        "new file segment {}@{} does not follow head {head}",
-                        seg.index, seg.start
-                    )));
-                }
-                if u64::from(seg.index) > self.opts.max_index() {
-                    return Err(Error::DatabaseFull {
-                        index: u64::from(seg.index),
-                        padding: self.opts.format.naming.padding,
-                    });
-                }
-                created.push(seg.index);
-                head = seg.index;
-            } else if seg.index != head || seg.start != end {
-                return Err(internal(format!(
-                    "segment {}@{} does not continue head {head} at {end}",
-                    seg.index, seg.start
-                )));
+    /// Records every file below the head that the manifest does not list as it is (files
+    /// of an older version, or files another writer added or grew), with what is known of
+    /// them, under a new generation. Writes nothing when the manifest is in line.
+    fn reconcile_manifest(&mut self) -> Result<()> {
+        let mut next = self.manifest.clone();
+        let mut changed = false;
+        for (index, info) in self.catalog.older() {
+            let listed = next
+                .get(index)
+                .is_some_and(|m| m.end == info.end && m.trim_offset == info.trim_offset);
+            if listed {
+                continue;
             }
-            end = seg.end();
+            let record = self.seal_record(index, info, None)?;
+            next = Manifest {
+                generation: next.generation,
+                ..next.with(index, Some(record))
+            };
+            changed = true;
         }
-        Ok(created)
+        let stale: Vec<u32> = next
+            .files
+            .iter()
+            .map(|f| f.index)
+            .filter(|i| self.catalog.get(*i).is_none() || *i >= self.catalog.head())
+            .collect();
+        for index in stale {
+            next = Manifest {
+                generation: next.generation,
+                ..next.with(index, None)
+            };
+            changed = true;
+        }
+        if changed {
+            next.generation = self.manifest.generation + 1;
+            self.publish_manifest(next)?;
+        }
+        Ok(())
     }
 
-    /// Lists the files `created` in the checkpoint (at their header's length) before they
-    /// exist, so that no crash leaves a file of ours that the Python library's rollback
-    /// does not cover; then creates them with their header.
-    fn create_files(&mut self, created: &[u32]) -> Result<Vec<DataFile>> {
-        let mut files = Vec::with_capacity(created.len());
-        if created.is_empty() {
-            return Ok(files);
-        }
-        let mut entries = vec![self.head_entry()?];
-        entries.extend(created.iter().map(|&i| empty_file_entry(i)));
-        self.set_checkpoint(entries)?;
-        for &index in created {
-            files.push(DataFile::create(
-                self.fs.as_ref(),
-                &self.data_path(index),
-                self.opts.format.genesis,
-                0,
-                self.opts.sync,
-            )?);
+    /// What a file below the head holds, for the manifest: `sums` when they are known,
+    /// else computed from the files.
+    fn seal_record(&self, index: u32, info: FileInfo, sums: Option<Sums>) -> Result<Sealed> {
+        let (data, _) = DataFile::open(
+            self.fs.as_ref(),
+            &self.data_path(index),
+            self.opts.format.genesis,
+            crate::datafile::Access::Read,
+        )?;
+        let tail = data.tail(info.end).ctx("read data file", data.path())?;
+        let sums = if let Some(s) = sums {
+            s
+        } else {
+            let idx = IndexFile::open(self.fs.as_ref(), &self.opts.index_path(index))?;
+            let entries = match idx {
+                Some(idx) if info.entries > 0 => crc32c::crc32c(&crate::format::encode_entries(
+                    &idx.entries(0, Some(info.entries))?,
+                )),
+                _ => 0,
+            };
+            Sums {
+                data: crate::index::data_crc(&data, info.trim_offset, info.end)?,
+                entries,
+            }
+        };
+        Ok(Sealed {
+            index,
+            trim_offset: info.trim_offset,
+            end: info.end,
+            entries: info.entries,
+            entries_crc: sums.entries,
+            data_crc: Some(sums.data),
+            tail,
+        })
+    }
+
+    /// Writes `next` as a new manifest file and syncs it: the next state record names it.
+    /// The previous generation's file stays until then (recovery deletes the one no state
+    /// names).
+    fn publish_manifest(&mut self, next: Manifest) -> Result<()> {
+        let path = self.opts.manifest_path(next.generation);
+        crate::fs::remove_if_exists(self.fs.as_ref(), &path).ctx("remove manifest", &path)?;
+        let f = self.fs.create_new(&path).ctx("create manifest", &path)?;
+        f.write_all_at(&next.encode(), 0)
+            .ctx("write manifest", &path)?;
+        if self.opts.sync {
+            f.sync_data().ctx("sync manifest", &path)?;
         }
         self.sync_dir()?;
-        Ok(files)
-    }
-
-    /// Appends the segments and commits them as one batch. On return the data is persisted
-    /// (synced with `Durability::Sync`) and [`Store::catalog`] includes it.
-    ///
-    /// Segments must continue the committed head: the first starts at the head's committed
-    /// end (or creates the next index), each next one likewise.
-    pub(crate) fn write_batch(&mut self, segments: &[&Segment]) -> Result<()> {
-        if seeded!(self.fs, SplitTransaction) && segments.len() > 1 {
-            let (first, rest) = segments.split_at(segments.len() / 2);
-            self.commit(first)?;
-            return self.commit(rest);
-        }
-        self.commit(segments)
-    }
-
-    fn commit(&mut self, segments: &[&Segment]) -> Result<()> {
-        self.mark_dirty()?;
-        let created = self.check_continues(segments)?;
-        let mut new_files = self.create_files(&created)?.into_iter();
-        let mut file = self.head_file.clone();
-        let mut tail = if segments.first().is_some_and(|s| s.new_file) {
-            [0; 8]
-        } else {
-            self.head_tail()?
-        };
-        // Write the data at the committed end (never O_APPEND).
-        let mut touched: Vec<DataFile> = Vec::new();
-        for seg in segments {
-            if seg.new_file {
-                file = new_files.next().expect("one file per new segment");
-                tail = [0; 8];
-            }
-            file.write(seg.start, &seg.data)
-                .ctx("write data file", file.path())?;
-            tail = roll_tail(tail, &seg.data);
-            if touched.last().is_none_or(|t| t.path() != file.path()) {
-                touched.push(file.clone());
-            }
-        }
-        if self.opts.sync {
-            for f in &touched {
-                let mut r = f.sync();
-                if r.is_err() && seeded!(self.fs, RetryFailedSync) {
-                    r = f.sync();
-                }
-                r.ctx("sync data file", f.path())?;
-            }
-        }
-        // The commit: the checkpoint and the state record name the new end.
-        let (head, end) = segments
-            .last()
-            .map_or((self.catalog.head(), self.catalog.head_info().end), |s| {
-                (s.index, s.end())
-            });
-        let entry = PyCheckpointEntry {
-            index: u64::from(head),
-            file_len: file.len_at(end),
-            last_bytes: tail,
-        };
-        let unsynced = match &mut self.py_checkpoint {
-            Some(c) => c.write(self.fs.as_ref(), &self.opts, vec![entry])?,
-            None => None,
-        };
-        self.write_state_with(false, head, end, Pending::None, unsynced)?;
-        for seg in segments {
-            if seg.new_file {
-                self.catalog.roll_to(seg.index);
-            }
-            self.catalog.set_head_end(seg.end());
-        }
-        self.head_file = file;
-        self.head_tail = Some(tail);
+        let old = std::mem::replace(&mut self.manifest, next);
+        self.old_manifest = Some(old.generation).filter(|g| *g != 0);
         Ok(())
     }
 
     /// Whether `seg` continues the committed head (it has not been written yet).
-    pub(crate) fn continues(&self, seg: &Segment) -> bool {
+    pub(crate) fn continues(&self, seg: &crate::buffer::Segment) -> bool {
         let head = self.catalog.head();
         if seg.new_file {
             seg.index == head + 1
@@ -461,12 +438,22 @@ impl Store {
         if !self.marked_dirty && self.state_file.state.clean && self.py_checkpoint.is_none() {
             return Ok(());
         }
-        let (head, end) = (self.catalog.head(), self.catalog.head_info().end);
-        self.write_state(true, head, end, Pending::None)?;
+        self.write_head_state(true, Pending::None)?;
+        self.forget_old_manifest()?;
         match self.py_checkpoint.take() {
             Some(c) => c.remove(self.fs.as_ref(), &self.opts),
             None => Ok(()),
         }
+    }
+
+    /// After a state names the current manifest: deletes the previous one (a crash before
+    /// leaves it to recovery).
+    fn forget_old_manifest(&mut self) -> Result<()> {
+        if let Some(g) = self.old_manifest.take() {
+            let path = self.opts.manifest_path(g);
+            crate::fs::remove_if_exists(self.fs.as_ref(), &path).ctx("remove manifest", &path)?;
+        }
+        Ok(())
     }
 
     fn file_info(&self, index: u32) -> Result<FileInfo> {

@@ -1,13 +1,16 @@
 //! The trims: `rtrim`, `ltrim` and `drop_index`, each validated before anything changes,
 //! then carried out in the order that keeps every crash recoverable (`docs/design.md`,
-//! Trims).
+//! Trims). A file below the head changes only after a new manifest recording what it will
+//! hold is committed by a state record with the operation pending, so that recovery
+//! finishes it; the head's new end is committed by the state record itself.
 
-use super::{empty_file_entry, Store};
+use super::Store;
 use crate::catalog::FileInfo;
 use crate::datafile::{Access, DataFile};
 use crate::error::{Error, IoContext, Result};
-use crate::format::Pending;
+use crate::format::{Entry, IndexHeader, Pending};
 use crate::fs::{remove_if_exists, seeded};
+use crate::index::IndexFile;
 
 /// What a trim or drop did.
 #[derive(Debug, Default)]
@@ -22,7 +25,7 @@ impl Store {
     /// The data file of `index`, open for writing (the head's handle, or a fresh one).
     fn data_file(&self, index: u32) -> Result<DataFile> {
         if index == self.catalog.head() {
-            return Ok(self.head_file.clone());
+            return Ok(self.head.file.clone());
         }
         let path = self.data_path(index);
         Ok(DataFile::open(
@@ -40,6 +43,36 @@ impl Store {
         let mut got = vec![0u8; check.len()];
         f.read(at, &mut got).ctx("read data file", f.path())?;
         Ok(got == check)
+    }
+
+    /// How many of the first `entries` index entries of `index` end at or before `end`.
+    fn entries_within(&self, index: u32, entries: u32, end: u32) -> Result<u32> {
+        let Some(idx) = IndexFile::open(self.fs.as_ref(), &self.opts.index_path(index))? else {
+            return Ok(0);
+        };
+        let all: Vec<Entry> = idx.entries(0, Some(entries))?;
+        let kept = all.iter().take_while(|e| e.end <= end).count();
+        Ok(u32::try_from(kept).expect("fewer entries than u32"))
+    }
+
+    /// Commits, for `index` below the head, what it will hold after a trim: a new manifest
+    /// record, named by a state record with `pending` so that recovery finishes the trim.
+    fn commit_older(&mut self, index: u32, info: Option<FileInfo>, pending: Pending) -> Result<()> {
+        let record = match info {
+            Some(info) => Some(self.seal_record_of(index, info)?),
+            None => None,
+        };
+        let mut next = self.manifest.with(index, record);
+        next.generation = self.manifest.generation + 1;
+        self.publish_manifest(next)?;
+        self.write_head_state(false, pending)?;
+        self.forget_old_manifest()
+    }
+
+    /// [`Store::seal_record`] of a file whose data may not be trimmed yet: its checksum is
+    /// of the range `info` names, read from the file as it is.
+    fn seal_record_of(&self, index: u32, info: FileInfo) -> Result<crate::format::Sealed> {
+        self.seal_record(index, info, None)
     }
 
     /// Cuts `index` from logical position `from` to its end. See `AioDiskDb::rtrim`.
@@ -84,28 +117,87 @@ impl Store {
         }
         // Validated: from here on the directory changes.
         self.mark_dirty()?;
+        let info = self.file_info(index)?;
         let file = self.data_file(index)?;
+        let entries = if is_head {
+            0
+        } else {
+            self.entries_within(index, info.entries, new_end)?
+        };
+        let cut = FileInfo {
+            end: new_end,
+            entries,
+            ..info
+        };
         if is_head {
-            // The new end must be committed before the bytes go, or recovery would find
-            // committed data missing; the checkpoint likewise, or the Python library would
-            // find the file shorter than it says and refuse to start.
+            // The new end is committed, with the trim pending (so that recovery finishes
+            // it rather than checking the head's commits, which name bytes about to go),
+            // before the bytes go; then the item index is cut to match.
             if seeded!(self.fs, TruncateBeforeCommit) {
                 file.truncate(new_end)
                     .ctx("truncate data file", file.path())?;
             }
-            self.checkpoint_head_at(new_end)?;
-            self.write_state(false, index, new_end, Pending::None)?;
+            let idx = self
+                .head
+                .idx
+                .clone()
+                .expect("marked dirty: the head is indexed");
+            let kept = crate::index::cut_len(&idx, &file, Some(info.entries), new_end)?;
+            let pending = Pending::Rtrim { index };
+            self.write_state(false, index, new_end, kept.unwrap_or(0), pending)?;
+            file.truncate(new_end)
+                .ctx("truncate data file", file.path())?;
+            if self.opts.sync {
+                file.sync().ctx("sync data file", file.path())?;
+            }
+            self.head_sums = None;
+            if kept.is_some() {
+                let n = crate::index::cut(&idx, &file, Some(info.entries), new_end)?;
+                if self.opts.sync {
+                    idx.sync().ctx("sync index file", idx.path())?;
+                }
+                self.catalog.set_head_end(new_end, n);
+                self.write_head_state(false, Pending::None)?;
+            } else {
+                self.catalog.set_head_end(new_end, 0);
+                self.reindex_head()?;
+            }
+        } else {
+            self.commit_older(index, Some(cut), Pending::Rtrim { index })?;
+            file.truncate(new_end)
+                .ctx("truncate data file", file.path())?;
+            if self.opts.sync {
+                file.sync().ctx("sync data file", file.path())?;
+            }
+            self.catalog.set(index, info.trim_offset, new_end, entries);
+            self.write_head_state(false, Pending::None)?;
         }
-        file.truncate(new_end)
-            .ctx("truncate data file", file.path())?;
-        if self.opts.sync {
-            file.sync().ctx("sync data file", file.path())?;
-        }
-        self.catalog.set(index, info.trim_offset, new_end);
         Ok(TrimOutcome {
             trimmed,
             dropped: None,
         })
+    }
+
+    /// Gives the head a fresh item index from its committed end (after an rtrim cut all
+    /// its items): nothing before is indexed.
+    fn reindex_head(&mut self) -> Result<()> {
+        let (index, info) = (self.catalog.head(), self.catalog.head_info());
+        let path = self.opts.index_path(index);
+        remove_if_exists(self.fs.as_ref(), &path).ctx("remove index file", &path)?;
+        let header = IndexHeader {
+            index,
+            first: info.end,
+            genesis: self.opts.format.genesis,
+        };
+        self.head.idx = Some(IndexFile::create(
+            self.fs.as_ref(),
+            &path,
+            header,
+            self.opts.sync,
+        )?);
+        self.head.seq = 0;
+        self.sync_dir()?;
+        self.write_head_state(false, Pending::None)
     }
 
     /// Removes the bytes of `index` before logical position `to`. See `AioDiskDb::ltrim`.
@@ -154,26 +246,38 @@ impl Store {
         }
         // Validated: from here on the directory changes.
         self.mark_dirty()?;
+        let info = self.file_info(index)?;
         let is_head = index == self.catalog.head();
         let naming = &self.opts.format.naming;
         let temp = self.opts.dir.join(naming.temp_file(index));
         remove_if_exists(self.fs.as_ref(), &temp).ctx("remove temp file", &temp)?;
         let src = self.data_file(index)?;
         let dst = DataFile::create(self.fs.as_ref(), &temp, self.opts.format.genesis, to, false)?;
-        src.copy_to(&dst, to, info.end)?;
+        let kept_crc = src.copy_to(&dst, to, info.end)?;
         if self.opts.sync {
             dst.sync().ctx("sync temp file", &temp)?;
         }
-        let (head, head_end) = (self.catalog.head(), self.catalog.head_info().end);
-        self.write_state(
-            false,
-            head,
-            head_end,
-            Pending::Ltrim {
-                index,
-                trim_offset: to,
-            },
-        )?;
+        // The item index stays as it is: positions do not move, and the items before `to`
+        // are simply no longer stored.
+        let pending = Pending::Ltrim {
+            index,
+            trim_offset: to,
+        };
+        if is_head {
+            self.write_head_state(false, pending)?;
+        } else {
+            let mut record = match self.manifest.get(index) {
+                Some(r) => *r,
+                None => self.seal_record_of(index, info)?,
+            };
+            record.trim_offset = to;
+            record.data_crc = Some(kept_crc);
+            let mut next = self.manifest.with(index, Some(record));
+            next.generation = self.manifest.generation + 1;
+            self.publish_manifest(next)?;
+            self.write_head_state(false, pending)?;
+            self.forget_old_manifest()?;
+        }
         let path = self.data_path(index);
         self.fs
             .rename(&temp, &path)
@@ -181,23 +285,23 @@ impl Store {
         self.sync_dir()?;
         if is_head {
             let genesis = self.opts.format.genesis;
-            self.head_file = DataFile::open(self.fs.as_ref(), &path, genesis, Access::Write)?.0;
-            // The head file is shorter now: until the checkpoint says so too, the Python
-            // library would refuse to start (never cut anything).
-            self.checkpoint_head_at(info.end)?;
+            self.head.file = DataFile::open(self.fs.as_ref(), &path, genesis, Access::Write)?.0;
+            self.head_sums = None;
         }
-        self.write_state(false, head, head_end, Pending::None)?;
-        self.catalog.set(index, to, info.end);
+        self.catalog.set(index, to, info.end, info.entries);
+        self.write_head_state(false, Pending::None)?;
         Ok(TrimOutcome {
             trimmed: u64::from(to - info.trim_offset),
             dropped: None,
         })
     }
 
-    /// Deletes the data file of `index`. Dropping the head moves appends to a new index.
+    /// Deletes the data file of `index` (and its item index). Dropping the head moves
+    /// appends to a new index.
     pub(crate) fn drop_index(&mut self, index: u32) -> Result<TrimOutcome> {
         let info: FileInfo = self.file_info(index)?;
         let path = self.data_path(index);
+        let idx_path = self.opts.index_path(index);
         if index == self.catalog.head() {
             let next = u64::from(index) + 1;
             let Some(next) = u32::try_from(next)
@@ -210,31 +314,44 @@ impl Store {
                 });
             };
             self.mark_dirty()?;
-            // The new head is listed in the checkpoint before it exists (see write_batch),
-            // and the file about to go is left out once the new head is in place: the
-            // Python library appends to the highest index and must find it empty.
-            let entry = self.head_entry()?;
-            self.set_checkpoint(vec![entry, empty_file_entry(next)])?;
+            let genesis = self.opts.format.genesis;
             let f = DataFile::create(
                 self.fs.as_ref(),
                 &self.data_path(next),
-                self.opts.format.genesis,
+                genesis,
                 0,
                 self.opts.sync,
             )?;
+            let next_idx_path = self.opts.index_path(next);
+            remove_if_exists(self.fs.as_ref(), &next_idx_path)
+                .ctx("remove index file", &next_idx_path)?;
+            let header = IndexHeader {
+                index: next,
+                first: 0,
+                genesis,
+            };
+            let idx = IndexFile::create(self.fs.as_ref(), &next_idx_path, header, self.opts.sync)?;
             self.sync_dir()?;
-            self.set_checkpoint(vec![empty_file_entry(next)])?;
-            self.write_state(false, next, 0, Pending::Drop { index })?;
-            self.head_file = f;
-            self.head_tail = Some([0; 8]);
+            self.write_state(false, next, 0, 0, Pending::Drop { index })?;
+            self.head.file = f;
+            self.head.idx = Some(idx);
+            self.head.seq = 0;
+            self.head_sums = Some(super::Sums {
+                data: 0,
+                entries: 0,
+            });
             self.catalog.roll_to(next);
             self.fs.remove(&path).ctx("remove data file", &path)?;
+            remove_if_exists(self.fs.as_ref(), &idx_path).ctx("remove index file", &idx_path)?;
             self.sync_dir()?;
-            self.write_state(false, next, 0, Pending::None)?;
+            self.write_state(false, next, 0, 0, Pending::None)?;
         } else {
             self.mark_dirty()?;
+            self.commit_older(index, None, Pending::Drop { index })?;
             self.fs.remove(&path).ctx("remove data file", &path)?;
+            remove_if_exists(self.fs.as_ref(), &idx_path).ctx("remove index file", &idx_path)?;
             self.sync_dir()?;
+            self.write_head_state(false, Pending::None)?;
         }
         self.catalog.remove(index);
         Ok(TrimOutcome {

@@ -24,10 +24,11 @@ use crate::db::AioDiskDb;
 use crate::events::{Event, Hooks};
 use crate::fs::Fs;
 use crate::location::ItemLocation;
-use crate::reader::ReadCache;
+use crate::reader::{Files, ReadCache};
 use crate::store::Store;
 
 use super::python_sim::{python_session, PyOutcome};
+use super::rot::{self, Rot};
 use super::sim::{Bug, Damage, SimFs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -431,17 +432,32 @@ fn read(
     catalog: &Catalog,
     loc: ItemLocation,
 ) -> Result<Option<Vec<u8>>, String> {
+    read_checked(fs, cfg, catalog, loc).map_err(|e| format!("read {loc}: {e}"))
+}
+
+/// Reads `loc` as `read` would after recovery to `catalog`: through the reader, which
+/// checks each item against its item index.
+pub(crate) fn read_checked(
+    fs: &SimFs,
+    cfg: &Config,
+    catalog: &Catalog,
+    loc: ItemLocation,
+) -> crate::Result<Option<Vec<u8>>> {
     let Some(info) = catalog.get(loc.index) else {
         return Ok(None);
     };
     if loc.size == 0 || loc.position < info.trim_offset || loc.end() > u64::from(info.end) {
         return Ok(None);
     }
-    let path = cfg.path.join(cfg.naming.data_file(loc.index));
-    ReadCache::default()
-        .read(fs, &path, cfg.genesis, loc, info)
+    let files = Files {
+        fs: Arc::new(fs.clone()),
+        dir: cfg.path.clone(),
+        naming: cfg.naming.clone(),
+        genesis: cfg.genesis,
+    };
+    ReadCache::new(files, true)
+        .read(loc, info)
         .map(|b| b.map(|b| b.to_vec()))
-        .map_err(|e| format!("read {loc}: {e}"))
 }
 
 /// Opens (recovers) the directory of the simulated configuration on `fs`.
@@ -563,19 +579,9 @@ pub(crate) fn check_append(image: &SimFs, m: &Model) -> Result<(), String> {
     let end = info.end;
     let data = vec![0x5a; 40];
     let seg = if u64::from(end) - u64::from(info.trim_offset) + 24 + 40 > cfg.max_file_size {
-        Segment {
-            index: head + 1,
-            start: 0,
-            new_file: true,
-            data: data.clone(),
-        }
+        Segment::one(head + 1, 0, true, data.clone())
     } else {
-        Segment {
-            index: head,
-            start: end,
-            new_file: false,
-            data: data.clone(),
-        }
+        Segment::one(head, end, false, data.clone())
     };
     let loc = ItemLocation {
         index: seg.index,
@@ -657,6 +663,16 @@ pub(crate) fn enumerate(
                 check_append(&image.crash_image(Damage::All, 0), &m).map_err(|e| {
                     format!("seed {seed} crash at op {n} ({damage:?}), append: {e}")
                 })?;
+            }
+            if damage == Damage::SyncedOnly {
+                for (r, rot) in Rot::ALL.into_iter().enumerate() {
+                    let damaged = image.crash_image(Damage::All, 0);
+                    if let Some(a) = rot::apply(&damaged, rot, &m, seed ^ n ^ r as u64) {
+                        tally.states.fetch_add(1, Ordering::Relaxed);
+                        rot::check(&damaged, &m, rot, a.altered)
+                            .map_err(|e| format!("seed {seed} crash at op {n}, then {e}"))?;
+                    }
+                }
             }
             if !deep && v > 1 {
                 continue;

@@ -5,4 +5,5 @@
 mod crash;
 mod faults;
 mod python_sim;
+mod rot;
 pub(crate) mod sim;

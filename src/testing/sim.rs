@@ -56,10 +56,20 @@ pub(crate) enum Bug {
     SplitTransaction,
     /// The first change of a session writes data before the dirty state record.
     NoDirtyMarkBeforeFirstWrite,
+    /// Recovery accepts the head's newest commit slot without checking that the batch it
+    /// names matches its checksums.
+    CommitChecksumNotChecked,
+    /// A commit writes its item index entries after the round of syncs that acknowledges it.
+    IndexEntryAfterCommit,
+    /// A rollover does not record the end (and checksums) of the file it seals.
+    SealedEndNotRecorded,
+    /// A state record is written to one slot only: a byte flipped in it later leaves the
+    /// previous record, older than what was committed.
+    SingleStateCopy,
 }
 
 impl Bug {
-    pub(crate) const ALL: [Bug; 8] = [
+    pub(crate) const ALL: [Bug; 12] = [
         Bug::AckBeforeSync,
         Bug::NoDirSync,
         Bug::RetryFailedSync,
@@ -68,6 +78,10 @@ impl Bug {
         Bug::RenameBeforeTempSynced,
         Bug::SplitTransaction,
         Bug::NoDirtyMarkBeforeFirstWrite,
+        Bug::CommitChecksumNotChecked,
+        Bug::IndexEntryAfterCommit,
+        Bug::SealedEndNotRecorded,
+        Bug::SingleStateCopy,
     ];
 }
 

@@ -1,6 +1,7 @@
 //! Our writer is killed, then the real Python library (aiodiskdb 0.2.3, from
-//! `AIODISKDB_PYTHON`, as in `compat.rs`) opens the directory with its default options,
-//! appends and stops; then our open must keep everything both writers acknowledged.
+//! `AIODISKDB_PYTHON`, as in `compat.rs`) tries to open the directory with its default
+//! options: our guard checkpoint makes it refuse, changing nothing. After our recovery it
+//! opens, appends and stops; then our open must keep everything both writers acknowledged.
 //!
 //! The test binary re-executes itself ([`crashed_writer_child`], a no-op unless
 //! `AIODISKDB_CRASH_WRITER` names a directory): the child adds items and flushes now and
@@ -149,6 +150,18 @@ async def main(d, n, seed):
 asyncio.run(main(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
 ";
 
+/// Every file but temp files, by name: its bytes.
+fn snapshot(dir: &Path) -> Res<std::collections::BTreeMap<String, Vec<u8>>> {
+    let mut out = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(dir)? {
+        let name = e?.file_name().into_string().map_err(|_| "not UTF-8")?;
+        if !name.starts_with(".tmp.") {
+            out.insert(name.clone(), std::fs::read(dir.join(&name))?);
+        }
+    }
+    Ok(out)
+}
+
 fn python_append(py: &Path, dir: &Path, n: usize, seed: u64) -> Res<Vec<(ItemLocation, Vec<u8>)>> {
     let compat_dir = roundtrip_script().parent().ok_or("no dir")?.to_path_buf();
     let stdout = run_python(
@@ -186,10 +199,11 @@ fn python_append(py: &Path, dir: &Path, n: usize, seed: u64) -> Res<Vec<(ItemLoc
 }
 
 /// The issue's reproduction, three times over on one directory: our writer is killed
-/// (dirty state, maybe a torn flush past the committed end), the Python library opens the
-/// directory, appends 100 items and stops cleanly; our next open must serve every item
-/// Python acknowledged and every item our writer acknowledged. Before the fix, our
-/// recovery cut the head back to its committed end and deleted Python's files.
+/// (dirty state, maybe a torn flush past the committed end); the Python library refuses to
+/// start, leaving every file as it was; after our recovery it appends 100 items and stops
+/// cleanly; our next open must serve every item Python acknowledged and every item our
+/// writer acknowledged. Before issue 9, Python appended behind our torn tail and our
+/// recovery then cut the head back and deleted Python's files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_appends_after_our_crash_are_kept() -> TestResult {
     let Some(py) = python("python_appends_after_our_crash_are_kept") else {
@@ -228,6 +242,23 @@ async fn python_appends_after_our_crash_are_kept() -> TestResult {
             "round {round}: a session of ours keeps a python checkpoint: {names:?}"
         );
 
+        // Our guard checkpoint makes the Python library refuse to start, changing nothing
+        // that matters (it checks on a copy, and deletes only temp files).
+        let before = snapshot(&dir)?;
+        let refused = tokio::task::block_in_place(|| python_append(&py, &dir, 100, round));
+        let why = refused.expect_err("python must refuse a directory with a crashed session");
+        assert!(
+            why.to_string().contains("File corrupted"),
+            "round {round}: {why}"
+        );
+        assert_eq!(
+            snapshot(&dir)?,
+            before,
+            "round {round}: python changed the files"
+        );
+
+        // What the docs tell an operator to run first (`aiodiskdb recover` is this).
+        builder(&dir).open().await?.stop().await?;
         let appended = tokio::task::block_in_place(|| python_append(&py, &dir, 100, round))?;
         assert_eq!(appended.len(), 100);
         python_items.extend(appended);
