@@ -150,7 +150,7 @@ pub(crate) fn inspect_with(fs: &dyn Fs, opts: &Options) -> Result<Inspection> {
     });
     render_files(opts, &survey, &plan, &mut out);
     render_session(opts, &plan, &mut out);
-    for e in &plan.errors {
+    for e in plan.errors.iter().chain(&plan.warnings) {
         let (path, message) = describe(e, &state_path);
         out.problems.push(problem(&path, message));
     }

@@ -166,13 +166,32 @@ fn plan_recorded_head(opts: &Options, s: &Survey, st: crate::format::State, p: &
 
 /// The item indexes: removed for a file that is gone and when not valid; the head's kept
 /// (and cut back to what was committed) only if it reaches the head's end.
-pub(crate) fn plan_indexes(s: &Survey, p: &mut Plan) {
+pub(crate) fn plan_indexes(opts: &Options, s: &Survey, p: &mut Plan) {
     for (&index, &valid) in &s.indexes {
         if !valid || !p.files.contains_key(&index) {
             p.actions.push(Action::RemoveIndex { index });
-            p.entries.remove(&index);
         }
     }
+    // A file whose committed entries have no valid index any more: its items are served
+    // unchecked from now on (the readers find no index), which is reported, by `verify`
+    // too (not an error: nothing is lost but the checking).
+    let lost: Vec<(u32, u32)> = p
+        .entries
+        .iter()
+        .filter(|&(i, &n)| n > 0 && s.indexes.get(i) != Some(&true) && p.files.contains_key(i))
+        .map(|(&i, &n)| (i, n))
+        .collect();
+    for (index, n) in lost {
+        p.warnings.push(Error::FilesInconsistency {
+            path: opts.index_path(index),
+            reason: format!(
+                "the item index is missing or not valid: the {n} entries committed for {} \
+                 are lost, and its items are served unchecked",
+                opts.format.naming.data_file(index)
+            ),
+        });
+    }
+    p.entries.retain(|i, _| p.files.contains_key(i));
     let Some(st) = s.state() else { return };
     let valid = |i: u32| s.indexes.get(&i) == Some(&true);
     let committed = match p.session {
@@ -183,6 +202,19 @@ pub(crate) fn plan_indexes(s: &Survey, p: &mut Plan) {
         }),
         Session::None | Session::Live(_) => None,
     };
+    if let Some(c) = committed.filter(|c| c.entries > 0 && !valid(st.head)) {
+        if p.files.contains_key(&st.head) {
+            p.warnings.push(Error::FilesInconsistency {
+                path: opts.index_path(st.head),
+                reason: format!(
+                    "the item index is missing or not valid: the {} entries committed for {} \
+                     are lost, and its items are served unchecked",
+                    c.entries,
+                    opts.format.naming.data_file(st.head)
+                ),
+            });
+        }
+    }
     let Some(c) = committed.filter(|_| valid(st.head) && p.files.contains_key(&st.head)) else {
         return;
     };

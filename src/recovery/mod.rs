@@ -40,6 +40,9 @@ pub(crate) fn open(fs: Arc<dyn Fs>, opts: Options) -> Result<Store> {
     if let Some(e) = plan.errors.first() {
         return Err(e.clone());
     }
+    for w in &plan.warnings {
+        tracing::warn!(warning = %w, "aiodiskdb: opening with damage (`aiodiskdb check` lists it)");
+    }
     #[cfg(test)]
     let plan = if seeded!(fs, TrustFileLength) {
         plan.trusting_file_length(&survey)

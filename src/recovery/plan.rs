@@ -66,6 +66,9 @@ pub(crate) struct Plan {
     pub(crate) actions: Vec<Action>,
     /// Each makes `open` fail (with the first); `inspect` reports them all.
     pub(crate) errors: Vec<Error>,
+    /// Damage that `open` accepts (`inspect` reports it): an item index lost, so that its
+    /// file's items are served unchecked.
+    pub(crate) warnings: Vec<Error>,
     /// Names the Python library would take for its own but we ignore (`inspect` reports
     /// them).
     pub(crate) foreign: Vec<Foreign>,
@@ -138,6 +141,7 @@ pub(crate) fn plan(opts: &Options, s: &Survey, live: bool) -> Plan {
         session: session(s, live),
         actions: Vec::new(),
         errors: Vec::new(),
+        warnings: Vec::new(),
         foreign: s.foreign.clone(),
         files: BTreeMap::new(),
         entries: BTreeMap::new(),
@@ -212,7 +216,7 @@ pub(crate) fn plan(opts: &Options, s: &Survey, live: bool) -> Plan {
     plan_head(opts, s, dirty, &mut p);
     if !live {
         super::checks::plan_sealed(opts, s, &mut p);
-        super::checks::plan_indexes(s, &mut p);
+        super::checks::plan_indexes(opts, s, &mut p);
     }
     p
 }

@@ -1109,8 +1109,35 @@ async fn python_appends_after_our_clean_stop_are_kept() -> Res<()> {
         "compat: python appended {} items after our clean stop",
         added.len()
     );
+    let python_bytes: u64 = added.iter().map(|i| u64::from(i.loc.size)).sum();
     items.extend(added);
     let (p, _) = reopen_and_check(&dbdir, &cfg, items.clone()).await?;
     assert_eq!(p, items.len() + 1);
+    // Python's range has no item index: verify reads it, and counts it as unindexed, not
+    // as corrupt; every item of ours is checked.
+    let db = builder(&dbdir, &cfg).open().await?;
+    let v = db.verify().await?;
+    db.stop().await?;
+    assert!(v.is_ok(), "{:?}", v.problems);
+    assert_eq!(v.unindexed_bytes, python_bytes, "{v:?}");
+    assert_eq!(
+        v.items_checked,
+        (items.len() + 1 - python_items(&items, python_bytes)) as u64,
+        "{v:?}"
+    );
     Ok(())
+}
+
+/// How many of `items` are Python's (the last ones, `bytes` of them in all).
+fn python_items(items: &[Item], bytes: u64) -> usize {
+    let mut sum = 0;
+    items
+        .iter()
+        .rev()
+        .take_while(|i| {
+            let take = sum < bytes;
+            sum += u64::from(i.loc.size);
+            take
+        })
+        .count()
 }

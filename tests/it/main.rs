@@ -12,6 +12,7 @@ mod flush;
 mod format;
 mod fuzz_replay;
 mod hostile;
+mod integrity;
 mod kill;
 mod lifecycle;
 mod load;
