@@ -152,7 +152,7 @@ async fn a_flipped_byte_in_the_item_index_fails_that_items_read() -> TestResult 
 async fn refused(dir: &Path, file: &str, what: &str) -> TestResult {
     match builder(dir).open().await {
         Err(Error::FilesInconsistency { path, reason }) => {
-            assert!(path.ends_with(file), "{path:?}: {reason}");
+            assert!(path.ends_with(file), "{}: {reason}", path.display());
             assert!(reason.contains(what), "{reason}");
         }
         Err(e) => panic!("expected FilesInconsistency for {file}, got {e}"),
@@ -417,7 +417,7 @@ async fn a_crashed_directory_of_the_previous_version_recovers_and_upgrades() -> 
     v2_upgrades(dir.path()).await?;
     assert_eq!(
         std::fs::metadata(&head)?.len(),
-        committed + u64::from(b"after the upgrade".len() as u32),
+        committed + b"after the upgrade".len() as u64,
         "the torn tail was cut before the new item"
     );
     Ok(())
