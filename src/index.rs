@@ -8,6 +8,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::datafile::DataFile;
@@ -145,12 +146,19 @@ impl ItemTable {
     }
 }
 
-/// One `.idx` file.
+/// How far ahead an index file is grown (zeros, 8,192 entries): so that most commits write
+/// entries into bytes the file already has, and its sync need not record a new length.
+const GROW: u64 = 64 << 10;
+
+/// One `.idx` file. Its length runs ahead of its entries (zeros: an all-zero entry is
+/// never a valid one, since items are not empty); the commits say how many there are.
 #[derive(Debug, Clone)]
 pub(crate) struct IndexFile {
     file: Arc<dyn FsFile>,
     path: PathBuf,
     header: IndexHeader,
+    /// The file's length, as far as this handle knows (shared by its clones).
+    len: Arc<AtomicU64>,
 }
 
 impl IndexFile {
@@ -180,6 +188,7 @@ impl IndexFile {
             file,
             path: path.to_path_buf(),
             header,
+            len: Arc::new(AtomicU64::new(ENTRIES_AT)),
         })
     }
 
@@ -209,10 +218,12 @@ impl IndexFile {
         let n = file
             .read_up_to(&mut h, INDEX_HEADER_AT)
             .ctx("read index header", path)?;
+        let len = file.len().ctx("stat index file", path)?;
         Ok(IndexHeader::decode(&h[..n]).map(|header| IndexFile {
             file,
             path: path.to_path_buf(),
             header,
+            len: Arc::new(AtomicU64::new(len)),
         }))
     }
 
@@ -234,8 +245,19 @@ impl IndexFile {
         Ok(Commit::slots(&raw[..n]))
     }
 
-    /// The entries from number `from` to the end of the file (or to `to`).
+    /// The entries from number `from` to `to`, or (`None`) to the first all-zero one (the
+    /// end of what was written).
     pub(crate) fn entries(&self, from: u32, to: Option<u32>) -> Result<Vec<Entry>> {
+        let mut v = self.stored_entries(from, to)?;
+        if to.is_none() {
+            if let Some(z) = v.iter().position(|e| *e == Entry { end: 0, crc: 0 }) {
+                v.truncate(z);
+            }
+        }
+        Ok(v)
+    }
+
+    fn stored_entries(&self, from: u32, to: Option<u32>) -> Result<Vec<Entry>> {
         let len = self.file.len().ctx("stat index file", &self.path)?;
         let stored = len.saturating_sub(ENTRIES_AT) / ENTRY_BYTES as u64;
         let stored = u32::try_from(stored).unwrap_or(u32::MAX);
@@ -251,8 +273,15 @@ impl IndexFile {
         Ok(decode_entries(&raw[..n]))
     }
 
-    /// Writes `entries` as entries number `at..`.
+    /// Writes `entries` as entries number `at..`, growing the file ahead first when they
+    /// would pass its end.
     pub(crate) fn write_entries(&self, at: u32, entries: &[Entry]) -> io::Result<()> {
+        let end = entry_offset(at) + (entries.len() * ENTRY_BYTES) as u64;
+        if end > self.len.load(Ordering::Relaxed) {
+            let grown = end + GROW;
+            self.file.set_len(grown)?;
+            self.len.store(grown, Ordering::Relaxed);
+        }
         self.file
             .write_all_at(&encode_entries(entries), entry_offset(at))
     }
@@ -263,9 +292,11 @@ impl IndexFile {
             .write_all_at(&commit.encode(), commit.slot_offset())
     }
 
-    /// Cuts the entries after the first `entries`.
+    /// Cuts the entries after the first `entries` (and the zeros ahead of them).
     pub(crate) fn truncate(&self, entries: u32) -> io::Result<()> {
-        self.file.set_len(entry_offset(entries))
+        self.file.set_len(entry_offset(entries))?;
+        self.len.store(entry_offset(entries), Ordering::Relaxed);
+        Ok(())
     }
 
     pub(crate) fn sync(&self) -> io::Result<()> {

@@ -1,5 +1,5 @@
-//! Every on-disk byte: data file names and headers, the state file, and the Python
-//! library's checkpoint files.
+//! Every on-disk byte: data file names and headers, the state file, the item indexes, the
+//! manifest of sealed files, and the Python library's checkpoint files.
 //!
 //! ```text
 //! data file  {prefix}{index:0padding}.dat          (aiodiskdb 0.2.x, byte for byte)
@@ -8,30 +8,37 @@
 //!   8..24   reserved, zero
 //!   24..    items back to back; logical position p is at byte 24 + p - trim_offset
 //!
+//! item index {prefix}{index:0padding}.idx          (ours; layout in index.rs)
+//! manifest   .aiodiskdb.{prefix}.files.{gen}       (ours; layout in manifest.rs)
+//!
 //! temp file  .tmp.{prefix}{index:0padding}.dat     (ltrim rewrite, then renamed over)
-//! temp file  .aiodiskdb.{prefix}.checkpoint.tmp    (our python checkpoint, then renamed)
+//! temp file  .aiodiskdb.{prefix}.checkpoint.tmp    (our guard checkpoint, then renamed)
 //!
 //! state file .aiodiskdb.{prefix}.state             (ours; Python ignores it)
-//!   two slots of SLOT_LEN bytes at 0 and SLOT_LEN; a write goes to slot seq % 2, so a torn
-//!   write leaves the other slot intact. A slot (version 2; version 1 ended at 44 with its
-//!   crc at 44..48 and is still read):
+//!   two slots of SLOT_LEN bytes at 0 and SLOT_LEN; a record goes to slot seq % 2, then
+//!   (once synced) to the other slot too, so a torn write leaves one whole copy and a
+//!   damaged slot leaves the other. A slot (version 3; version 2 ended its fields at 62+,
+//!   version 1 at 44 with its crc at 44..48: both are still read):
 //!   0..8    magic "AIODSKDB"
-//!   8..12   version u32 LE (2)
+//!   8..12   version u32 LE (3)
 //!   12..20  seq u64 LE (the slot with the highest valid seq wins)
 //!   20..24  flags u32 LE (bit 0: clean stop)
 //!   24..28  head index u32 LE (the current data file)
-//!   28..32  head end u32 LE (committed logical end of the head file)
-//!   32..36  pending operation kind u32 LE (0 none, 1 ltrim, 2 drop)
+//!   28..32  head end u32 LE (the head's logical end as of this record)
+//!   32..36  pending operation kind u32 LE (0 none, 1 ltrim, 2 drop, 3 rtrim)
 //!   36..40  pending index u32 LE
 //!   40..44  pending argument u32 LE (ltrim: the new trim offset)
-//!   44..52  checkpoint id u64 LE: our session's `.checkpoint-{id}` (0: none)
+//!   44..52  checkpoint id u64 LE: our session's guard `.checkpoint-{id}` (0: none)
 //!   52..56  genesis bytes of the data files
 //!   56..60  file padding u32 LE
-//!   60..62  file prefix length u16 LE, then the prefix (UTF-8) from 62
+//!   60..62  file prefix length u16 LE, then the prefix (UTF-8) from 62 (at most 200)
+//!   400..404 head entries u32 LE (the head's item index entries as of this record)
+//!   404..412 manifest generation u64 LE (0: none)
 //!   508..512 crc32c of bytes 0..508, u32 LE
 //!
 //! python checkpoint  .checkpoint-{millis}   (written by aiodiskdb 0.2.x before each flush,
-//!                                           and by us while a session of ours is open)
+//!                                           and by us, as a guard, while a session of ours
+//!                                           is open)
 //!   52-byte entries: index u48 LE, file length u48 LE, the file's last 8 bytes, and 32
 //!   bytes that aiodiskdb 0.2.3 fills with sha256(b"") and checks on start
 //! ```

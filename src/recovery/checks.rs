@@ -204,6 +204,9 @@ pub(crate) fn plan_indexes(opts: &Options, s: &Survey, p: &mut Plan) {
     };
     if let Some(c) = committed.filter(|c| c.entries > 0 && !valid(st.head)) {
         if p.files.contains_key(&st.head) {
+            // Recorded, so that `verify` reports it too; the first change of the session
+            // gives the head a new index from its end.
+            p.entries.insert(st.head, c.entries);
             p.warnings.push(Error::FilesInconsistency {
                 path: opts.index_path(st.head),
                 reason: format!(
@@ -234,10 +237,12 @@ pub(crate) fn plan_indexes(opts: &Options, s: &Survey, p: &mut Plan) {
         return;
     }
     p.entries.insert(st.head, c.entries);
-    p.actions.push(Action::TruncateIndex {
-        index: st.head,
-        entries: c.entries,
-    });
+    if !matches!(p.session, Session::Clean(_)) {
+        p.actions.push(Action::TruncateIndex {
+            index: st.head,
+            entries: c.entries,
+        });
+    }
     let end = p.files.get(&st.head).map_or(0, |f| f.1);
     p.head_indexed = st.head == p.head && end == c.end;
 }
