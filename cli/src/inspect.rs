@@ -77,7 +77,7 @@ struct StateJson {
 }
 
 #[derive(Serialize)]
-struct ProblemJson {
+pub(crate) struct ProblemJson {
     path: String,
     message: String,
 }
@@ -112,7 +112,7 @@ struct CheckJson {
     other_dat_files: Vec<String>,
 }
 
-fn problems_json(problems: &[Problem]) -> Vec<ProblemJson> {
+pub(crate) fn problems_json(problems: &[Problem]) -> Vec<ProblemJson> {
     problems
         .iter()
         .map(|p| ProblemJson {
@@ -120,6 +120,12 @@ fn problems_json(problems: &[Problem]) -> Vec<ProblemJson> {
             message: flags::in_flags(&p.message),
         })
         .collect()
+}
+
+/// A problem as `check` prints it: `PATH: MESSAGE`, the library's option names turned into
+/// the CLI's flags.
+pub(crate) fn problem_line(p: &Problem) -> String {
+    format!("{}: {}", p.path.display(), flags::in_flags(&p.message))
 }
 
 /// `.dat` files in the directory that are not data files of this naming (and were not
@@ -317,7 +323,7 @@ fn print_info(
     } else {
         outln!("problems ({}):", ins.problems.len())?;
         for p in &ins.problems {
-            outln!("  {}: {}", p.path.display(), flags::in_flags(&p.message))?;
+            outln!("  {}", problem_line(p))?;
         }
     }
     if !other.is_empty() {
@@ -375,7 +381,7 @@ pub(crate) async fn check(db: Db, args: CheckArgs) -> anyhow::Result<ExitCode> {
         return Ok(code);
     }
     for p in &ins.problems {
-        outln!("{}: {}", p.path.display(), flags::in_flags(&p.message))?;
+        outln!("{}", problem_line(p))?;
     }
     for line in &ins.pending_recovery {
         outln!("note: pending recovery (the next open does it): {line}")?;

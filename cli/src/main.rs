@@ -9,6 +9,7 @@ mod flags;
 mod inspect;
 mod ops;
 mod out;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -20,7 +21,7 @@ mod exit {
     pub(crate) const ERROR: u8 = 1;
     /// A usage error: bad arguments (clap's own code), or a trim without `--yes`.
     pub(crate) const USAGE: u8 = 2;
-    /// `check` found problems.
+    /// `check` or `verify` found problems, or `verify` or `scan` found a recovery pending.
     pub(crate) const PROBLEMS: u8 = 3;
 }
 
@@ -28,12 +29,13 @@ const TOP_HELP: &str = "\
 Exit codes:
   0  success
   1  error: one line on stderr, `aiodiskdb: <error>: <cause>...` (missing directory,
-     location not stored, failed trim, I/O error, ...)
+     location not stored, corrupted item, failed trim, I/O error, ...)
   2  usage error (clap's message): bad arguments or location syntax, an option the command
      does not take, an option or the directory given both before and after the command,
      no directory; or rtrim/ltrim/drop without --yes
-  3  `check` found problems, or recovery is pending (one line per problem on stdout, naming
-     the file; `aiodiskdb recover` finishes a pending recovery)
+  3  `check` or `verify` found problems, or recovery is pending (`check`, `verify`, `scan`:
+     none of them recovers): one line per problem on stdout (on stderr for `scan`), naming
+     the file or the item's location; `aiodiskdb recover` finishes a pending recovery
 A closed stdout pipe (`aiodiskdb read ... | head -c1`) is not an error.
 
 The data directory and its format options (--dir, --prefix, --padding, --genesis,
@@ -46,7 +48,7 @@ Each command's --help lists the options it takes (--max-file-size: `add` only).
 A location is INDEX:POSITION:SIZE, or the 24 hex digits of the 12 bytes of the Python
 library's ItemLocation.serialize() (index, position, size: u32 little endian).";
 
-/// Inspect, check, read, write, trim and benchmark aiodiskdb data directories
+/// Inspect, check, verify, read, write, trim and benchmark aiodiskdb data directories
 /// (the file format of the Python library aiodiskdb 0.2.x).
 #[derive(Debug, Parser)]
 #[command(name = "aiodiskdb", version, after_help = TOP_HELP)]
@@ -82,6 +84,13 @@ enum Command {
     /// exit 3 with one line per problem when the directory is not sound.
     #[command(after_help = inspect::CHECK_HELP)]
     Check(inspect::CheckArgs),
+    /// Read every stored byte and check each item against its CRC32C, without changing
+    /// anything; exit 3 with one line per corrupt, missing or inconsistent location.
+    #[command(after_help = verify::VERIFY_HELP)]
+    Verify(verify::VerifyArgs),
+    /// List the location of every item, in order, as INDEX:POSITION:SIZE (read-only).
+    #[command(after_help = verify::SCAN_HELP)]
+    Scan(verify::ScanArgs),
     /// Recover a directory a crashed writer left (finish or undo its interrupted flush or
     /// trim), mark it cleanly stopped, and print what was done.
     Recover(ops::RecoverArgs),
@@ -156,6 +165,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         match cli.command {
             Command::Info(a) => inspect::info(top.db("info", &a.db)?, a).await,
             Command::Check(a) => inspect::check(top.db("check", &a.db)?, a).await,
+            Command::Verify(a) => verify::verify(top.db("verify", &a.db)?, a).await,
+            Command::Scan(a) => verify::scan(top.db("scan", &a.db)?, a).await,
             Command::Recover(a) => ops::recover(top.db("recover", &a.db)?).await,
             Command::Add(a) => {
                 let (db, max_file_size) = top.db_for_add(&a.db, a.max_file_size)?;

@@ -137,7 +137,7 @@ async fn open_for_trim(db: &Db) -> anyhow::Result<AioDiskDb> {
 }
 
 /// Runs `op` on an open database, then stops it; the first error wins.
-async fn with_db<T>(
+pub(crate) async fn with_db<T>(
     db: AioDiskDb,
     op: impl std::future::Future<Output = aiodiskdb::Result<T>>,
 ) -> anyhow::Result<T> {

@@ -28,6 +28,12 @@ pub(crate) fn json_line(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Stdout for many lines: written a buffer at a time rather than a line at a time.
+/// Flush it when done (dropping it would lose a write error).
+pub(crate) fn buffered() -> io::BufWriter<io::StdoutLock<'static>> {
+    io::BufWriter::new(io::stdout().lock())
+}
+
 /// Flushes stdout.
 pub(crate) fn flush() -> io::Result<()> {
     io::stdout().lock().flush()

@@ -137,8 +137,10 @@ fn help_documents_exit_codes_and_json() -> Result<()> {
     for needle in [
         "Exit codes",
         "usage error",
-        "`check` found problems",
+        "`check` or `verify` found problems",
         "info",
+        "verify",
+        "scan",
         "bench",
     ] {
         ensure!(top.contains(needle), "--help lacks {needle:?}:\n{top}");
@@ -147,6 +149,10 @@ fn help_documents_exit_codes_and_json() -> Result<()> {
     ensure!(info.contains("\"trim_offset\"") && info.contains("\"pending_recovery\""));
     let check = run(&["check", "--help"])?.expect_code(0)?.text();
     ensure!(check.contains("exits 3") && check.contains("\"sound\""));
+    let verify = run(&["verify", "--help"])?.expect_code(0)?.text();
+    ensure!(verify.contains("exits 3") && verify.contains("\"items_checked\""));
+    let scan = run(&["scan", "--help"])?.expect_code(0)?.text();
+    ensure!(scan.contains("--index") && scan.contains("\"position\""));
     let bench = run(&["bench", "--help"])?.expect_code(0)?.text();
     ensure!(bench.contains("\"adds_per_s\"") && bench.contains("seed-small"));
     run(&["frobnicate"])?.expect_code(2)?;
@@ -244,6 +250,8 @@ fn missing_directory_is_an_error_and_is_not_created() -> Result<()> {
     run(&["ltrim", "--dir", s(&db), "0", "1", "--yes"])?
         .expect_error("directory does not exist")?;
     run(&["drop", "--dir", s(&db), "0", "--yes"])?.expect_error("directory does not exist")?;
+    run(&["verify", "--dir", s(&db)])?.expect_error("directory does not exist")?;
+    run(&["scan", "--dir", s(&db)])?.expect_error("directory does not exist")?;
     ensure!(!db.exists(), "nothing but add may create the directory");
     Ok(())
 }
@@ -466,6 +474,8 @@ fn info_and_check_see_a_lock_held_by_another_handle() -> Result<()> {
     let c = run(&["check", "--dir", s(&db)])?.expect_code(0)?;
     ensure!(c.text().contains("note: another process"), "{}", c.text());
     run(&["read", "--dir", s(&db), "0:0:5"])?.expect_error("locked")?;
+    run(&["verify", "--dir", s(&db)])?.expect_error("locked")?;
+    run(&["scan", "--dir", s(&db)])?.expect_error("locked")?;
     rt.block_on(handle.stop())?;
     run(&["read", "--dir", s(&db), "0:0:5"])?.expect_code(0)?;
     Ok(())
@@ -987,7 +997,7 @@ fn the_directory_given_twice_or_not_at_all_is_a_usage_error() -> Result<()> {
 #[test]
 fn help_lists_only_the_options_each_command_takes() -> Result<()> {
     for cmd in [
-        "info", "check", "recover", "read", "rtrim", "ltrim", "drop", "add",
+        "info", "check", "verify", "scan", "recover", "read", "rtrim", "ltrim", "drop", "add",
     ] {
         let help = run(&[cmd, "--help"])?.expect_code(0)?.text();
         ensure!(
@@ -1019,6 +1029,8 @@ fn help_says_where_the_directory_goes() -> Result<()> {
     }
     for (cmd, usage) in [
         ("info", "info [OPTIONS] [DIR]"),
+        ("verify", "verify [OPTIONS] [DIR]"),
+        ("scan", "scan [OPTIONS] [DIR]"),
         ("add", "add [OPTIONS] [DIR]"),
         ("read", "read [OPTIONS] <LOCATION> [DIR]"),
         ("rtrim", "rtrim [OPTIONS] <INDEX> <POSITION> [DIR]"),
@@ -1347,5 +1359,290 @@ fn cargo_doc_documents_the_library() -> Result<()> {
         named.len() == 1 && named[0].1 == serde_json::json!(["lib"]),
         "documented targets named aiodiskdb: {named:?}"
     );
+    Ok(())
+}
+
+/// Adds the three items the `verify` and `scan` tests use; their locations.
+fn add_three(db: &Path) -> Result<Vec<String>> {
+    [&b"hello"[..], b"world!", b"third item"]
+        .into_iter()
+        .map(|item| add(db, item))
+        .collect()
+}
+
+/// Flips one bit of the stored byte at logical `position` of index 0 (its trim offset is
+/// 0: the byte after the 24-byte header is position 0).
+fn flip_byte(db: &Path, position: usize) -> Result<()> {
+    let file = db.join("data00000.dat");
+    let mut bytes = std::fs::read(&file)?;
+    ensure!(bytes[4..8] == [0; 4], "trim offset is not 0");
+    bytes[24 + position] ^= 0x01;
+    std::fs::write(&file, &bytes)?;
+    Ok(())
+}
+
+#[test]
+fn verify_checks_every_item_of_a_healthy_directory() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    let d = s(&db);
+    add_three(&db)?;
+    let before = snapshot(&db)?;
+    let r = run(&["verify", d])?.expect_code(0)?;
+    assert_eq!(
+        r.text(),
+        "ok: 1 data file, 3 items checked, 21 bytes checked, 0 unindexed bytes, no problems\n"
+    );
+    ensure!(
+        r.stderr.is_empty(),
+        "no progress bar off a terminal: {}",
+        r.stderr
+    );
+    let j = run(&["--dir", d, "verify", "--json"])?
+        .expect_code(0)?
+        .json()?;
+    assert_eq!(
+        j,
+        serde_json::json!({"dir": d, "ok": true, "files": 1, "items_checked": 3,
+                           "bytes_checked": 21, "unindexed_bytes": 0, "problems": [],
+                           "refused": null})
+    );
+    run(&["verify", "-q", "--dir", d])?.expect_code(0)?;
+    assert_eq!(snapshot(&db)?, before, "verify changed the directory");
+    Ok(())
+}
+
+#[test]
+fn verify_reports_a_flipped_byte_that_read_refuses() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    let d = s(&db);
+    let locs = add_three(&db)?;
+    assert_eq!(locs[1], "0:5:6");
+    flip_byte(&db, 5 + 2)?;
+    let before = snapshot(&db)?;
+
+    let r = run(&["verify", d])?.expect_code(3)?;
+    let out = r.text();
+    let lines: Vec<&str> = out.lines().collect();
+    ensure!(lines.len() == 2, "one problem and the summary: {out}");
+    ensure!(lines[0].starts_with("0:5:6: corrupt: "), "{out}");
+    assert_eq!(
+        lines[1],
+        "damaged: 1 data file, 3 items checked, 21 bytes checked, 0 unindexed bytes, 1 problem"
+    );
+    ensure!(
+        r.stderr.contains("verify found 1 problem in"),
+        "{}",
+        r.stderr
+    );
+
+    let j = run(&["verify", "--json", d])?.expect_code(3)?.json()?;
+    assert_eq!(j["ok"], false);
+    assert_eq!(j["items_checked"], 3);
+    let problems = j["problems"].as_array().context("problems")?;
+    ensure!(problems.len() == 1, "{j}");
+    assert_eq!(problems[0]["index"], 0);
+    assert_eq!(problems[0]["location"], "0:5:6");
+    assert_eq!(problems[0]["kind"], "corrupt");
+    ensure!(problems[0]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("CRC32C")));
+
+    let r = run(&["read", "0:5:6", d])?.expect_error("corrupted data at 0:5:6")?;
+    ensure!(r.stdout.is_empty(), "altered bytes were printed");
+    // The items around it read as they are.
+    assert_eq!(run(&["read", "0:0:5", d])?.expect_code(0)?.stdout, b"hello");
+    assert_eq!(
+        run(&["read", "0:11:10", d])?.expect_code(0)?.stdout,
+        b"third item"
+    );
+    assert_eq!(
+        snapshot(&db)?,
+        before,
+        "verify or read changed the directory"
+    );
+    Ok(())
+}
+
+#[test]
+fn scan_lists_the_locations_add_printed() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    let d = s(&db);
+    // 60-byte files take two 17-byte items each: indexes 0, 1 and 2.
+    let mut locs = Vec::new();
+    for i in 0..5 {
+        let item = format!("item {i} of scan...");
+        let r = aiodiskdb(&["add", d, "--max-file-size", "60"], item.as_bytes())?.expect_code(0)?;
+        locs.push(r.text().trim().to_owned());
+    }
+    assert_eq!(locs[4], "2:0:17");
+    let before = snapshot(&db)?;
+
+    let all = run(&["scan", d])?.expect_code(0)?.text();
+    assert_eq!(all.lines().collect::<Vec<_>>(), locs);
+    let one = run(&["scan", "--index", "1", d])?.expect_code(0)?.text();
+    assert_eq!(one.lines().collect::<Vec<_>>(), &locs[2..4]);
+    let json = run(&["--dir", d, "scan", "--json"])?.expect_code(0)?.text();
+    let mut from_json = Vec::new();
+    for line in json.lines() {
+        let j: Value = serde_json::from_str(line).with_context(|| line.to_owned())?;
+        let loc = format!("{}:{}:{}", j["index"], j["position"], j["size"]);
+        ensure!(j["location"] == loc, "{line}");
+        from_json.push(loc);
+    }
+    assert_eq!(from_json, locs);
+    // Each location reads back as `add` stored it.
+    let r = run(&["read", &locs[3], d])?.expect_code(0)?;
+    assert_eq!(r.stdout, b"item 3 of scan...");
+
+    let r = run(&["scan", "--index", "7", d])?
+        .expect_error("index 7 does not exist: there is no data file data00007.dat")?;
+    ensure!(r.stdout.is_empty());
+    run(&["scan", "--index", "x", d])?.expect_code(2)?;
+    assert_eq!(snapshot(&db)?, before, "scan changed the directory");
+    Ok(())
+}
+
+/// A crashed session is not recovered by `verify` or `scan`: they print its problem as
+/// `check` does, exit 3 and change nothing; after `recover` they run.
+#[test]
+fn verify_and_scan_refuse_a_pending_recovery_and_change_nothing() -> Result<()> {
+    let (_t, dir, loc) = crashed_dir()?;
+    let d = s(&dir);
+    let before = snapshot(&dir)?;
+
+    let r = run(&["verify", d])?.expect_code(3)?;
+    let out = r.text();
+    ensure!(
+        out.lines()
+            .any(|l| l.contains(".aiodiskdb.data.state: recovery pending")),
+        "{out}"
+    );
+    ensure!(out.contains("note: pending recovery"), "{out}");
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    ensure!(
+        lines.len() == 1
+            && lines[0].contains("recovery is pending in")
+            && lines[0].contains("run `aiodiskdb recover`"),
+        "{}",
+        r.stderr
+    );
+    let j = run(&["verify", d, "--json"])?.expect_code(3)?.json()?;
+    assert_eq!(j["ok"], false);
+    assert_eq!(j["items_checked"], 0);
+    let refused = &j["refused"];
+    ensure!(
+        refused["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("recovery is pending")),
+        "{j}"
+    );
+    ensure!(
+        refused["pending_recovery"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty()),
+        "{j}"
+    );
+    ensure!(
+        refused["problems"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("recovery pending")),
+        "{j}"
+    );
+
+    let r = run(&["scan", d])?.expect_code(3)?;
+    ensure!(
+        r.stdout.is_empty(),
+        "scan's stdout is for locations: {}",
+        r.text()
+    );
+    ensure!(r.stderr.contains("recovery pending"), "{}", r.stderr);
+    run(&["scan", d, "--json"])?.expect_code(3)?;
+    assert_eq!(
+        snapshot(&dir)?,
+        before,
+        "verify or scan changed a crashed directory"
+    );
+
+    run(&["recover", d])?.expect_code(0)?;
+    assert_eq!(
+        run(&["scan", d])?.expect_code(0)?.text(),
+        format!("{loc}\n")
+    );
+    let r = run(&["verify", d])?.expect_code(0)?;
+    ensure!(
+        r.text()
+            .starts_with("ok: 1 data file, 1 item checked, 7 bytes checked"),
+        "{}",
+        r.text()
+    );
+    Ok(())
+}
+
+/// A directory without our commit record (the Python library's, or an empty one) would be
+/// written to by the open: `verify` and `scan` refuse it (exit 1); after `recover` they run.
+#[test]
+fn verify_and_scan_refuse_a_directory_the_open_would_write() -> Result<()> {
+    let (t, dir, expected) = fixture("basic")?;
+    let d = s(&dir);
+    let before = snapshot(&dir)?;
+    run(&["verify", d])?.expect_error("has no commit record of ours")?;
+    run(&["scan", d, "--json"])?.expect_error("`aiodiskdb recover` writes it")?;
+    assert_eq!(
+        snapshot(&dir)?,
+        before,
+        "a refused verify changed the directory"
+    );
+    let empty = t.path().join("empty");
+    std::fs::create_dir(&empty)?;
+    run(&["verify", s(&empty)])?.expect_error("has no commit record of ours")?;
+    ensure!(snapshot(&empty)?.is_empty());
+
+    run(&["recover", d])?.expect_code(0)?;
+    let j = run(&["verify", d, "--json"])?.expect_code(0)?.json()?;
+    let stored: u64 = expected["items"]
+        .as_array()
+        .context("items")?
+        .iter()
+        .filter(|i| i["present"] == true)
+        .map(|i| i["size"].as_u64().unwrap_or(0))
+        .sum();
+    // The Python library wrote no item index: every byte is read, none can be checked.
+    assert_eq!(j["items_checked"], 0);
+    assert_eq!(j["unindexed_bytes"], j["bytes_checked"]);
+    assert_eq!(j["bytes_checked"], stored);
+    // A range no item index covers is one location spanning it.
+    assert_eq!(
+        run(&["scan", d])?.expect_code(0)?.text(),
+        format!("0:0:{stored}\n")
+    );
+    Ok(())
+}
+
+/// A directory the open refuses (a data file's header altered): `verify` prints the
+/// problems as `check` does and exits 3.
+#[test]
+fn verify_reports_a_directory_the_open_refuses() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    let d = s(&db);
+    add_three(&db)?;
+    let file = db.join("data00000.dat");
+    let mut bytes = std::fs::read(&file)?;
+    bytes[0] ^= 0xff;
+    std::fs::write(&file, &bytes)?;
+    let r = run(&["verify", d])?.expect_code(3)?;
+    ensure!(
+        r.text().contains("data00000.dat: wrong genesis bytes"),
+        "{}",
+        r.text()
+    );
+    ensure!(r.stderr.contains("verify cannot open"), "{}", r.stderr);
+    let j = run(&["verify", d, "--json"])?.expect_code(3)?.json()?;
+    ensure!(
+        j["refused"]["problems"][0]["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("data00000.dat")),
+        "{j}"
+    );
+    run(&["scan", d])?.expect_code(3)?;
     Ok(())
 }
