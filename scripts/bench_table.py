@@ -63,7 +63,18 @@ def main():
     s_small, s_large = ours.get("seed-small"), ours.get("seed-large")
     app, appl = ours.get("append"), ours.get("append-large")
     rd, du, op = ours.get("read"), ours.get("durable"), ours.get("open")
+    vf = ours.get("verify")
     MiB = 1.048576
+
+    def read_run(o, readers):
+        # Ours runs with verify_reads on (the default) and off; a peer's runs have no
+        # configuration.
+        return next(r for r in o["runs"]
+                    if r["readers"] == readers and r.get("verify_reads", True))
+
+    def unverified(readers):
+        return next(r for r in rd["runs"]
+                    if r["readers"] == readers and r.get("verify_reads") is False)
     rows = [
         ("seed-small writes", "writes/s", s_small["writes_per_s"], None, True,
          ("seed-small", lambda o: o["writes_per_s"]), pyval("mixed", "writes_per_s")),
@@ -80,13 +91,19 @@ def main():
          app["limit_adds_per_s"], True, ("append", lambda o: o["adds_per_s"]),
          pyval("small", "adds_per_s")),
         ("append 1 MiB items", "MB/s", appl["runs"][0]["adds_per_s"] * MiB,
-         appl["limit_adds_per_s"] * MiB, True, None, (None, "")),
-        ("read 1 KiB, 1 reader", "reads/s", rd["runs"][0]["reads_per_s"],
-         rd["runs"][0]["limit_reads_per_s"], True,
-         ("read", lambda o: o["runs"][0]["reads_per_s"]), pyval("randread", "reads_per_s")),
-        ("read 1 KiB, 32 readers", "reads/s", rd["runs"][1]["reads_per_s"],
-         rd["runs"][1]["limit_reads_per_s"], True,
-         ("read", lambda o: o["runs"][1]["reads_per_s"]), (None, "")),
+         appl["limit_adds_per_s"] * MiB, True,
+         ("append-large", lambda o: o["adds_per_s"] * MiB), (None, "")),
+        ("read 1 KiB, 1 reader", "reads/s", read_run(rd, 1)["reads_per_s"],
+         read_run(rd, 1)["limit_reads_per_s"], True,
+         ("read", lambda o: read_run(o, 1)["reads_per_s"]), pyval("randread", "reads_per_s")),
+        ("read 1 KiB, 32 readers", "reads/s", read_run(rd, 32)["reads_per_s"],
+         read_run(rd, 32)["limit_reads_per_s"], True,
+         ("read", lambda o: read_run(o, 32)["reads_per_s"]), (None, "")),
+        ("read 1 KiB, 1 reader, verify_reads off", "reads/s", unverified(1)["reads_per_s"],
+         unverified(1)["limit_reads_per_s"], True, None, (None, "")),
+        ("read 1 KiB, 32 readers, verify_reads off", "reads/s",
+         unverified(32)["reads_per_s"], unverified(32)["limit_reads_per_s"], True, None,
+         (None, "")),
         ("durable, 64 tasks", "items/s", du["items_per_s"], du["limit_items_per_s"], True,
          ("durable", lambda o: o["items_per_s"]), (None, "no durable flush")),
         ("open, 1,000 files of 100 B", "ms", op["open_ms"], None, False, None, (None, "")),
@@ -94,6 +111,9 @@ def main():
         ("open, 100,000 items of 1 KiB", "ms", op["items_open_ms"], None, False,
          ("open", lambda o: o["open_ms"]), (None, "")),
     ]
+    for run in (vf or {}).get("runs", []):
+        rows.append((f"verify 1..64 KiB items, {run['cache']} cache", "MB/s", run["mb_per_s"],
+                     run["limit_mb_per_s"], True, None, (None, "")))
     head = ["workload", "unit", "aiodiskdb", "limit", "÷ limit"] + PEERS + ["Python 0.2.3", "÷ Python"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
@@ -117,6 +137,11 @@ def main():
     print()
     print(f"Peak RSS during seed-large: {s_large.get('peak_rss_mib') or 0:.1f} MiB "
           f"(bound: {s_large['peak_rss_bound_mib']:.0f} MiB = twice the 16 MiB buffer + 64 MiB).")
+    print(f"durable: {du.get('items_per_flush') or 0:.1f} items per commit; commits/s ÷ "
+          f"the limit's batches/s (the ratio at our batch size): {du.get('flush_ratio') or 0:.2f}.")
+    print("read, verified reads/s ÷ unverified: " + ", ".join(
+        f"{r['readers']} reader(s) {r['vs_unverified']:.3f}" for r in rd["runs"]
+        if "vs_unverified" in r) + ".")
     print("In the peer columns, (×N) is aiodiskdb's figure divided by the peer's (for open, "
           "the peer's time divided by ours): above 1, aiodiskdb is ahead.")
 

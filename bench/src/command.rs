@@ -22,15 +22,19 @@ pub const BENCH_HELP: &str = r#"Workloads (sizes scale with --total-mb, --items,
   seed-small  the same with 1..4096-byte items up to 20 MB (the default workload)
   append      1,000,000 adds of 100 B, then a durable stop: adds/s; with the default
               configuration, then with max_buffer_items raised (the byte threshold governs)
-  append-large  1,000 adds of 1 MiB (--total-mb sets the count), then a durable stop:
+  append-large  256 adds of 1 MiB (--total-mb sets the count), then a durable stop:
               adds/s (default configuration)
   read        writes 100,000 items of 1 KiB, reopens, then random reads with 1 and with 32
-              concurrent readers (as many reads as items): reads/s
+              concurrent readers (as many reads as items), with verify_reads on and off,
+              in 3 rounds (each configuration and the limit in turn): reads/s
   durable     64 tasks each doing add (100 B) + flush in a loop for 5 s (or --items adds
               in all): durable items/s and flushes/s (group commit)
   open        creates 1,000 data files of one 100 B item, times `open` of the directory;
               then the same with 100 KiB per file; then a directory of 100,000 items of
               1 KiB (what the peers' `open` stores)
+  verify      writes 1000 MB (--total-mb) of random 1..64 KiB items, then a durable stop;
+              times `verify` of a fresh instance: cold (the page cache dropped before
+              each pass; needs root, skipped otherwise), then warm: MB/s
   all         every workload above, in this order
 
 Each workload also measures, in the same run and directory, the limit it is compared with:
@@ -38,14 +42,20 @@ Each workload also measures, in the same run and directory, the limit it is comp
                   each followed by an fdatasync, or (up to 256 MiB) writes of 64 MiB and
                   one fdatasync at the end; before and after the workload (the mean of
                   the two rates)
-  read            the same random reads with plain pread, from 1 and from 32 threads
+  read            the same random reads with plain pread, from 1 and from 32 threads,
+                  once per round
   durable         one append of (tasks x 100 B) plus one fdatasync, in a loop on one thread,
                   after each of 4 rounds of the workload, for as long as the round
-and prints ratio = our rate / the limit's rate (above 1: faster than the limit).
+  verify          the same data files read whole, one after the other, with sequential
+                  4 MiB preads (cold or warm as the pass); before and after `verify`
+and prints ratio = our rate / the limit's rate (above 1: faster than the limit). durable
+also prints items_per_flush (items per synced commit) and flush_ratio = our commits/s /
+the limit's batches/s (the ratio to one fdatasync per batch of our batches' size); read
+prints, for verified reads, vs_unverified = their reads/s / those of unverified reads.
 
-Output: one line per workload (per run for append, append-large and read, repeating what
-the runs share), of `key=value` pairs separated by spaces: the keys of the JSON objects
-below, in their order, with figures rounded, e.g.
+Output: one line per workload (per run for append, append-large, read and verify,
+repeating what the runs share), of `key=value` pairs separated by spaces: the keys of
+the JSON objects below, in their order, with figures rounded, e.g.
   workload=open files=1000 create_secs=0.412 opens=5 open_ms=0.87 first_open_ms=1.02 ...
 The seed workloads' line holds the seed's figures (duration secs, reads, writes,
 bandwidth bytes and mb_per_s, avg_item_bytes), the re-read and the limit, with the peak
@@ -62,15 +72,20 @@ secs); a figure not known is n/a (null in JSON). With --json, one object per wor
                       "secs": f64, "adds_per_s": f64, "ratio": f64}],
             "limit_secs": f64, "limit_adds_per_s": f64}
   read:    {"workload": "read", "items": int, "item_bytes": 1024,
-            "runs": [{"readers": int, "reads": int, "secs": f64, "reads_per_s": f64,
-                      "limit_secs": f64, "limit_reads_per_s": f64, "ratio": f64}]}
+            "runs": [{"readers": int, "verify_reads": bool, "reads": int (all rounds),
+                      "secs": f64, "reads_per_s": f64, "limit_secs": f64,
+                      "limit_reads_per_s": f64, "ratio": f64,
+                      "vs_unverified": f64 (verify_reads runs only)}]}
   durable: {"workload": "durable", "tasks": int, "item_bytes": 100, "items": int,
             "flushes": int, "secs": f64, "items_per_s": f64, "flushes_per_s": f64,
             "limit_batches": int, "limit_secs": f64, "limit_items_per_s": f64,
-            "ratio": f64}
+            "ratio": f64, "items_per_flush": f64, "flush_ratio": f64}
   open:    {"workload": "open", "files": int, "create_secs": f64, "opens": int,
             "open_ms": f64 (median), "first_open_ms": f64, "big_file_bytes": int,
             "big_open_ms": f64 (median), "items_open_ms": f64 (median)}
+  verify:  {"workload": "verify", "items": int, "bytes": int, "files": int,
+            "runs": [{"cache": "cold"|"warm", "secs": f64, "mb_per_s": f64,
+                      "limit_secs": f64, "limit_mb_per_s": f64, "ratio": f64}]}
 MB is 10^6 bytes. Every workload uses the default configuration (durable: fsync) unless
 said above."#;
 
@@ -82,7 +97,7 @@ enum Workload {
     SeedSmall,
     /// 1,000,000 adds of 100 B, then a durable stop.
     Append,
-    /// 1,000 adds of 1 MiB, then a durable stop.
+    /// 256 adds of 1 MiB, then a durable stop.
     AppendLarge,
     /// Random reads of 1 KiB items from disk after reopen, 1 and 32 readers.
     Read,
@@ -90,12 +105,14 @@ enum Workload {
     Durable,
     /// Time to open a directory of 1,000 data files.
     Open,
+    /// `verify` of 1000 MB of 1..64 KiB items, cold and warm.
+    Verify,
     /// Every workload, in the order above.
     All,
 }
 
 impl Workload {
-    const EACH: [Workload; 7] = [
+    const EACH: [Workload; 8] = [
         Workload::SeedLarge,
         Workload::SeedSmall,
         Workload::Append,
@@ -103,6 +120,7 @@ impl Workload {
         Workload::Read,
         Workload::Durable,
         Workload::Open,
+        Workload::Verify,
     ];
 
     fn name(self) -> &'static str {
@@ -114,6 +132,7 @@ impl Workload {
             Workload::Read => "read",
             Workload::Durable => "durable",
             Workload::Open => "open",
+            Workload::Verify => "verify",
             Workload::All => "all",
         }
     }
@@ -130,7 +149,8 @@ pub struct BenchArgs {
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
     /// Megabytes to write in the seed workloads [default: 20 for seed-small, 1000 for
-    /// seed-large]; for `append-large`, the number of 1 MiB adds [default: 1000].
+    /// seed-large] and in `verify` [default: 1000]; for `append-large`, the number of
+    /// 1 MiB adds [default: 256].
     #[arg(long, value_name = "MB")]
     total_mb: Option<u64>,
     /// Items: adds for `append` [default: 1000000], items written and reads per run for
@@ -245,18 +265,22 @@ async fn run_one(
                 .await
         }
         Workload::AppendLarge => {
-            let (items, size) = (args.total_mb.unwrap_or(1000), 1 << 20);
+            let (items, size) = (args.total_mb.unwrap_or(256), 1 << 20);
             workloads::append_with::<Db>(b, name, dir, items, size, workloads::append_configs(size))
                 .await
         }
         Workload::Read => {
-            workloads::read::<Db>(b, dir, args.items.unwrap_or(100_000), args.seed).await
+            let items = args.items.unwrap_or(100_000);
+            workloads::read_with::<Db>(b, dir, items, args.seed, workloads::read_configs()).await
         }
         Workload::Durable => {
             let until = Until::items_or_secs(args.items, args.seconds);
             workloads::durable::<Db>(b, dir, args.tasks, until).await
         }
         Workload::Open => workloads::open_dirs(b, dir, args.files).await,
+        Workload::Verify => {
+            workloads::verify(b, dir, args.total_mb.unwrap_or(1000), args.seed).await
+        }
         Workload::All => unreachable!("expanded by `run_bench`"),
     }
 }

@@ -28,7 +28,9 @@ pub use engine::{Engine, Layout, Source, Visibility};
 pub use exec::{block_on, Exec};
 pub use ours::Tuning;
 pub use raw::Target;
-pub use report::{AppendReport, DurableReport, OpenReport, ReadReport, Report, SeedReport};
+pub use report::{
+    AppendReport, DurableReport, OpenReport, ReadReport, Report, SeedReport, VerifyReport,
+};
 pub use root::Root;
 pub use ui::Ui;
 pub use workloads::{append, check_options, durable, open, read, seed, Bench, SeedSpec, Until};

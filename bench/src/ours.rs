@@ -23,6 +23,8 @@ pub struct Tuning {
     pub file_size: Option<u64>,
     /// `durability`.
     pub durability: Option<Durability>,
+    /// `verify_reads`: whether a read of one indexed item checks its CRC32C.
+    pub verify_reads: Option<bool>,
 }
 
 impl Engine for AioDiskDb {
@@ -42,6 +44,9 @@ impl Engine for AioDiskDb {
         }
         if let Some(d) = config.durability {
             builder = builder.durability(d);
+        }
+        if let Some(yes) = config.verify_reads {
+            builder = builder.verify_reads(yes);
         }
         Ok(builder.open().await?)
     }

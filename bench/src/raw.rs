@@ -1,7 +1,8 @@
 //! The disk's own limits, measured in the same run as each workload, on the same
 //! filesystem: the same bytes written with large buffered writes and one `fdatasync`, read
-//! with plain `pread`, or synced with one `fdatasync` per batch. Plus the process's peak
-//! memory, read from `/proc`.
+//! with plain `pread` (random items, or whole files in sequence), or synced with one
+//! `fdatasync` per batch. Plus the process's peak memory, read from `/proc`, and dropping
+//! the page cache for cold reads.
 //!
 //! These loops are what a program could do with no database at all, so a workload's ratio
 //! to them says how much of the disk (or the page cache) the database leaves on the table.
@@ -9,7 +10,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write as _};
 use std::os::unix::fs::FileExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -133,6 +134,35 @@ pub(crate) fn sync_batches(
     drop(f);
     std::fs::remove_file(&path)?;
     Ok((done, secs))
+}
+
+/// Reads each file of `paths` whole, one after the other, with sequential `pread`s of
+/// `piece` bytes into one reused buffer: (bytes read, seconds). Opening the files is
+/// timed too, as a reader of a cold directory pays for it.
+pub(crate) fn read_sequential(paths: &[PathBuf], piece: usize) -> io::Result<(u64, f64)> {
+    let mut buf = vec![0u8; piece];
+    let mut bytes = 0u64;
+    let start = Instant::now();
+    for path in paths {
+        let f = File::open(path)?;
+        let mut at = 0u64;
+        loop {
+            let n = f.read_at(&mut buf, at)?;
+            if n == 0 {
+                break;
+            }
+            at += n as u64;
+        }
+        bytes += at;
+    }
+    Ok((bytes, start.elapsed().as_secs_f64()))
+}
+
+/// Drops the clean pages of the page cache, and the cached dentries and inodes, of the
+/// whole machine (`3` into `/proc/sys/vm/drop_caches`; needs root): the next read of any
+/// file comes from the disk. Dirty pages stay: a file must be synced first to be dropped.
+pub(crate) fn drop_page_cache() -> io::Result<()> {
+    std::fs::write("/proc/sys/vm/drop_caches", b"3")
 }
 
 /// Resets the process's peak resident set size to its current one (Linux: `5` into

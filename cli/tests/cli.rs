@@ -630,13 +630,14 @@ fn bench_runs_every_workload_tiny() -> Result<()> {
             "append-large",
             "read",
             "durable",
-            "open"
+            "open",
+            "verify"
         ]
     );
     assert_eq!(objects[2]["items"], 200);
     assert_eq!(objects[3]["items"], 1);
     assert_eq!(objects[3]["item_bytes"], 1 << 20);
-    assert_eq!(objects[4]["runs"][1]["readers"], 32);
+    check_read_and_verify(&objects[4], &objects[7])?;
     assert_eq!(objects[5]["items"], 200);
     ensure!(objects[5]["flushes"].as_u64().is_some_and(|f| f >= 1));
     assert_eq!(objects[6]["files"], 10);
@@ -666,13 +667,23 @@ fn bench_runs_every_workload_tiny() -> Result<()> {
         ),
         (
             &objects[4],
-            &objects[4]["runs"][1]["limit_reads_per_s"],
-            &objects[4]["runs"][1]["ratio"],
+            &objects[4]["runs"][2]["limit_reads_per_s"],
+            &objects[4]["runs"][2]["vs_unverified"],
         ),
         (
             &objects[5],
             &objects[5]["limit_items_per_s"],
             &objects[5]["ratio"],
+        ),
+        (
+            &objects[5],
+            &objects[5]["items_per_flush"],
+            &objects[5]["flush_ratio"],
+        ),
+        (
+            &objects[7],
+            &objects[7]["runs"][0]["limit_mb_per_s"],
+            &objects[7]["runs"][0]["ratio"],
         ),
     ] {
         ensure!(positive(limit) && positive(ratio), "{o}");
@@ -686,6 +697,26 @@ fn bench_runs_every_workload_tiny() -> Result<()> {
         r.stderr.contains("bench open: creating 10 data files"),
         "{}",
         r.stderr
+    );
+    Ok(())
+}
+
+/// `read` of 200 items: 1 then 32 readers, each with `verify_reads` on then off, over 3
+/// rounds; `verify` of 1 MB: warm last (cold first when the page cache can be dropped).
+fn check_read_and_verify(read: &Value, verify: &Value) -> Result<()> {
+    let reads = &read["runs"];
+    assert_eq!(reads[2]["readers"], 32);
+    assert_eq!(reads[2]["verify_reads"], true);
+    assert_eq!(reads[3]["verify_reads"], false);
+    assert_eq!(reads[3]["reads"], 600);
+    ensure!(
+        verify["bytes"].as_u64().is_some_and(|b| b >= 1_000_000),
+        "{verify}"
+    );
+    let runs = verify["runs"].as_array().context("verify runs")?;
+    ensure!(
+        runs.last().is_some_and(|r| r["cache"] == "warm"),
+        "{verify}"
     );
     Ok(())
 }
@@ -1274,10 +1305,14 @@ fn bench_text_lines_are_key_value_pairs() -> Result<()> {
         if workloads.last() != Some(&pairs[0].1) {
             workloads.push(pairs[0].1);
         }
-        // Figures are numbers (or n/a); config and close are words.
+        // Figures are numbers (or n/a); config, close and cache are words, verify_reads
+        // a bool.
         for (k, v) in &pairs[1..] {
             ensure!(
-                v.parse::<f64>().is_ok() || *v == "n/a" || ["config", "close"].contains(k),
+                v.parse::<f64>().is_ok()
+                    || *v == "n/a"
+                    || ["config", "close", "cache"].contains(k)
+                    || (*k == "verify_reads" && ["true", "false"].contains(v)),
                 "{k}={v} in {line}"
             );
         }
@@ -1291,7 +1326,8 @@ fn bench_text_lines_are_key_value_pairs() -> Result<()> {
             "append-large",
             "read",
             "durable",
-            "open"
+            "open",
+            "verify"
         ]
     );
     let open = text

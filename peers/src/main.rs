@@ -18,6 +18,8 @@ const AFTER_HELP: &str = r#"Workloads (those of `aiodiskdb bench`; sizes scale w
               thread, then a re-read from a freshly opened instance
   seed-small  the same with 1..4096-byte items up to 20 MB
   append      1,000,000 adds of 100 B in one session, made durable, then close: adds/s
+  append-large  256 adds of 1 MiB (--total-mb sets the count) in one session, made
+              durable, then close: adds/s
   read        writes 100,000 items of 1 KiB, reopens, then random reads with 1 and with 32
               concurrent reader threads (as many reads as items): reads/s
   durable     64 threads each doing add (100 B) + make durable in a loop for 5 s (or --items
@@ -33,7 +35,8 @@ error="message". With --json, one object per line with the fields of
 `aiodiskdb bench --json` plus "engine":
   seed-*:  {"engine", "workload", "secs", "reads", "reads_per_s", "writes", "writes_per_s",
             "bytes", "mb_per_s", "avg_item_bytes", "reread_items", "reread_secs"}
-  append:  {"engine", "workload", "items", "item_bytes", "secs", "adds_per_s"}
+  append, append-large:
+           {"engine", "workload", "items", "item_bytes", "secs", "adds_per_s"}
   read:    {"engine", "workload", "items", "item_bytes",
             "runs": [{"readers", "reads", "secs", "reads_per_s"}]}
   durable: {"engine", "workload", "tasks", "item_bytes", "items", "flushes" (synced commits,
@@ -58,7 +61,7 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
     /// Megabytes to write in the seed workloads [default: 20 for seed-small, 1000 for
-    /// seed-large].
+    /// seed-large]; for `append-large`, the number of 1 MiB adds [default: 256].
     #[arg(long, value_name = "MB")]
     total_mb: Option<u64>,
     /// Items: adds for `append` [default: 1000000], items written (and reads per run) for
@@ -91,6 +94,8 @@ enum Workload {
     SeedSmall,
     /// 1,000,000 adds of 100 B, then a durable close.
     Append,
+    /// 256 adds of 1 MiB, then a durable close.
+    AppendLarge,
     /// Random reads of 1 KiB items after reopen, 1 and 32 reader threads.
     Read,
     /// 64 threads each doing add + make durable in a loop.
@@ -102,10 +107,11 @@ enum Workload {
 }
 
 impl Workload {
-    const EACH: [Workload; 6] = [
+    const EACH: [Workload; 7] = [
         Workload::SeedLarge,
         Workload::SeedSmall,
         Workload::Append,
+        Workload::AppendLarge,
         Workload::Read,
         Workload::Durable,
         Workload::Open,
@@ -116,6 +122,7 @@ impl Workload {
             Workload::SeedLarge => "seed-large",
             Workload::SeedSmall => "seed-small",
             Workload::Append => "append",
+            Workload::AppendLarge => "append-large",
             Workload::Read => "read",
             Workload::Durable => "durable",
             Workload::Open => "open",
@@ -251,6 +258,10 @@ async fn run_workload<E: Engine>(
         Workload::Append => {
             let adds = args.items.unwrap_or(1_000_000);
             aiodiskdb_bench::append::<E>(&b, workload.name(), dir, adds, 100).await
+        }
+        Workload::AppendLarge => {
+            let adds = args.total_mb.unwrap_or(256);
+            aiodiskdb_bench::append::<E>(&b, workload.name(), dir, adds, 1 << 20).await
         }
         Workload::Read => aiodiskdb_bench::read::<E>(&b, dir, items, args.seed).await,
         Workload::Durable => {

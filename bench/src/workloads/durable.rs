@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::{Bench, Until};
-use crate::data::rate;
+use crate::data::{as_f64, rate};
 use crate::engine::Engine;
 use crate::exec::join_all;
 use crate::limits::{limit, ratio};
@@ -86,6 +86,8 @@ pub async fn durable<E: Engine>(
             limit_secs,
             limit_items_per_s,
             ratio: ratio(rate(items, secs), limit_items_per_s),
+            items_per_flush: flushes.map(|f| ratio(as_f64(items), as_f64(f))),
+            flush_ratio: flushes.map(|f| ratio(rate(f, secs), rate(limit_batches, limit_secs))),
         }
     });
     Ok(Report::Durable(DurableReport {

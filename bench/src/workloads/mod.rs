@@ -7,6 +7,7 @@ mod durable;
 mod open;
 mod read;
 mod seed;
+mod verify;
 
 use std::path::Path;
 use std::time::Duration;
@@ -19,7 +20,9 @@ pub use durable::durable;
 pub use open::open;
 pub(crate) use open::open_dirs;
 pub use read::read;
+pub(crate) use read::{read_configs, read_with};
 pub use seed::{seed, SeedSpec};
+pub(crate) use verify::verify;
 
 use crate::data::read_item;
 use crate::engine::{Engine, Source, Visibility};
