@@ -272,7 +272,7 @@ impl Store {
             }
             return Ok(());
         }
-        super::sync_together(&files)
+        self.syncer.sync_together(&files)
     }
 
     /// The commit point of a batch that started new files: the manifest records the files

@@ -12,7 +12,7 @@
 //! matches its checksums.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use crate::catalog::{Catalog, FileInfo};
@@ -120,39 +120,77 @@ pub(crate) struct Store {
     manifest: Manifest,
     /// The generation before `manifest`, deleted once a state names `manifest`.
     old_manifest: Option<u64>,
+    syncer: Syncer,
 }
 
 fn internal(reason: String) -> Error {
     Error::state(reason)
 }
 
-/// Syncs the files together: one round of syncs issued at once rather than one after the
-/// other (the commit's data, index and checkpoint do not depend on each other's order:
-/// recovery checks the checksums). The first error is returned, after every sync ended.
-fn sync_together(files: &[(&Arc<dyn FsFile>, &Path)]) -> Result<()> {
-    let Some(((first, first_path), rest)) = files.split_first() else {
-        return Ok(());
-    };
-    std::thread::scope(|s| {
-        let mut handles = Vec::with_capacity(rest.len());
+/// A thread that syncs files for the store, so that a commit's syncs are issued at once
+/// (the data file on the store's thread, the index here) without starting a thread per
+/// commit. It ends when the store is dropped.
+#[derive(Debug)]
+struct Syncer {
+    tx: Option<mpsc::Sender<SyncJob>>,
+}
+
+/// A file to sync, and where to send the outcome.
+type SyncJob = (Arc<dyn FsFile>, mpsc::SyncSender<std::io::Result<()>>);
+
+impl Syncer {
+    fn new() -> Syncer {
+        let (tx, rx) = mpsc::channel::<SyncJob>();
+        let started = std::thread::Builder::new()
+            .name("aiodiskdb-sync".into())
+            .spawn(move || {
+                for (file, reply) in rx {
+                    let _ = reply.send(file.sync_data());
+                }
+            });
+        // No thread to spare: every sync runs on the store's thread, one after the other.
+        Syncer {
+            tx: started.ok().map(|_| tx),
+        }
+    }
+
+    /// Syncs the files together: the first on this thread, the others on the sync thread
+    /// meanwhile (the commit's data and index do not depend on each other's order:
+    /// recovery checks the checksums). The first error is returned, after every sync ended.
+    fn sync_together(&self, files: &[(&Arc<dyn FsFile>, &Path)]) -> Result<()> {
+        let Some(((first, first_path), rest)) = files.split_first() else {
+            return Ok(());
+        };
+        let mut pending = Vec::with_capacity(rest.len());
         let mut inline = Vec::new();
         for &(f, path) in rest {
-            match std::thread::Builder::new().spawn_scoped(s, move || f.sync_data()) {
-                Ok(h) => handles.push((h, path)),
-                // No thread to spare: that one after the others.
-                Err(_) => inline.push((f, path)),
+            let (reply, outcome) = mpsc::sync_channel(1);
+            match &self.tx {
+                Some(tx) if tx.send((Arc::clone(f), reply)).is_ok() => {
+                    pending.push((outcome, path));
+                }
+                _ => inline.push((f, path)),
             }
         }
         let mut result = first.sync_data().ctx("sync file", first_path);
-        for (h, path) in handles {
-            let r = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        for (outcome, path) in pending {
+            let r = outcome
+                .recv()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the sync thread ended")));
             result = result.and(r.ctx("sync file", path));
         }
         for (f, path) in inline {
             result = result.and(f.sync_data().ctx("sync file", path));
         }
         result
-    })
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread once it has answered what it was sent.
+        self.tx.take();
+    }
 }
 
 impl Store {
@@ -183,6 +221,7 @@ impl Store {
             catalog,
             manifest,
             old_manifest: None,
+            syncer: Syncer::new(),
         };
         // Refuse now, with the directory untouched, rather than at the first flush.
         if store.state_file.state.seq == u64::MAX {
