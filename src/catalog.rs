@@ -23,6 +23,8 @@ pub(crate) struct FileInfo {
     /// A number no other version of any file had: bumped whenever the file is created,
     /// replaced or shrunk, so that read handles of an older version are not reused.
     pub(crate) generation: u64,
+    /// The file is on object storage, not in the directory (its item index is).
+    pub(crate) remote: bool,
 }
 
 impl FileInfo {
@@ -59,6 +61,7 @@ impl Catalog {
                 end: 0,
                 entries: 0,
                 generation: 0,
+                remote: false,
             },
             generations: 0,
         };
@@ -117,6 +120,7 @@ impl Catalog {
             end: 0,
             entries: 0,
             generation: self.next_generation(),
+            remote: false,
         };
     }
 
@@ -128,11 +132,22 @@ impl Catalog {
             end,
             entries,
             generation: self.next_generation(),
+            remote: false,
         };
         if index == self.head {
             self.head_info = info;
         } else {
             Arc::make_mut(&mut self.older).insert(index, info);
+        }
+    }
+
+    /// Records `index`, below the head, as on object storage (or back in the directory),
+    /// as a new generation: no read handle or cached item of the other place is used.
+    pub(crate) fn set_remote(&mut self, index: u32, remote: bool) {
+        let generation = self.next_generation();
+        if let Some(f) = Arc::make_mut(&mut self.older).get_mut(&index) {
+            f.remote = remote;
+            f.generation = generation;
         }
     }
 

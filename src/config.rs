@@ -49,6 +49,8 @@ pub(crate) struct Config {
     pub(crate) clean_stale_data: bool,
     pub(crate) durability: Durability,
     pub(crate) verify_reads: bool,
+    #[cfg(feature = "tiering")]
+    pub(crate) tiering: Option<crate::tiering::Tiering>,
 }
 
 impl Config {
@@ -83,6 +85,10 @@ impl Config {
             create_if_missing: self.create_if_missing,
             clean_stale_data: self.clean_stale_data,
             lock_wait: self.timeout,
+            #[cfg(feature = "tiering")]
+            remote: self.tiering.as_ref().map(crate::tiering::Tiering::id),
+            #[cfg(not(feature = "tiering"))]
+            remote: None,
         }
     }
 
@@ -138,6 +144,8 @@ pub struct Builder {
     clean_stale_data: bool,
     durability: Durability,
     verify_reads: bool,
+    #[cfg(feature = "tiering")]
+    tiering: Option<crate::tiering::Tiering>,
     hooks: Hooks,
 }
 
@@ -159,6 +167,8 @@ impl Builder {
             clean_stale_data: true,
             durability: Durability::Sync,
             verify_reads: true,
+            #[cfg(feature = "tiering")]
+            tiering: None,
             hooks: Hooks::default(),
         }
     }
@@ -258,6 +268,17 @@ impl Builder {
     /// appended, are served as they are.
     pub fn verify_reads(mut self, yes: bool) -> Self {
         self.verify_reads = yes;
+        self
+    }
+
+    /// Tiered storage (feature `tiering`): sealed data files beyond the newest
+    /// [`keep_local`](crate::tiering::Tiering::keep_local) go to an object store and are
+    /// read back by ranged GETs. Default: none. A directory whose files are on object
+    /// storage cannot be opened without it ([`Error::InvalidConfiguration`](crate::Error)
+    /// names the store, the prefix and the indexes).
+    #[cfg(feature = "tiering")]
+    pub fn tiering(mut self, tiering: crate::tiering::Tiering) -> Self {
+        self.tiering = Some(tiering);
         self
     }
 
@@ -397,6 +418,10 @@ impl Builder {
         if b.path.as_os_str().is_empty() {
             return Err(Error::config("path", &"\"\"", "must not be empty"));
         }
+        #[cfg(feature = "tiering")]
+        if let Some(t) = &b.tiering {
+            t.validate()?;
+        }
         Ok((
             Config {
                 path: b.path,
@@ -416,6 +441,8 @@ impl Builder {
                 clean_stale_data: b.clean_stale_data,
                 durability: b.durability,
                 verify_reads: b.verify_reads,
+                #[cfg(feature = "tiering")]
+                tiering: b.tiering,
             },
             b.hooks,
         ))

@@ -58,6 +58,9 @@ pub(crate) struct Inner {
     overwrite: AtomicBool,
     reads: Semaphore,
     pub(crate) read_cache: ReadCache,
+    /// The running side of tiering, when configured.
+    #[cfg(feature = "tiering")]
+    pub(crate) remote: Option<Arc<crate::tiering::Remote>>,
 }
 
 impl Inner {
@@ -211,6 +214,11 @@ impl AioDiskDb {
             },
             cfg.verify_reads,
         );
+        #[cfg(feature = "tiering")]
+        let remote = cfg
+            .tiering
+            .clone()
+            .map(|t| Arc::new(crate::tiering::Remote::new(t)));
         let inner = Arc::new(Inner {
             overwrite: AtomicBool::new(cfg.overwrite),
             reads: Semaphore::new(cfg.concurrency),
@@ -222,12 +230,22 @@ impl AioDiskDb {
             events,
             hooks: hook_queue.as_ref().map(|q| HookSender(Arc::clone(q))),
             read_cache,
+            #[cfg(feature = "tiering")]
+            remote,
         });
         if let Some(queue) = hook_queue {
             tokio::spawn(hooks.dispatch(queue));
         }
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(flusher::run(Arc::clone(&inner), store, rx));
+        #[cfg(feature = "tiering")]
+        if let Some(remote) = inner.remote.as_ref().filter(|r| r.cfg.background) {
+            tokio::spawn(crate::tiering::run(
+                Arc::clone(&inner),
+                Arc::clone(remote),
+                tx.downgrade(),
+            ));
+        }
         inner.emit(Event::Started {
             at: SystemTime::now(),
         });
@@ -242,6 +260,12 @@ impl AioDiskDb {
 
     fn inner(&self) -> &Inner {
         &self.handle.inner
+    }
+
+    /// The committed catalog, for tests.
+    #[cfg(test)]
+    pub(crate) fn handle_catalog(&self) -> crate::catalog::Catalog {
+        self.inner().lock().catalog()
     }
 
     /// Adds an item and returns its location at once; the item is readable immediately and
@@ -349,6 +373,9 @@ impl AioDiskDb {
                 Found::Disk(info) => info,
             }
         };
+        if info.remote {
+            return self.read_remote(loc, info).await;
+        }
         // A page-cache hit of an open file: no thread hop (and no allocation but the bytes).
         if let Some(r) = inner.read_cache.read_cached(loc, info) {
             return r;
@@ -467,11 +494,19 @@ impl AioDiskDb {
             s.catalog()
         };
         let files = catalog.files();
-        let total: u64 = files.iter().map(|(_, f)| f.data_len()).sum();
+        let total: u64 = files
+            .iter()
+            .filter(|(_, f)| !f.remote)
+            .map(|(_, f)| f.data_len())
+            .sum();
         let head = catalog.head();
         let mut out = Verification::default();
         let mut done = 0u64;
         for (index, info) in files {
+            if info.remote {
+                out.remote_files += 1;
+                continue;
+            }
             let this = Arc::clone(&self.handle.inner);
             let (mut file_out, read, p) = tokio::task::spawn_blocking(move || {
                 let mut file_out = Verification::default();
@@ -581,6 +616,70 @@ impl AioDiskDb {
             .send(make(tx))
             .map_err(|_| Error::NotRunning)?;
         rx.await.map_err(|_| Error::NotRunning)?
+    }
+
+    /// A read of an item on object storage.
+    #[cfg(feature = "tiering")]
+    async fn read_remote(
+        &self,
+        loc: ItemLocation,
+        info: crate::catalog::FileInfo,
+    ) -> Result<Option<Bytes>> {
+        let inner = self.inner();
+        let Some(remote) = &inner.remote else {
+            // Recovery refuses such a directory without tiering.
+            return Err(Error::state(format!(
+                "index {} is remote, and tiering is not configured",
+                loc.index
+            )));
+        };
+        remote
+            .read(inner.read_cache.files(), inner.cfg.verify_reads, loc, info)
+            .await
+    }
+
+    /// A read of an item on object storage: never, without tiering (recovery refuses such a
+    /// directory).
+    #[cfg(not(feature = "tiering"))]
+    #[expect(clippy::unused_async, reason = "the same call as with tiering")]
+    async fn read_remote(
+        &self,
+        loc: ItemLocation,
+        _: crate::catalog::FileInfo,
+    ) -> Result<Option<Bytes>> {
+        Err(Error::state(format!(
+            "index {} is remote, and this build has no tiering",
+            loc.index
+        )))
+    }
+
+    /// Uploads now every sealed file beyond [`Tiering::keep_local`](crate::tiering::Tiering::keep_local)
+    /// that is still local, oldest first, each verified, recorded as remote and deleted
+    /// locally (firing [`Event::Tiered`]); returns what was tiered. The background uploader
+    /// does the same by itself unless
+    /// [`upload_in_background(false)`](crate::tiering::Tiering::upload_in_background).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfiguration`] without tiering; [`Error::Remote`] when the object
+    /// store fails or the object read back differs (the file stays local; what was tiered
+    /// before it stays tiered); [`Error::FilesInconsistency`] when a local file differs from
+    /// the checksum its manifest records (it is not tiered); [`Error::Io`] (the handle is
+    /// then poisoned); [`Error::NotRunning`] after `stop`.
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the upload in flight, unrecorded (the object is
+    /// overwritten by a later upload); a file whose record was requested is recorded.
+    #[cfg(feature = "tiering")]
+    pub async fn tier(&self) -> Result<Vec<crate::tiering::Tiered>> {
+        let Some(remote) = &self.inner().remote else {
+            return Err(Error::config(
+                "tiering",
+                &"none",
+                "tier needs Builder::tiering",
+            ));
+        };
+        let commands = self.handle.commands.clone();
+        crate::tiering::pass(&self.handle.inner, remote, &move || Some(commands.clone())).await
     }
 
     /// Allows `rtrim`, `ltrim` and `drop_index`.

@@ -118,6 +118,17 @@ pub enum Error {
         /// What does not match.
         reason: String,
     },
+    /// The object store failed, or answered something other than what was stored, for the
+    /// object `key` (feature `tiering`): a read of a remote item, an upload or its
+    /// verification, a deletion. The local copy of a file being uploaded stays; appends and
+    /// local reads go on.
+    #[error("object store error on {key}: {cause}")]
+    Remote {
+        /// The object key.
+        key: String,
+        /// What failed, as the object store said it.
+        cause: String,
+    },
     /// No more index numbers fit in `file_padding` digits.
     #[error("database full: index {index} does not fit in {padding} digits")]
     DatabaseFull {

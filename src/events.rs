@@ -72,6 +72,16 @@ pub enum Event {
         /// How many item bytes the file held.
         size: u64,
     },
+    /// A sealed data file was uploaded to object storage, verified, recorded as remote,
+    /// and its local copy deleted (feature `tiering`). No seed hook gets it.
+    Tiered {
+        /// When.
+        at: SystemTime,
+        /// The file's index.
+        index: u32,
+        /// The object's size in bytes (the data file, header included).
+        size: u64,
+    },
 }
 
 type BoxFut = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -154,6 +164,7 @@ impl Hooks {
                     h(at, index, size).await;
                 }
             }
+            Event::Tiered { .. } => {}
         }
     }
 }

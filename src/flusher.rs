@@ -17,7 +17,7 @@ use crate::db::Inner;
 use crate::error::{Error, Result};
 use crate::events::{Event, WriteEvent};
 use crate::location::ItemLocation;
-use crate::shared::Batch;
+use crate::shared::{Batch, Call};
 use crate::store::{Store, TrimOutcome};
 
 /// A request to the flusher.
@@ -33,6 +33,12 @@ pub(crate) enum Command {
     },
     Stop {
         reply: oneshot::Sender<Result<()>>,
+    },
+    /// Record a verified upload as remote and delete the local copy (`false`: the file
+    /// changed meanwhile, nothing recorded).
+    Tier {
+        uploaded: crate::store::Uploaded,
+        reply: oneshot::Sender<Result<bool>>,
     },
 }
 
@@ -180,6 +186,9 @@ async fn run_loop(
                 Some(Command::Trim { op, reply }) => {
                     let _ = reply.send(f.trim(op).await);
                 }
+                Some(Command::Tier { uploaded, reply }) => {
+                    let _ = reply.send(f.record_remote(uploaded).await);
+                }
             },
             () = f.inner.flusher_wake.notified() => {}
             () = sleep_until(deadline) => {}
@@ -226,7 +235,16 @@ impl Flusher {
         };
         match result {
             Ok(catalog) => {
-                self.inner.lock().finish_batch(catalog);
+                let head = catalog.head();
+                let moved = {
+                    let mut s = self.inner.lock();
+                    let moved = s.head() != head;
+                    s.finish_batch(catalog);
+                    moved
+                };
+                if moved {
+                    self.sealed();
+                }
                 let at = SystemTime::now();
                 let tx_segs = tx.iter().flat_map(|t| t.segments.iter());
                 for seg in buffer.segments.iter().chain(tx_segs) {
@@ -321,12 +339,17 @@ impl Flusher {
                     self.inner.lock().adopt(catalog);
                     // The file was replaced, shrunk or removed: no read keeps its handle.
                     self.inner.read_cache.evict(index);
+                    if o.remote {
+                        self.delete_remote(index).await;
+                    }
                     if let Some((index, size)) = o.dropped {
                         self.inner.emit(Event::IndexDropped {
                             at: SystemTime::now(),
                             index,
                             size,
                         });
+                        // A drop of the head seals nothing, but moves it.
+                        self.sealed();
                     }
                     Ok(o.trimmed)
                 }
@@ -339,6 +362,70 @@ impl Flusher {
             }
         })
         .await
+    }
+
+    /// A file may have been sealed: wakes the background uploader.
+    fn sealed(&self) {
+        #[cfg(feature = "tiering")]
+        if let Some(r) = &self.inner.remote {
+            r.wake.notify_one();
+        }
+    }
+
+    /// Deletes the object of a dropped remote file (the drop is durable already: a failure
+    /// is logged, and the object is left to the uploader's sweep).
+    #[cfg_attr(
+        not(feature = "tiering"),
+        expect(clippy::unused_async, reason = "no store")
+    )]
+    async fn delete_remote(&self, index: u32) {
+        #[cfg(feature = "tiering")]
+        if let Some(r) = &self.inner.remote {
+            let key = r.key(&self.inner.cfg.naming, index);
+            if let Err(e) = crate::tiering::delete(r.cfg.store.as_ref(), &key).await {
+                tracing::warn!(error = %e, "aiodiskdb: the object of a dropped index was not deleted; the next session's sweep deletes it");
+            }
+        }
+        #[cfg(not(feature = "tiering"))]
+        let _ = index;
+    }
+
+    /// Records a verified upload as remote (`store/tier.rs`), then serves the file from
+    /// the object store and fires `Tiered`. An I/O failure poisons the handle.
+    async fn record_remote(&self, up: crate::store::Uploaded) -> Result<bool> {
+        #[cfg(feature = "tiering")]
+        let id = match &self.inner.remote {
+            Some(r) => r.cfg.id(),
+            None => return Ok(false),
+        };
+        #[cfg(not(feature = "tiering"))]
+        let id = crate::format::RemoteId::default();
+        self.inner.lock().admit(Call::Persist)?;
+        let outcome = blocking(&self.store, move |st| {
+            let recorded = st.record_remote(&up, &id)?;
+            Ok((recorded, st.catalog()))
+        })
+        .await;
+        match outcome {
+            Ok((recorded, catalog)) => {
+                if recorded {
+                    self.inner.lock().adopt(catalog);
+                    self.inner.read_cache.evict(up.index);
+                    self.inner.emit(Event::Tiered {
+                        at: SystemTime::now(),
+                        index: up.index,
+                        size: up.size,
+                    });
+                }
+                Ok(recorded)
+            }
+            Err(e) => {
+                if matches!(e, Error::Io { .. }) {
+                    self.inner.poison(&e);
+                }
+                Err(e)
+            }
+        }
     }
 
     async fn stop(&self) -> Result<()> {

@@ -258,6 +258,10 @@ fn render_session(opts: &Options, plan: &Plan, out: &mut Inspection) {
                 "delete the manifest {}, which no state names",
                 naming.manifest_file(*generation)
             ),
+            Action::RemoveLocalCopy { index } => format!(
+                "delete {}, a local copy of a file recorded on object storage",
+                naming.data_file(*index)
+            ),
             // Shown as the state's pending operation, or not recovery at all.
             Action::FinishLtrim { .. }
             | Action::FinishDrop { .. }

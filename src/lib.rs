@@ -54,6 +54,8 @@ mod recovery;
 mod registry;
 mod shared;
 mod store;
+#[cfg(feature = "tiering")]
+pub mod tiering;
 mod transaction;
 mod verify;
 

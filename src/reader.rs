@@ -49,6 +49,19 @@ impl Files {
         self.dir.join(self.naming.index_file(index))
     }
 
+    /// The item table of `index` as committed at `info`, from its item index alone (a file
+    /// on object storage; blocking). Without a valid index: an empty table (its items are
+    /// served unchecked).
+    pub(crate) fn table_of(&self, index: u32, info: FileInfo) -> Result<ItemTable> {
+        let Some(idx) = self.open_index(index)? else {
+            return Ok(ItemTable::new(0));
+        };
+        let entries = idx.entries(0, Some(info.entries))?;
+        let mut t = ItemTable::new(idx.header().first);
+        t.extend(&entries);
+        Ok(t)
+    }
+
     /// The item index of `index`, if it is there and valid for it.
     pub(crate) fn open_index(&self, index: u32) -> Result<Option<IndexFile>> {
         Ok(
@@ -68,7 +81,7 @@ pub(crate) struct ReadCache {
 
 /// Whether `bytes`, read at `loc`, are what the table recorded (when `loc` is exactly one
 /// indexed item).
-fn check(table: &ItemTable, loc: ItemLocation, bytes: &[u8]) -> Result<()> {
+pub(crate) fn check(table: &ItemTable, loc: ItemLocation, bytes: &[u8]) -> Result<()> {
     match table.crc_of(loc.position, loc.size) {
         Some(crc) if crc32c::crc32c(bytes) != crc => Err(Error::Corrupted {
             location: loc,
@@ -245,6 +258,9 @@ impl ReadCache {
     /// The item table of `index` as committed at `info` (blocking): what `locations` and
     /// `verify` walk.
     pub(crate) fn table(&self, index: u32, info: FileInfo) -> Result<Option<ItemTable>> {
+        if info.remote {
+            return self.files.table_of(index, info).map(Some);
+        }
         let Some(cached) = self.cached(index, info)? else {
             return Ok(None);
         };

@@ -189,6 +189,11 @@ impl Shared {
         (info, buffered)
     }
 
+    /// The committed head's index.
+    pub(crate) fn head(&self) -> u32 {
+        self.catalog.head()
+    }
+
     /// The committed catalog, as readers find it.
     pub(crate) fn catalog(&self) -> Catalog {
         self.catalog.clone()

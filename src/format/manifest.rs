@@ -6,23 +6,34 @@
 //!
 //! ```text
 //! 0..8    magic "AIODBMAN"
-//! 8..12   version u32 LE (1)
+//! 8..12   version u32 LE (1; 2 when a file is on object storage)
 //! 12..20  generation u64 LE
 //! 20..24  records u32 LE
-//! 24..28  crc32c of the records u32 LE
+//! 24..28  crc32c of the records (version 2: and of the remote section) u32 LE
 //! 28..32  crc32c of bytes 0..28 u32 LE
 //! 32..    records of RECORD_BYTES: index, trim offset, end, entries (committed entries
 //!         of the item index, 0: none), entries crc (of their bytes), data crc (of the data
-//!         bytes [trim offset, end)), flags (bit 0: the data crc is known), each u32 LE;
+//!         bytes [trim offset, end)), flags (bit 0: the data crc is known; bit 1, version
+//!         2 only: the file is on object storage, not in the directory), each u32 LE;
 //!         the 8 bytes before the end; 4 bytes zero
+//! version 2 only, after the records, the remote section: the object key prefix and the
+//!         object store's description (what `Display` shows of it), each as a u32 LE
+//!         length and its UTF-8 bytes
 //! ```
+//!
+//! A directory with no file on object storage keeps writing version 1, byte for byte what
+//! the previous release wrote and reads; a version 2 manifest is refused by that release
+//! (a damaged manifest: it never reads a remote file as missing data).
 
 const MAGIC: &[u8; 8] = b"AIODBMAN";
 const VERSION: u32 = 1;
+/// The version with files on object storage (flag `FLAG_REMOTE`, the remote section).
+const VERSION_REMOTE: u32 = 2;
 const HEADER_BYTES: usize = 32;
 /// Length of one record.
 pub(crate) const RECORD_BYTES: usize = 40;
 const FLAG_DATA_CRC: u32 = 1;
+const FLAG_REMOTE: u32 = 2;
 
 /// What a sealed file held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +49,19 @@ pub(crate) struct Sealed {
     pub(crate) data_crc: Option<u32>,
     /// The 8 bytes before its end (the header's last bytes for a file that holds fewer).
     pub(crate) tail: [u8; 8],
+    /// The file is on object storage (its whole data file, header included, under the key
+    /// of [`Manifest::remote`]'s prefix), and no longer in the directory; its item index
+    /// stays in the directory.
+    pub(crate) remote: bool,
+}
+
+/// Where the remote files of a manifest are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RemoteId {
+    /// The object key prefix.
+    pub(crate) prefix: String,
+    /// The object store, as its `Display` shows it (for messages only).
+    pub(crate) store: String,
 }
 
 /// A manifest: the sealed files of one generation.
@@ -45,10 +69,25 @@ pub(crate) struct Sealed {
 pub(crate) struct Manifest {
     pub(crate) generation: u64,
     pub(crate) files: Vec<Sealed>,
+    /// Where the remote files are (kept while any file is remote).
+    pub(crate) remote: Option<RemoteId>,
 }
 
 fn word(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    let len = u32::try_from(s.len()).expect("a short string");
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// A length-prefixed string at the front of `b`, and what follows it.
+fn take_str(b: &[u8]) -> Option<(String, &[u8])> {
+    let len = u32::from_le_bytes(b.get(..4)?.try_into().ok()?) as usize;
+    let s = b.get(4..4usize.checked_add(len)?)?;
+    Some((String::from_utf8(s.to_vec()).ok()?, &b[4 + len..]))
 }
 
 impl Manifest {
@@ -66,16 +105,25 @@ impl Manifest {
                     FLAG_DATA_CRC
                 } else {
                     0
-                },
+                } | if f.remote { FLAG_REMOTE } else { 0 },
             ] {
                 records.extend_from_slice(&w.to_le_bytes());
             }
             records.extend_from_slice(&f.tail);
             records.extend_from_slice(&[0; 4]);
         }
+        let version = if self.files.iter().any(|f| f.remote) {
+            // Written only while a file is remote: the section goes with the records.
+            let id = self.remote.clone().unwrap_or_default();
+            put_str(&mut records, &id.prefix);
+            put_str(&mut records, &id.store);
+            VERSION_REMOTE
+        } else {
+            VERSION
+        };
         let mut out = Vec::with_capacity(HEADER_BYTES + records.len());
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&version.to_le_bytes());
         out.extend_from_slice(&self.generation.to_le_bytes());
         let count = u32::try_from(self.files.len()).expect("fewer files than u32");
         out.extend_from_slice(&count.to_le_bytes());
@@ -88,19 +136,26 @@ impl Manifest {
 
     /// Decodes a manifest; `None` when it is torn or not one.
     pub(crate) fn decode(b: &[u8]) -> Option<Manifest> {
-        if b.len() < HEADER_BYTES
-            || &b[0..8] != MAGIC
-            || word(b, 8) != VERSION
-            || word(b, 28) != crc32c::crc32c(&b[..28])
-        {
+        if b.len() < HEADER_BYTES || &b[0..8] != MAGIC || word(b, 28) != crc32c::crc32c(&b[..28]) {
             return None;
         }
+        let version = word(b, 8);
         let count = word(b, 20) as usize;
-        let records = b.get(HEADER_BYTES..HEADER_BYTES + count.checked_mul(RECORD_BYTES)?)?;
-        if word(b, 24) != crc32c::crc32c(records) {
-            return None;
-        }
-        let files = records
+        let records_end = HEADER_BYTES.checked_add(count.checked_mul(RECORD_BYTES)?)?;
+        let records = b.get(HEADER_BYTES..records_end)?;
+        let remote = match version {
+            VERSION if word(b, 24) == crc32c::crc32c(records) => None,
+            VERSION_REMOTE if word(b, 24) == crc32c::crc32c(&b[HEADER_BYTES..]) => {
+                let (prefix, rest) = take_str(&b[records_end..])?;
+                let (store, rest) = take_str(rest)?;
+                if !rest.is_empty() {
+                    return None;
+                }
+                Some(RemoteId { prefix, store })
+            }
+            _ => return None,
+        };
+        let files: Vec<Sealed> = records
             .chunks_exact(RECORD_BYTES)
             .map(|r| Sealed {
                 index: word(r, 0),
@@ -110,11 +165,16 @@ impl Manifest {
                 entries_crc: word(r, 16),
                 data_crc: (word(r, 24) & FLAG_DATA_CRC != 0).then(|| word(r, 20)),
                 tail: r[28..36].try_into().expect("8 bytes"),
+                remote: word(r, 24) & FLAG_REMOTE != 0,
             })
             .collect();
+        if remote.is_none() && files.iter().any(|f| f.remote) {
+            return None;
+        }
         Some(Manifest {
             generation: u64::from_le_bytes(b[12..20].try_into().expect("8 bytes")),
             files,
+            remote,
         })
     }
 
@@ -132,9 +192,14 @@ impl Manifest {
             .collect();
         files.extend(sealed);
         files.sort_by_key(|f| f.index);
+        let remote = self
+            .remote
+            .clone()
+            .filter(|_| files.iter().any(|f| f.remote));
         Manifest {
             generation: self.generation + 1,
             files,
+            remote,
         }
     }
 }
@@ -156,6 +221,7 @@ mod tests {
                     entries_crc: 9,
                     data_crc: Some(11),
                     tail: *b"abcdefgh",
+                    remote: false,
                 }),
             )
             .with(
@@ -168,6 +234,7 @@ mod tests {
                     entries_crc: 0,
                     data_crc: None,
                     tail: [0; 8],
+                    remote: false,
                 }),
             );
         assert_eq!(m.generation, 2);
@@ -183,5 +250,49 @@ mod tests {
             assert_eq!(Manifest::decode(&torn), None, "flip at {at}");
         }
         assert_eq!(m.with(3, None).files.len(), 1);
+        assert_eq!(u32::from_le_bytes(enc[8..12].try_into().unwrap()), 1);
+    }
+
+    #[test]
+    fn remote_files_make_version_2_and_back() {
+        let local = Sealed {
+            index: 4,
+            trim_offset: 0,
+            end: 900,
+            entries: 3,
+            entries_crc: 5,
+            data_crc: Some(6),
+            tail: *b"12345678",
+            remote: false,
+        };
+        let mut m = Manifest::default().with(4, Some(local));
+        m.remote = Some(RemoteId {
+            prefix: "node-1/blocks".into(),
+            store: "AmazonS3(bucket)".into(),
+        });
+        let tiered = m.with(
+            4,
+            Some(Sealed {
+                remote: true,
+                ..local
+            }),
+        );
+        let enc = tiered.encode();
+        assert_eq!(u32::from_le_bytes(enc[8..12].try_into().unwrap()), 2);
+        assert_eq!(Manifest::decode(&enc), Some(tiered.clone()));
+        assert!(tiered.get(4).unwrap().remote);
+        for at in [8, 24, 40, enc.len() - 1] {
+            let mut torn = enc.clone();
+            torn[at] ^= 1;
+            assert_eq!(Manifest::decode(&torn), None, "flip at {at}");
+        }
+        // Cut short: the remote section is part of what the checksum covers.
+        assert_eq!(Manifest::decode(&enc[..enc.len() - 3]), None);
+        // Hydrated again: version 1, no remote section, as the previous release wrote.
+        let back = tiered.with(4, Some(local));
+        assert_eq!(back.remote, None);
+        let enc = back.encode();
+        assert_eq!(u32::from_le_bytes(enc[8..12].try_into().unwrap()), 1);
+        assert_eq!(enc.len(), 32 + RECORD_BYTES);
     }
 }

@@ -49,6 +49,19 @@ pub(crate) fn plan_sealed(opts: &Options, s: &Survey, p: &mut Plan) {
         if rec.index >= p.head {
             continue;
         }
+        if rec.remote {
+            // On object storage: a local copy is what a crash left between the record
+            // and the deletion. Its checksums were verified before the record.
+            if s.data.contains_key(&rec.index) {
+                p.actions.push(Action::RemoveLocalCopy { index: rec.index });
+                p.errors
+                    .retain(|e| !names_file(e, &opts.data_path(rec.index)));
+            }
+            p.files.insert(rec.index, (rec.trim_offset, rec.end));
+            p.entries.insert(rec.index, rec.entries);
+            p.remote.insert(rec.index);
+            continue;
+        }
         let Some(found) = s.data.get(&rec.index) else {
             if pending != (Pending::Drop { index: rec.index }) {
                 p.errors.push(inconsistent(
@@ -67,6 +80,11 @@ pub(crate) fn plan_sealed(opts: &Options, s: &Survey, p: &mut Plan) {
         }
         p.entries.insert(rec.index, rec.entries);
     }
+}
+
+/// Whether `e` is about the file at `path` (a local copy's header, going anyway).
+fn names_file(e: &Error, path: &std::path::Path) -> bool {
+    matches!(e, Error::InvalidDataFile { path: p, .. } if p == path)
 }
 
 /// One sealed file against its manifest record (a bad header is reported already).

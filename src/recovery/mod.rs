@@ -40,6 +40,7 @@ pub(crate) fn open(fs: Arc<dyn Fs>, opts: Options) -> Result<Store> {
     if let Some(e) = plan.errors.first() {
         return Err(e.clone());
     }
+    check_remote(&opts, &plan)?;
     for w in &plan.warnings {
         tracing::warn!(warning = %w, "aiodiskdb: opening with damage (`aiodiskdb check` lists it)");
     }
@@ -65,12 +66,15 @@ pub(crate) fn open(fs: Arc<dyn Fs>, opts: Options) -> Result<Store> {
         Some(idx) => idx.commits()?.first().map_or(0, |c| c.seq),
         None => 0,
     };
-    let catalog = Catalog::new(
+    let mut catalog = Catalog::new(
         plan.files
             .iter()
             .map(|(&i, &(trim, end))| (i, trim, end, plan.entries.get(&i).copied().unwrap_or(0))),
         plan.head,
     );
+    for &index in &plan.remote {
+        catalog.set_remote(index, true);
+    }
     let py_checkpoint = match plan.keep_checkpoint {
         Some(id) => Some(PyCheckpoint::adopt(fs.as_ref(), &opts, id, plan.head)?),
         None => None,
@@ -100,6 +104,42 @@ pub(crate) fn open(fs: Arc<dyn Fs>, opts: Options) -> Result<Store> {
         plan.manifest,
         py_checkpoint,
     )
+}
+
+/// Refuses a directory whose manifest records files on object storage when tiering is not
+/// configured, or configured with another key prefix: never read as missing data.
+fn check_remote(opts: &Options, plan: &Plan) -> Result<()> {
+    if plan.remote.is_empty() {
+        return Ok(());
+    }
+    let recorded = plan.manifest.remote.clone().unwrap_or_default();
+    let files = plan
+        .remote
+        .iter()
+        .map(|&i| format!("{i} ({})", opts.format.naming.data_file(i)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let whereabouts = format!(
+        "index(es) {files} are on object storage {} under prefix {:?}",
+        recorded.store, recorded.prefix
+    );
+    match &opts.remote {
+        None => Err(Error::config(
+            "tiering",
+            &"none",
+            format!(
+                "{whereabouts}: open with Builder::tiering(Tiering::new(store, {:?})) (CLI: \
+                 --store s3://bucket/{})",
+                recorded.prefix, recorded.prefix
+            ),
+        )),
+        Some(ours) if ours.prefix != recorded.prefix => Err(Error::config(
+            "tiering prefix",
+            &format!("{:?}", ours.prefix),
+            format!("{whereabouts}: open with that prefix"),
+        )),
+        Some(_) => Ok(()),
+    }
 }
 
 /// Carries out the plan's actions in order, then syncs the directory if a name changed.
@@ -175,6 +215,10 @@ fn execute(fs: &dyn Fs, opts: &Options, plan: &Plan) -> Result<()> {
             Action::RemoveManifest { generation } => {
                 let path = opts.manifest_path(*generation);
                 crate::fs::remove_if_exists(fs, &path).ctx("remove manifest", &path)?;
+            }
+            Action::RemoveLocalCopy { index } => {
+                let path = opts.data_path(*index);
+                crate::fs::remove_if_exists(fs, &path).ctx("remove data file", &path)?;
             }
             Action::CreateHead { index } => create_head(fs, opts, *index)?,
         }

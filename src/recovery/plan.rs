@@ -55,6 +55,9 @@ pub(crate) enum Action {
     RemoveIndex { index: u32 },
     /// Delete a manifest no state names.
     RemoveManifest { generation: u64 },
+    /// Delete the local copy of a file the manifest records as on object storage (the
+    /// crash came after the record, before the deletion).
+    RemoveLocalCopy { index: u32 },
     /// Create the head file, empty.
     CreateHead { index: u32 },
 }
@@ -84,6 +87,8 @@ pub(crate) struct Plan {
     pub(crate) keep_checkpoint: Option<u64>,
     /// The manifest of sealed files the state names.
     pub(crate) manifest: Manifest,
+    /// The files of `files` that are on object storage, not in the directory.
+    pub(crate) remote: std::collections::BTreeSet<u32>,
 }
 
 impl Plan {
@@ -149,6 +154,7 @@ pub(crate) fn plan(opts: &Options, s: &Survey, live: bool) -> Plan {
         head_indexed: false,
         keep_checkpoint: None,
         manifest: Manifest::default(),
+        remote: std::collections::BTreeSet::new(),
     };
     let state_path = opts.state_path();
     if let Some(recorded) = s.slot.as_ref().and_then(|slot| slot.format.as_ref()) {
@@ -482,6 +488,7 @@ mod tests {
             create_if_missing: true,
             clean_stale_data: true,
             lock_wait: Duration::from_secs(1),
+            remote: None,
         }
     }
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 use crate::catalog::{Catalog, FileInfo};
 use crate::datafile::DataFile;
 use crate::error::{Error, IoContext, Result};
-use crate::format::{Format, IndexHeader, Manifest, Pending, Sealed, State};
+use crate::format::{Format, IndexHeader, Manifest, Pending, RemoteId, Sealed, State};
 use crate::fs::{seeded, Fs, FsFile};
 use crate::index::IndexFile;
 
@@ -26,8 +26,10 @@ pub(crate) use checkpoint::PyCheckpoint;
 
 mod checkpoint;
 mod commit;
+mod tier;
 mod trim;
 
+pub(crate) use tier::Uploaded;
 pub(crate) use trim::TrimOutcome;
 
 /// What the storage core needs to know of the configuration.
@@ -43,6 +45,9 @@ pub(crate) struct Options {
     pub(crate) clean_stale_data: bool,
     /// How long `open` waits for a closing handle of this process to release the directory.
     pub(crate) lock_wait: Duration,
+    /// Where remote files go, when tiering is configured (`None`: a directory whose
+    /// manifest records remote files is refused).
+    pub(crate) remote: Option<RemoteId>,
 }
 
 impl Options {
@@ -438,6 +443,7 @@ impl Store {
             entries_crc: sums.entries,
             data_crc: Some(sums.data),
             tail,
+            remote: false,
         })
     }
 

@@ -19,6 +19,21 @@ pub(crate) struct TrimOutcome {
     pub(crate) trimmed: u64,
     /// `(index, item bytes)` of a deleted file.
     pub(crate) dropped: Option<(u32, u64)>,
+    /// The deleted file was on object storage: its object is to be deleted (it is named
+    /// by nothing any more; a crash before that leaves it to the uploader's sweep).
+    pub(crate) remote: bool,
+}
+
+/// Refuses an rtrim or ltrim of a file on object storage.
+fn refuse_remote(index: u32, info: FileInfo) -> Result<()> {
+    if info.remote {
+        return Err(Error::trim(
+            index,
+            "the index is on object storage (tiered): rtrim and ltrim of a remote index are \
+             not supported; drop_index is",
+        ));
+    }
+    Ok(())
 }
 
 impl Store {
@@ -78,6 +93,7 @@ impl Store {
     /// Cuts `index` from logical position `from` to its end. See `AioDiskDb::rtrim`.
     pub(crate) fn rtrim(&mut self, index: u32, from: u32, check: &[u8]) -> Result<TrimOutcome> {
         let info = self.file_info(index)?;
+        refuse_remote(index, info)?;
         let is_head = index == self.catalog.head();
         if from > info.end {
             return Err(Error::trim(
@@ -175,6 +191,7 @@ impl Store {
         Ok(TrimOutcome {
             trimmed,
             dropped: None,
+            remote: false,
         })
     }
 
@@ -203,6 +220,7 @@ impl Store {
     /// Removes the bytes of `index` before logical position `to`. See `AioDiskDb::ltrim`.
     pub(crate) fn ltrim(&mut self, index: u32, to: u32, check: &[u8]) -> Result<TrimOutcome> {
         let info = self.file_info(index)?;
+        refuse_remote(index, info)?;
         if to <= info.trim_offset {
             return Err(Error::trim(
                 index,
@@ -293,6 +311,7 @@ impl Store {
         Ok(TrimOutcome {
             trimmed: u64::from(to - info.trim_offset),
             dropped: None,
+            remote: false,
         })
     }
 
@@ -348,7 +367,12 @@ impl Store {
         } else {
             self.mark_dirty()?;
             self.commit_older(index, None, Pending::Drop { index })?;
-            self.fs.remove(&path).ctx("remove data file", &path)?;
+            if info.remote {
+                // Only a local copy a crash left behind (recovery deletes it too).
+                remove_if_exists(self.fs.as_ref(), &path).ctx("remove data file", &path)?;
+            } else {
+                self.fs.remove(&path).ctx("remove data file", &path)?;
+            }
             remove_if_exists(self.fs.as_ref(), &idx_path).ctx("remove index file", &idx_path)?;
             self.sync_dir()?;
             self.write_head_state(false, Pending::None)?;
@@ -357,6 +381,7 @@ impl Store {
         Ok(TrimOutcome {
             trimmed: info.data_len(),
             dropped: Some((index, info.data_len())),
+            remote: info.remote,
         })
     }
 }

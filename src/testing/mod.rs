@@ -7,3 +7,5 @@ mod faults;
 mod python_sim;
 mod rot;
 pub(crate) mod sim;
+#[cfg(feature = "tiering")]
+mod tiering;

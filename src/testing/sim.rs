@@ -66,6 +66,12 @@ pub(crate) enum Bug {
     /// A state record is written to one slot only: a byte flipped in it later leaves the
     /// previous record, older than what was committed.
     SingleStateCopy,
+    /// Tiering deletes the local copy of a file before the record that makes it remote is
+    /// durable.
+    DeleteLocalBeforeRecord,
+    /// Tiering records an upload as remote without reading the object back (its length
+    /// and checksum unchecked).
+    TrustUnverifiedUpload,
 }
 
 impl Bug {
@@ -83,6 +89,9 @@ impl Bug {
         Bug::SealedEndNotRecorded,
         Bug::SingleStateCopy,
     ];
+
+    /// The bugs of tiering, caught by its own crash enumeration (`testing/tiering.rs`).
+    pub(crate) const TIERING: [Bug; 2] = [Bug::DeleteLocalBeforeRecord, Bug::TrustUnverifiedUpload];
 }
 
 /// What a crash keeps of the unsynced changes.
@@ -235,6 +244,22 @@ impl SimFs {
         match kind {
             FaultKind::Enospc => io::Error::from_raw_os_error(28),
             _ => io::Error::from_raw_os_error(5),
+        }
+    }
+
+    /// A request to another device that a crash of this one ends too (the simulated object
+    /// store's), counted among this device's operations so that a crash falls between any
+    /// two of either: `Ok(false)` before the crash, `Ok(true)` for the request the crash
+    /// interrupts (it may or may not have reached the other device; the caller never
+    /// learns), an error after.
+    pub(crate) fn external_op(&self) -> io::Result<bool> {
+        let mut s = self.state.lock().unwrap();
+        let n = s.ops;
+        s.ops += 1;
+        match s.freeze_at {
+            Some(f) if n == f => Ok(true),
+            Some(f) if n > f => Err(crashed()),
+            _ => Ok(false),
         }
     }
 

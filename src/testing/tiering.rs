@@ -1,0 +1,1138 @@
+//! Tiering under test (feature `tiering`):
+//! - [`SimStore`], an in-memory object store whose every request is also an operation of a
+//!   [`SimFs`], so that the crash enumeration falls between any two steps of either; the
+//!   request a crash interrupts may or may not land (its answer is lost either way); and
+//!   it can corrupt puts on the way, silently, to prove that uploads are verified;
+//! - [`FaultStore`], an object store that fails its n-th call (once or from then on) with
+//!   a timeout, an HTTP 500, a 403, or a truncated body;
+//! - the crash enumeration of tiering workloads (adds, flushes, `tier`, drops of local and
+//!   remote indexes, reopens), checked against the model: every acknowledged item reads
+//!   back exactly, from the directory or from the object store, after recovery; then a
+//!   new session finishes the tiering and everything still reads back;
+//! - the seeded bugs of tiering, each caught;
+//! - the fault countdown over every request of the store.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+use object_store::memory::InMemory;
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::crash::{read_checked, Item, St};
+use super::sim::{Bug, Damage, SimFs};
+use crate::catalog::Catalog;
+use crate::config::{Builder, Config};
+use crate::db::AioDiskDb;
+use crate::events::{Event, Hooks};
+use crate::fs::Fs;
+use crate::location::ItemLocation;
+use crate::reader::Files;
+use crate::tiering::{Remote, Tiering};
+
+/// The key prefix of every simulated tiering.
+pub(crate) const PREFIX: &str = "node-1/blocks";
+
+fn crash_error() -> object_store::Error {
+    object_store::Error::Generic {
+        store: "SimStore",
+        source: "simulated crash: the client machine is gone".into(),
+    }
+}
+
+/// An in-memory object store whose requests are crash points of `fs`.
+#[derive(Debug)]
+pub(crate) struct SimStore {
+    inner: Arc<InMemory>,
+    fs: SimFs,
+    puts: AtomicU64,
+    /// `(k, r)`: the puts numbered `r` modulo `k` land with one byte flipped, and report
+    /// success (a corruption on the way that only reading the object back shows).
+    corrupt_puts: Option<(u64, u64)>,
+}
+
+impl fmt::Display for SimStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SimStore")
+    }
+}
+
+impl SimStore {
+    pub(crate) fn new(fs: SimFs, corrupt_puts: Option<(u64, u64)>) -> SimStore {
+        SimStore {
+            inner: Arc::new(InMemory::new()),
+            fs,
+            puts: AtomicU64::new(0),
+            corrupt_puts,
+        }
+    }
+
+    /// The objects themselves, reached without the crash (the object store outlives the
+    /// client machine).
+    pub(crate) fn backing(&self) -> Arc<dyn ObjectStore> {
+        Arc::clone(&self.inner) as Arc<dyn ObjectStore>
+    }
+
+    /// `Ok(true)` for the request the crash interrupts.
+    fn gate(&self) -> object_store::Result<bool> {
+        self.fs.external_op().map_err(|_| crash_error())
+    }
+}
+
+fn flip_middle(payload: PutPayload) -> PutPayload {
+    let mut b = Bytes::from(payload).to_vec();
+    let at = b.len() / 2;
+    if let Some(x) = b.get_mut(at) {
+        *x ^= 0x40;
+    }
+    PutPayload::from(b)
+}
+
+#[async_trait]
+impl ObjectStore for SimStore {
+    async fn put_opts(
+        &self,
+        location: &ObjectPath,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        let interrupted = self.gate()?;
+        let n = self.puts.fetch_add(1, Ordering::SeqCst);
+        let payload = match self.corrupt_puts {
+            Some((k, r)) if n % k == r => flip_middle(payload),
+            _ => payload,
+        };
+        // The interrupted put lands or not, by the parity of its number.
+        if interrupted && n % 2 == 1 {
+            return Err(crash_error());
+        }
+        let r = self.inner.put_opts(location, payload, opts).await;
+        if interrupted {
+            return Err(crash_error());
+        }
+        r
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &ObjectPath,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        if self.gate()? {
+            return Err(crash_error());
+        }
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &ObjectPath,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        if self.gate()? {
+            return Err(crash_error());
+        }
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<ObjectPath>>,
+    ) -> BoxStream<'static, object_store::Result<ObjectPath>> {
+        match self.gate() {
+            Ok(false) => self.inner.delete_stream(locations),
+            Ok(true) => {
+                // The deletions land; the answer is lost.
+                let inner = Arc::clone(&self.inner);
+                futures_util::stream::once(async move {
+                    let _ = inner.delete_stream(locations).collect::<Vec<_>>().await;
+                    Err(crash_error())
+                })
+                .boxed()
+            }
+            Err(e) => futures_util::stream::once(async move { Err(e) }).boxed(),
+        }
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        match self.gate() {
+            Ok(false) => self.inner.list(prefix),
+            Ok(true) | Err(_) => futures_util::stream::once(async { Err(crash_error()) }).boxed(),
+        }
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> object_store::Result<ListResult> {
+        if self.gate()? {
+            return Err(crash_error());
+        }
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &ObjectPath,
+        to: &ObjectPath,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        if self.gate()? {
+            return Err(crash_error());
+        }
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// What [`FaultStore`] fails a call with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoreFault {
+    /// The request times out.
+    Timeout,
+    /// HTTP 500.
+    ServerError,
+    /// HTTP 403.
+    Forbidden,
+    /// A GET's body ends early; a put lands cut in half and reports success.
+    Truncated,
+}
+
+impl StoreFault {
+    pub(crate) const ALL: [StoreFault; 4] = [
+        StoreFault::Timeout,
+        StoreFault::ServerError,
+        StoreFault::Forbidden,
+        StoreFault::Truncated,
+    ];
+
+    fn error(self, location: &ObjectPath) -> object_store::Error {
+        match self {
+            StoreFault::Timeout => object_store::Error::Generic {
+                store: "FaultStore",
+                source: Box::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the request timed out",
+                )),
+            },
+            StoreFault::ServerError | StoreFault::Truncated => object_store::Error::Generic {
+                store: "FaultStore",
+                source: "HTTP 500 Internal Server Error".into(),
+            },
+            StoreFault::Forbidden => object_store::Error::PermissionDenied {
+                path: location.to_string(),
+                source: "HTTP 403 Forbidden".into(),
+            },
+        }
+    }
+}
+
+/// An object store that fails its n-th call (counted from 0), once or from then on.
+#[derive(Debug)]
+pub(crate) struct FaultStore {
+    inner: Arc<dyn ObjectStore>,
+    calls: AtomicU64,
+    /// `(n, kind, persistent)`.
+    fault: Mutex<Option<(u64, StoreFault, bool)>>,
+    fired: AtomicU64,
+    /// Counts only, fails nothing.
+    quiet: AtomicBool,
+}
+
+impl fmt::Display for FaultStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FaultStore({})", self.inner)
+    }
+}
+
+impl FaultStore {
+    pub(crate) fn new(inner: Arc<dyn ObjectStore>) -> FaultStore {
+        FaultStore {
+            inner,
+            calls: AtomicU64::new(0),
+            fault: Mutex::new(None),
+            fired: AtomicU64::new(0),
+            quiet: AtomicBool::new(false),
+        }
+    }
+
+    /// Fails call `n` from now (counted from 0) with `kind`, and every later one too when
+    /// `persistent`.
+    pub(crate) fn fail(&self, n: u64, kind: StoreFault, persistent: bool) {
+        self.calls.store(0, Ordering::SeqCst);
+        *self.fault.lock().unwrap() = Some((n, kind, persistent));
+        self.quiet.store(false, Ordering::SeqCst);
+    }
+
+    /// Fails nothing from now on.
+    pub(crate) fn heal(&self) {
+        self.quiet.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn fired(&self) -> u64 {
+        self.fired.load(Ordering::SeqCst)
+    }
+
+    /// The fault for this call, if it fails.
+    fn check(&self) -> Option<StoreFault> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.quiet.load(Ordering::SeqCst) {
+            return None;
+        }
+        let (at, kind, persistent) = (*self.fault.lock().unwrap())?;
+        let hit = if persistent { n >= at } else { n == at };
+        if hit {
+            self.fired.fetch_add(1, Ordering::SeqCst);
+        }
+        hit.then_some(kind)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FaultStore {
+    async fn put_opts(
+        &self,
+        location: &ObjectPath,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        match self.check() {
+            Some(StoreFault::Truncated) => {
+                let b = Bytes::from(payload);
+                let half = b.slice(..b.len() / 2);
+                self.inner.put_opts(location, half.into(), opts).await
+            }
+            Some(k) => Err(k.error(location)),
+            None => self.inner.put_opts(location, payload, opts).await,
+        }
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &ObjectPath,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        match self.check() {
+            Some(k) => Err(k.error(location)),
+            None => self.inner.put_multipart_opts(location, opts).await,
+        }
+    }
+
+    async fn get_opts(
+        &self,
+        location: &ObjectPath,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        match self.check() {
+            Some(StoreFault::Truncated) => {
+                let got = self.inner.get_opts(location, options).await?;
+                let (meta, range, attributes, extensions) = (
+                    got.meta.clone(),
+                    got.range.clone(),
+                    got.attributes.clone(),
+                    got.extensions.clone(),
+                );
+                let body = got.bytes().await?;
+                let cut = body.slice(..body.len() / 2);
+                Ok(GetResult {
+                    payload: GetResultPayload::Stream(
+                        futures_util::stream::once(async move { Ok(cut) }).boxed(),
+                    ),
+                    meta,
+                    range,
+                    attributes,
+                    extensions,
+                })
+            }
+            Some(k) => Err(k.error(location)),
+            None => self.inner.get_opts(location, options).await,
+        }
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<ObjectPath>>,
+    ) -> BoxStream<'static, object_store::Result<ObjectPath>> {
+        match self.check() {
+            Some(k) => {
+                let e = k.error(&ObjectPath::from("delete"));
+                futures_util::stream::once(async move { Err(e) }).boxed()
+            }
+            None => self.inner.delete_stream(locations),
+        }
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        match self.check() {
+            Some(k) => {
+                let e = k.error(&ObjectPath::from("list"));
+                futures_util::stream::once(async move { Err(e) }).boxed()
+            }
+            None => self.inner.list(prefix),
+        }
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> object_store::Result<ListResult> {
+        match self.check() {
+            Some(k) => Err(k.error(&ObjectPath::from("list"))),
+            None => self.inner.list_with_delimiter(prefix).await,
+        }
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &ObjectPath,
+        to: &ObjectPath,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        match self.check() {
+            Some(k) => Err(k.error(from)),
+            None => self.inner.copy_opts(from, to, options).await,
+        }
+    }
+}
+
+/// The simulated configuration (`crash::sim_config`'s sizes) with tiering to `store`:
+/// every sealed file but the newest is uploaded, only when `tier` is called (so that the
+/// enumeration is deterministic) unless `background`.
+pub(crate) fn tier_config(store: Arc<dyn ObjectStore>, background: bool) -> Config {
+    Builder::new("/db")
+        .max_file_size(1024)
+        .max_buffer_size(1000)
+        .max_buffer_items(1_000_000)
+        .flush_interval(Duration::from_secs(3600))
+        .overwrite(true)
+        .tiering(
+            Tiering::new(store, PREFIX)
+                .keep_local(1)
+                .cache_size(4096)
+                .upload_in_background(background)
+                .retry_backoff(Duration::from_millis(5)),
+        )
+        .validate()
+        .expect("valid")
+        .0
+}
+
+/// What a tiering workload was told.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct TierModel {
+    pub(crate) items: Vec<Item>,
+    /// Files the workload saw tiered.
+    pub(crate) tiered: u64,
+}
+
+impl TierModel {
+    fn settle(&mut self, from: St, to: St) {
+        for i in &mut self.items {
+            if i.st == from {
+                i.st = to;
+            }
+        }
+    }
+}
+
+fn payload(rng: &mut StdRng) -> Vec<u8> {
+    let n = rng.gen_range(1..=150);
+    (0..n).map(|_| rng.gen()).collect()
+}
+
+/// Runs one seeded tiering workload on `fs` and `store` until its end or its first
+/// failure: adds, flushes, `tier`, drops (of remote and local indexes), stop and reopen.
+pub(crate) async fn tier_workload(
+    fs: SimFs,
+    store: Arc<dyn ObjectStore>,
+    seed: u64,
+    steps: usize,
+) -> TierModel {
+    let cfg = tier_config(store, false);
+    let open = || {
+        AioDiskDb::start_with(
+            Arc::new(fs.clone()) as Arc<dyn Fs>,
+            cfg.clone(),
+            Hooks::default(),
+        )
+    };
+    let mut m = TierModel::default();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let Ok(mut db) = open().await else {
+        return m;
+    };
+    let mut pending = 0usize;
+    for _ in 0..steps {
+        let r = rng.gen_range(0..100);
+        let ok = if r < 55 && pending < 800 {
+            let data = payload(&mut rng);
+            match db.add(data.clone()).await {
+                Ok(loc) => {
+                    pending += data.len();
+                    m.items.push(Item {
+                        loc,
+                        data,
+                        st: St::Pending,
+                    });
+                    true
+                }
+                Err(_) => false,
+            }
+        } else if r < 75 {
+            pending = 0;
+            match db.flush().await {
+                Ok(()) => {
+                    m.settle(St::Pending, St::Durable);
+                    true
+                }
+                Err(_) => false,
+            }
+        } else if r < 90 {
+            match db.tier().await {
+                Ok(t) => {
+                    m.tiered += t.len() as u64;
+                    true
+                }
+                // The object store failed: nothing changed, go on.
+                Err(crate::Error::Remote { .. }) => true,
+                Err(_) => false,
+            }
+        } else if r < 95 {
+            // Flush first, so that the model knows which items the drop takes.
+            pending = 0;
+            if db.flush().await.is_err() {
+                return m;
+            }
+            m.settle(St::Pending, St::Durable);
+            let catalog = db.handle_catalog();
+            let Some((index, _)) = catalog.older().into_iter().next() else {
+                continue;
+            };
+            let taken = |i: &Item| i.loc.index == index;
+            match db.drop_index(index).await {
+                Ok(_) => {
+                    for i in m.items.iter_mut().filter(|i| taken(i)) {
+                        i.st = St::Gone;
+                    }
+                    true
+                }
+                Err(_) => {
+                    for i in m.items.iter_mut().filter(|i| taken(i)) {
+                        i.st = St::MaybeGone;
+                    }
+                    false
+                }
+            }
+        } else {
+            pending = 0;
+            match db.stop().await {
+                Ok(()) => {
+                    m.settle(St::Pending, St::Durable);
+                    match open().await {
+                        Ok(d) => {
+                            db = d;
+                            true
+                        }
+                        Err(_) => return m,
+                    }
+                }
+                Err(_) => false,
+            }
+        };
+        if !ok {
+            return m;
+        }
+    }
+    if db.flush().await.is_ok() {
+        m.settle(St::Pending, St::Durable);
+        if let Ok(t) = db.tier().await {
+            m.tiered += t.len() as u64;
+        }
+        let _ = db.stop().await;
+    }
+    m
+}
+
+/// Reads `loc` after recovery to `catalog`: from the image, or from the object store.
+fn read_any(
+    rt: &tokio::runtime::Runtime,
+    image: &SimFs,
+    cfg: &Config,
+    remote: &Remote,
+    catalog: &Catalog,
+    loc: ItemLocation,
+) -> crate::Result<Option<Vec<u8>>> {
+    let Some(info) = catalog.get(loc.index) else {
+        return Ok(None);
+    };
+    if !info.remote {
+        return read_checked(image, cfg, catalog, loc);
+    }
+    if loc.size == 0 || !info.holds(loc.position, loc.end()) {
+        return Ok(None);
+    }
+    let files = Files {
+        fs: Arc::new(image.clone()),
+        dir: cfg.path.clone(),
+        naming: cfg.naming.clone(),
+        genesis: cfg.genesis,
+    };
+    rt.block_on(remote.read(&files, true, loc, info))
+        .map(|b| b.map(|b| b.to_vec()))
+}
+
+/// Recovers `image` (tiering configured) and checks every item of the model, local or
+/// remote.
+pub(crate) fn check_tiered(
+    image: &SimFs,
+    backing: &Arc<dyn ObjectStore>,
+    m: &TierModel,
+) -> Result<(), String> {
+    let cfg = tier_config(Arc::clone(backing), false);
+    let store = crate::recovery::open(Arc::new(image.clone()), cfg.store_options())
+        .map_err(|e| format!("recovery failed: {e}"))?;
+    let catalog = store.catalog();
+    drop(store);
+    let remote = Remote::new(cfg.tiering.clone().expect("tiering"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for it in &m.items {
+        let got = read_any(&rt, image, &cfg, &remote, &catalog, it.loc)
+            .map_err(|e| format!("read {}: {e}", it.loc))?;
+        let exact = got.as_deref() == Some(&it.data[..]);
+        match it.st {
+            St::Durable if !exact => {
+                return Err(format!(
+                    "acknowledged item {} lost or altered ({}): {:?}",
+                    it.loc,
+                    if catalog.get(it.loc.index).is_some_and(|f| f.remote) {
+                        "remote"
+                    } else {
+                        "local"
+                    },
+                    got.map(|g| g.len())
+                ));
+            }
+            St::Gone if exact => return Err(format!("dropped item {} came back", it.loc)),
+            St::Pending | St::MaybeGone if got.is_some() && !exact => {
+                return Err(format!(
+                    "unacknowledged item {} is partial or altered",
+                    it.loc
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A new session on the recovered image finishes the tiering (uploads redone, local
+/// copies deleted) and every acknowledged item still reads back, through the handle.
+pub(crate) fn check_redo(
+    image: &SimFs,
+    backing: &Arc<dyn ObjectStore>,
+    m: &TierModel,
+) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let cfg = tier_config(Arc::clone(backing), false);
+        let db = AioDiskDb::start_with(Arc::new(image.clone()), cfg, Hooks::default())
+            .await
+            .map_err(|e| format!("reopen failed: {e}"))?;
+        db.tier()
+            .await
+            .map_err(|e| format!("tier after recovery failed: {e}"))?;
+        for it in m.items.iter().filter(|i| i.st == St::Durable) {
+            let got = db
+                .read(it.loc)
+                .await
+                .map_err(|e| format!("read {} after redo: {e}", it.loc))?;
+            if got.as_deref() != Some(&it.data[..]) {
+                return Err(format!("acknowledged item {} lost after redo", it.loc));
+            }
+        }
+        let local = db
+            .handle_catalog()
+            .older()
+            .iter()
+            .filter(|(_, f)| !f.remote)
+            .count();
+        if local > 1 {
+            return Err(format!(
+                "{local} sealed files still local after tier (keep_local 1)"
+            ));
+        }
+        db.stop()
+            .await
+            .map_err(|e| format!("stop after redo failed: {e}"))
+    })
+}
+
+/// Counters for the report.
+#[derive(Debug, Default)]
+pub(crate) struct TierTally {
+    pub(crate) states: AtomicU64,
+    pub(crate) runs: AtomicU64,
+    pub(crate) tiered: AtomicU64,
+}
+
+/// The object store of one run: corrupting one put in five silently.
+fn sim_store(fs: &SimFs) -> SimStore {
+    SimStore::new(fs.clone(), Some((5, 3)))
+}
+
+/// Enumerates every crash point (of the file system and of the object store) of one
+/// tiering workload. Returns the first violation.
+pub(crate) fn enumerate_tiering(
+    seed: u64,
+    steps: usize,
+    bug: Option<Bug>,
+    tally: &TierTally,
+) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let full = SimFs::new();
+    full.set_bug(bug);
+    let store = Arc::new(sim_store(&full));
+    rt.block_on(tier_workload(full.clone(), store, seed, steps));
+    let total = full.ops();
+    for n in 0..=total {
+        let fs = SimFs::new();
+        fs.set_bug(bug);
+        fs.freeze_at(n);
+        let store = Arc::new(sim_store(&fs));
+        let backing = store.backing();
+        let m = rt.block_on(tier_workload(fs.clone(), store, seed, steps));
+        tally.runs.fetch_add(1, Ordering::Relaxed);
+        tally.tiered.fetch_add(m.tiered, Ordering::Relaxed);
+        for (v, damage) in Damage::ALL.into_iter().enumerate() {
+            let image = fs.crash_image(damage, seed ^ n.rotate_left(17) ^ v as u64);
+            tally.states.fetch_add(1, Ordering::Relaxed);
+            check_tiered(&image.crash_image(Damage::All, 0), &backing, &m)
+                .map_err(|e| format!("seed {seed} crash at op {n} ({damage:?}): {e}"))?;
+        }
+        // What only the synced state holds: crash again at every step of its recovery,
+        // recover again; then a session finishes the tiering (which changes the objects:
+        // last).
+        let image = fs.crash_image(Damage::SyncedOnly, seed ^ n.rotate_left(17));
+        let cfg = tier_config(Arc::clone(&backing), false);
+        let probe = image.crash_image(Damage::All, 0);
+        let _ = crate::recovery::open(Arc::new(probe.clone()), cfg.store_options());
+        for k in 0..probe.ops() {
+            let again = image.crash_image(Damage::All, 0);
+            again.freeze_at(k);
+            let _ = crate::recovery::open(Arc::new(again.clone()), cfg.store_options());
+            let twice = again.crash_image(Damage::SyncedOnly, seed ^ k);
+            tally.states.fetch_add(1, Ordering::Relaxed);
+            check_tiered(&twice, &backing, &m).map_err(|e| {
+                format!("seed {seed} crash at op {n}, again at recovery op {k}: {e}")
+            })?;
+        }
+        check_redo(&image.crash_image(Damage::All, 0), &backing, &m)
+            .map_err(|e| format!("seed {seed} crash at op {n}, then a session: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Every `Tiered` event in `events`.
+pub(crate) fn tiered_events(events: &[Event]) -> Vec<(u32, u64)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Tiered { index, size, .. } => Some((*index, *size)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiering_workload_runs_clean_without_crash() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut tiered = 0;
+        for seed in 0..4 {
+            let fs = SimFs::new();
+            let store = Arc::new(sim_store(&fs));
+            let backing = store.backing();
+            let m = rt.block_on(tier_workload(fs.clone(), store, seed, 120));
+            assert!(
+                m.items
+                    .iter()
+                    .all(|i| i.st != St::Pending && i.st != St::MaybeGone),
+                "seed {seed}: the workload ran to its end"
+            );
+            assert!(
+                m.items.iter().any(|i| i.st == St::Gone),
+                "seed {seed}: drops ran"
+            );
+            tiered += m.tiered;
+            check_tiered(&fs.crash_image(Damage::SyncedOnly, 1), &backing, &m).unwrap();
+            check_redo(&fs.crash_image(Damage::SyncedOnly, 1), &backing, &m).unwrap();
+        }
+        assert!(tiered >= 8, "files were tiered: {tiered}");
+    }
+
+    /// Scale knob: `AIODISKDB_CRASH_SEEDS` workloads (default 3).
+    fn seeds() -> u64 {
+        std::env::var("AIODISKDB_CRASH_SEEDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3)
+    }
+
+    #[test]
+    fn every_tiering_crash_point_recovers_to_the_model() {
+        let tally = TierTally::default();
+        let n = seeds();
+        for seed in 0..n {
+            enumerate_tiering(seed, 60, None, &tally).unwrap();
+        }
+        eprintln!(
+            "tiering crash enumeration: {n} workloads, {} workload runs ({} files tiered), \
+             {} crash states checked, 0 violations",
+            tally.runs.load(Ordering::Relaxed),
+            tally.tiered.load(Ordering::Relaxed),
+            tally.states.load(Ordering::Relaxed),
+        );
+    }
+
+    #[test]
+    fn tiering_harness_catches_seeded_bugs() {
+        for bug in Bug::TIERING {
+            let tally = TierTally::default();
+            let found =
+                (0..6).find_map(|seed| enumerate_tiering(seed, 60, Some(bug), &tally).err());
+            eprintln!("{bug:?}: {found:?}");
+            assert!(found.is_some(), "seeded bug {bug:?} was not caught");
+        }
+    }
+
+    /// A handle on `fs` tiering to `store` (no background uploads unless `background`).
+    async fn open_tiered(
+        fs: &SimFs,
+        store: Arc<dyn ObjectStore>,
+        background: bool,
+    ) -> crate::Result<AioDiskDb> {
+        AioDiskDb::start_with(
+            Arc::new(fs.clone()) as Arc<dyn Fs>,
+            tier_config(store, background),
+            Hooks::default(),
+        )
+        .await
+    }
+
+    /// Adds items of 300 bytes until `files` data files are sealed, flushing each; returns
+    /// them.
+    async fn fill(db: &AioDiskDb, files: u32, tag: u8) -> Vec<(ItemLocation, Vec<u8>)> {
+        let mut items = Vec::new();
+        let mut k = 0u32;
+        loop {
+            let data: Vec<u8> = (0..300u32).map(|i| (i as u8) ^ (k as u8) ^ tag).collect();
+            let loc = db.add(data.clone()).await.unwrap();
+            db.flush().await.unwrap();
+            items.push((loc, data));
+            k += 1;
+            if db.handle_catalog().older().len() >= files as usize {
+                return items;
+            }
+        }
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Every request of a tier pass and of remote reads, failed in turn with each kind of
+    /// fault, once and for ever: a typed `Error::Remote` naming the key, the local copy
+    /// kept (nothing recorded that was not verified), appends and local reads going on,
+    /// remote reads failing typed and never returning other bytes; once the store is back,
+    /// everything is tiered and reads back, also after a reopen.
+    #[test]
+    fn store_faults_are_typed_and_keep_local_copies() {
+        let rt = rt();
+        let mut injected = 0;
+        let mut typed = 0;
+        for kind in StoreFault::ALL {
+            for persistent in [false, true] {
+                for n in 0..14 {
+                    rt.block_on(async {
+                        let fs = SimFs::new();
+                        let faults = Arc::new(FaultStore::new(Arc::new(InMemory::new())));
+                        let db = open_tiered(&fs, faults.clone(), false).await.unwrap();
+                        let mut items = fill(&db, 2, 0).await;
+                        // One file remote already, for the reads.
+                        let first = db.tier().await.unwrap();
+                        assert_eq!(first.len(), 1);
+                        items.extend(fill(&db, 4, 1).await);
+                        faults.fail(n, kind, persistent);
+                        let fired_before = faults.fired();
+                        match db.tier().await {
+                            Ok(_) => {}
+                            Err(crate::Error::Remote { key, cause }) => {
+                                typed += 1;
+                                assert!(key.starts_with(PREFIX), "{key}");
+                                assert!(!cause.is_empty());
+                            }
+                            Err(e) => panic!("{kind:?} at {n}: untyped tier error {e:?}"),
+                        }
+                        for (loc, data) in &items {
+                            match db.read(*loc).await {
+                                Ok(Some(b)) => assert_eq!(&b[..], &data[..], "{kind:?} at {n}"),
+                                Err(crate::Error::Remote { key, .. }) => {
+                                    typed += 1;
+                                    assert!(key.ends_with(&format!("data{:05}.dat", loc.index)));
+                                    assert!(db.handle_catalog().get(loc.index).unwrap().remote);
+                                }
+                                other => panic!("{kind:?} at {n}: read {loc}: {other:?}"),
+                            }
+                        }
+                        injected += faults.fired() - fired_before;
+                        // Appends and local reads go on.
+                        let loc = db.add(&b"after the fault"[..]).await.unwrap();
+                        db.flush().await.unwrap();
+                        assert_eq!(
+                            db.read(loc).await.unwrap().as_deref(),
+                            Some(&b"after the fault"[..])
+                        );
+                        faults.heal();
+                        db.tier().await.unwrap();
+                        let local = db
+                            .handle_catalog()
+                            .older()
+                            .iter()
+                            .filter(|(_, f)| !f.remote)
+                            .count();
+                        assert!(local <= 1, "{kind:?} at {n}: {local} sealed files local");
+                        for (loc, data) in &items {
+                            assert_eq!(db.read(*loc).await.unwrap().as_deref(), Some(&data[..]));
+                        }
+                        db.stop().await.unwrap();
+                        let db = open_tiered(&fs, faults.clone(), false).await.unwrap();
+                        for (loc, data) in &items {
+                            assert_eq!(db.read(*loc).await.unwrap().as_deref(), Some(&data[..]));
+                        }
+                        db.stop().await.unwrap();
+                    });
+                }
+            }
+        }
+        eprintln!("store faults: {injected} injected, {typed} typed Error::Remote, 0 panics");
+        assert!(injected > 50 && typed > 50, "{injected} {typed}");
+    }
+
+    #[test]
+    fn a_directory_with_remote_files_needs_its_tiering() {
+        let rt = rt();
+        rt.block_on(async {
+            let fs = SimFs::new();
+            let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+            let db = open_tiered(&fs, Arc::clone(&store), false).await.unwrap();
+            fill(&db, 3, 0).await;
+            assert_eq!(db.tier().await.unwrap().len(), 2);
+            db.stop().await.unwrap();
+            let names = fs.names();
+            assert!(!names.contains(&"data00000.dat".to_string()), "{names:?}");
+            assert!(names.contains(&"data00000.idx".to_string()), "{names:?}");
+            let plain = Builder::new("/db")
+                .max_file_size(1024)
+                .validate()
+                .unwrap()
+                .0;
+            let e = AioDiskDb::start_with(Arc::new(fs.clone()), plain, Hooks::default())
+                .await
+                .unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                matches!(e, crate::Error::InvalidConfiguration { .. }),
+                "{e:?}"
+            );
+            for want in ["InMemory", PREFIX, "data00000.dat", "data00001.dat"] {
+                assert!(msg.contains(want), "{want} in {msg}");
+            }
+            let other = Builder::new("/db")
+                .max_file_size(1024)
+                .tiering(Tiering::new(Arc::clone(&store), "elsewhere"))
+                .validate()
+                .unwrap()
+                .0;
+            let e = AioDiskDb::start_with(Arc::new(fs.clone()), other, Hooks::default())
+                .await
+                .unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains("elsewhere") && msg.contains(PREFIX), "{msg}");
+            // Nothing was changed by the refusals: the right configuration opens.
+            let db = open_tiered(&fs, store, false).await.unwrap();
+            db.stop().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn remote_reads_are_checked_cached_and_dropped_with_their_object() {
+        let rt = rt();
+        rt.block_on(async {
+            let fs = SimFs::new();
+            let backing: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+            let counting = Arc::new(FaultStore::new(Arc::clone(&backing)));
+            let db = open_tiered(&fs, counting.clone(), false).await.unwrap();
+            let mut rx = db.subscribe();
+            let items = fill(&db, 3, 7).await;
+            let tiered = db.tier().await.unwrap();
+            assert_eq!(
+                tiered.iter().map(|t| t.index).collect::<Vec<_>>(),
+                vec![0, 1]
+            );
+            let mut events = Vec::new();
+            while let Ok(e) = rx.try_recv() {
+                events.push(e);
+            }
+            assert_eq!(
+                tiered_events(&events),
+                tiered.iter().map(|t| (t.index, t.size)).collect::<Vec<_>>()
+            );
+            let (loc, data) = items.iter().find(|(l, _)| l.index == 0).unwrap().clone();
+            // One ranged GET, then the cache.
+            let before = counting.calls();
+            assert_eq!(db.read(loc).await.unwrap().as_deref(), Some(&data[..]));
+            assert_eq!(counting.calls(), before + 1);
+            assert_eq!(db.read(loc).await.unwrap().as_deref(), Some(&data[..]));
+            assert_eq!(counting.calls(), before + 1, "served from the cache");
+            // A byte flipped in the object: the item is reported corrupt, never returned.
+            let (other, _) = items
+                .iter()
+                .find(|(l, _)| l.index == 0 && l.position != loc.position)
+                .unwrap()
+                .clone();
+            let key = ObjectPath::from(format!("{PREFIX}/data00000.dat"));
+            let mut object = backing
+                .get_opts(&key, GetOptions::default())
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+                .to_vec();
+            object[24 + other.position as usize] ^= 1;
+            backing
+                .put_opts(&key, object.into(), PutOptions::default())
+                .await
+                .unwrap();
+            match db.read(other).await {
+                Err(crate::Error::Corrupted { location, reason }) => {
+                    assert_eq!(location, other);
+                    assert!(reason.contains("remote copy"), "{reason}");
+                }
+                r => panic!("{r:?}"),
+            }
+            // A drop of a remote index deletes its object, and its items read None.
+            db.enable_overwrite();
+            db.drop_index(1).await.unwrap();
+            let key1 = ObjectPath::from(format!("{PREFIX}/data00001.dat"));
+            assert!(matches!(
+                backing.get_opts(&key1, GetOptions::default()).await,
+                Err(object_store::Error::NotFound { .. })
+            ));
+            for (l, _) in items.iter().filter(|(l, _)| l.index == 1) {
+                assert_eq!(db.read(*l).await.unwrap(), None);
+            }
+            // rtrim and ltrim of a remote index are refused, typed, changing nothing.
+            assert!(matches!(
+                db.rtrim(0, 10, &[]).await,
+                Err(crate::Error::InvalidTrimCommand { .. })
+            ));
+            assert!(matches!(
+                db.ltrim(0, 10, &[]).await,
+                Err(crate::Error::InvalidTrimCommand { .. })
+            ));
+            assert_eq!(db.read(loc).await.unwrap().as_deref(), Some(&data[..]));
+            let v = db.verify().await.unwrap();
+            assert_eq!(v.remote_files, 1);
+            assert!(v.is_ok(), "{v:?}");
+            assert_eq!(
+                db.locations(0).await.unwrap().len(),
+                items.iter().filter(|(l, _)| l.index == 0).count()
+            );
+            db.stop().await.unwrap();
+        });
+    }
+
+    /// The background uploader tiers sealed files as they appear, appends never wait
+    /// for it, the disk holds no more than `keep_local` sealed files once it caught up, and
+    /// a stop in the middle of it leaves a directory that reopens with everything.
+    #[test]
+    fn the_background_uploader_tiers_as_files_are_sealed() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let fs = SimFs::new();
+            let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+            let db = open_tiered(&fs, Arc::clone(&store), true).await.unwrap();
+            let mut rx = db.subscribe();
+            let items = fill(&db, 6, 3).await;
+            let mut seen = std::collections::BTreeSet::new();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            while seen.len() < 5 {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Ok(Event::Tiered { index, .. })) => {
+                        seen.insert(index);
+                    }
+                    Ok(Ok(_)) => {}
+                    other => panic!("no Tiered event: {other:?}, seen {seen:?}"),
+                }
+            }
+            assert_eq!(seen, (0..5).collect());
+            let data_files = fs.names().iter().filter(|n| n.ends_with(".dat")).count();
+            assert_eq!(data_files, 2, "keep_local 1 and the head: {:?}", fs.names());
+            for (loc, data) in &items {
+                assert_eq!(db.read(*loc).await.unwrap().as_deref(), Some(&data[..]));
+            }
+            // More files, and a stop while the uploader may be busy with them.
+            let more = fill(&db, 9, 4).await;
+            db.stop().await.unwrap();
+            let db = open_tiered(&fs, store, false).await.unwrap();
+            for (loc, data) in items.iter().chain(&more) {
+                assert_eq!(db.read(*loc).await.unwrap().as_deref(), Some(&data[..]));
+            }
+            db.tier().await.unwrap();
+            db.stop().await.unwrap();
+        });
+    }
+}

@@ -1,0 +1,478 @@
+//! Tiered storage (feature `tiering`): sealed data files on S3-compatible object storage,
+//! read back by ranged GETs.
+//!
+//! This module owns everything that talks to the object store: the configuration
+//! ([`Tiering`]), the upload and its verification (`upload.rs`), the background uploader
+//! task, remote reads through a RAM cache of items (`cache.rs`) within a bound on
+//! concurrent requests. Recording a file as remote (a new manifest generation, named by a
+//! state record, and only then the local copy deleted) is the store's, run by the flusher
+//! (`store/tier.rs`); recovery resolves what a crash left (`recovery/checks.rs`).
+//!
+//! An object is the whole data file, header included, under `{prefix}/{file name}`, so
+//! the item at logical position `p` is at byte `24 + p - trim offset` of the object, as in
+//! the file. The item index (`.idx`) of a remote file stays in the directory: it is small
+//! (8 bytes per item), and every remote read is checked against it without a second
+//! request.
+
+mod cache;
+mod upload;
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::path::Path as ObjectPath;
+use object_store::{GetOptions, GetRange, ObjectStore};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+
+use crate::catalog::{Catalog, FileInfo};
+use crate::db::Inner;
+use crate::error::{Error, Result};
+use crate::flusher::Command;
+use crate::format::{data_offset, Naming, RemoteId};
+use crate::index::ItemTable;
+use crate::location::ItemLocation;
+use crate::reader::Files;
+use crate::shared::Call;
+
+pub(crate) use upload::upload;
+
+/// How many item tables of remote files are kept in memory.
+const MAX_TABLES: usize = 1024;
+
+/// Tiered storage on an object store: where the sealed data files go, how many stay on
+/// the local disk, and how remote reads are cached. Given to
+/// [`Builder::tiering`](crate::Builder::tiering).
+///
+/// Sealed files (every index below the head) beyond the newest `keep_local` are uploaded
+/// in the background, verified (the object's length, and the CRC32C of its bytes read
+/// back against the checksum the manifest records), recorded durably as remote, and only
+/// then deleted locally. Reads of a remote item are one ranged GET each, through a cache,
+/// and are checked against the item's CRC32C like local ones.
+///
+/// ```no_run
+/// # async fn f() -> aiodiskdb::Result<()> {
+/// use std::sync::Arc;
+/// use aiodiskdb::{tiering::Tiering, AioDiskDb};
+/// use object_store::aws::AmazonS3Builder;
+///
+/// let s3 = AmazonS3Builder::from_env()
+///     .with_bucket_name("archive")
+///     .build()
+///     .expect("S3 configuration");
+/// let db = AioDiskDb::builder("./blocks")
+///     .tiering(
+///         Tiering::new(Arc::new(s3), "node-1/blocks")
+///             .keep_local(4)
+///             .cache_size(256 << 20),
+///     )
+///     .open()
+///     .await?;
+/// # db.stop().await }
+/// ```
+#[derive(Clone)]
+pub struct Tiering {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) prefix: String,
+    pub(crate) keep_local: usize,
+    pub(crate) cache_size: u64,
+    pub(crate) concurrency: usize,
+    pub(crate) background: bool,
+    pub(crate) retry_backoff: Duration,
+}
+
+impl fmt::Debug for Tiering {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tiering")
+            .field("store", &self.store.to_string())
+            .field("prefix", &self.prefix)
+            .field("keep_local", &self.keep_local)
+            .field("cache_size", &self.cache_size)
+            .field("concurrency", &self.concurrency)
+            .field("background", &self.background)
+            .field("retry_backoff", &self.retry_backoff)
+            .finish()
+    }
+}
+
+impl Tiering {
+    /// Tiering to `store`, every object key under `prefix` (`""`: the store's root; a
+    /// prefix such as `"node-1/blocks"` lets several databases share a bucket).
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: impl Into<String>) -> Tiering {
+        Tiering {
+            store,
+            prefix: prefix.into(),
+            keep_local: 4,
+            cache_size: 256 << 20,
+            concurrency: 8,
+            background: true,
+            retry_backoff: Duration::from_secs(1),
+        }
+    }
+
+    /// How many of the newest sealed files stay on the local disk (the head always does).
+    /// Default 4; 0 uploads every sealed file.
+    #[must_use]
+    pub fn keep_local(mut self, files: usize) -> Tiering {
+        self.keep_local = files;
+        self
+    }
+
+    /// Bytes of remote items kept in RAM (least recently used first out). Default
+    /// 256 MiB; 0 caches nothing.
+    #[must_use]
+    pub fn cache_size(mut self, bytes: u64) -> Tiering {
+        self.cache_size = bytes;
+        self
+    }
+
+    /// How many requests to the object store run at once: remote reads, and the parts of
+    /// one upload. Default 8; at least 1.
+    #[must_use]
+    pub fn concurrency(mut self, requests: usize) -> Tiering {
+        self.concurrency = requests;
+        self
+    }
+
+    /// Whether a background task uploads sealed files as they appear. Default `true`;
+    /// with `false`, files are uploaded only by [`AioDiskDb::tier`](crate::AioDiskDb::tier).
+    #[must_use]
+    pub fn upload_in_background(mut self, yes: bool) -> Tiering {
+        self.background = yes;
+        self
+    }
+
+    /// How long the background uploader waits after a failed upload before it tries
+    /// again; the wait doubles with each failure in a row, up to 64 times this. Default
+    /// 1 s. The local copy stays meanwhile.
+    #[must_use]
+    pub fn retry_backoff(mut self, first: Duration) -> Tiering {
+        self.retry_backoff = first;
+        self
+    }
+
+    /// Checks the options.
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.concurrency == 0 {
+            return Err(Error::config(
+                "tiering concurrency",
+                &0,
+                "must be at least 1",
+            ));
+        }
+        if !self.prefix.is_empty() {
+            if let Err(e) = ObjectPath::parse(&self.prefix) {
+                return Err(Error::config(
+                    "tiering prefix",
+                    &format!("{:?}", self.prefix),
+                    format!("not a valid object key prefix: {e}"),
+                ));
+            }
+        }
+        if self.retry_backoff.is_zero() {
+            return Err(Error::config(
+                "tiering retry_backoff",
+                &"0s",
+                "must be more than zero",
+            ));
+        }
+        Ok(())
+    }
+
+    /// What the manifest records of it.
+    pub(crate) fn id(&self) -> RemoteId {
+        RemoteId {
+            prefix: self.prefix.clone(),
+            store: self.store.to_string(),
+        }
+    }
+}
+
+/// An object store error as ours, naming the key.
+pub(crate) fn remote_error(key: &ObjectPath, cause: &dyn fmt::Display) -> Error {
+    Error::Remote {
+        key: key.to_string(),
+        cause: cause.to_string(),
+    }
+}
+
+/// A ranged GET.
+async fn get_range(store: &dyn ObjectStore, key: &ObjectPath, range: Range<u64>) -> Result<Bytes> {
+    let want = range.end - range.start;
+    let opts = GetOptions {
+        range: Some(GetRange::Bounded(range)),
+        ..GetOptions::default()
+    };
+    let got = store
+        .get_opts(key, opts)
+        .await
+        .map_err(|e| remote_error(key, &e))?;
+    let bytes = got.bytes().await.map_err(|e| remote_error(key, &e))?;
+    if bytes.len() as u64 != want {
+        return Err(remote_error(
+            key,
+            &format!("a ranged GET returned {} bytes of {want}", bytes.len()),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The running side of tiering, shared by the handle, the uploader and the flusher.
+#[derive(Debug)]
+pub(crate) struct Remote {
+    pub(crate) cfg: Tiering,
+    prefix: ObjectPath,
+    cache: cache::Lru,
+    /// Bounds the requests to the object store that run at once.
+    requests: Semaphore,
+    /// Item tables of remote files, by index: `(catalog generation, table)`. Taken alone.
+    tables: Mutex<HashMap<u32, (u64, Arc<ItemTable>)>>,
+    /// Indexes being uploaded (by the background task or `tier`). Taken alone.
+    claimed: Mutex<BTreeSet<u32>>,
+    /// Wakes the background uploader: the head moved, so a file may have been sealed.
+    pub(crate) wake: Notify,
+}
+
+/// An index claimed for upload, released on drop.
+struct Claim<'a> {
+    remote: &'a Remote,
+    index: u32,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.remote
+            .claimed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.index);
+    }
+}
+
+impl Remote {
+    pub(crate) fn new(cfg: Tiering) -> Remote {
+        let prefix = ObjectPath::from(cfg.prefix.as_str());
+        Remote {
+            cache: cache::Lru::new(cfg.cache_size),
+            requests: Semaphore::new(cfg.concurrency),
+            prefix,
+            cfg,
+            tables: Mutex::default(),
+            claimed: Mutex::default(),
+            wake: Notify::new(),
+        }
+    }
+
+    /// The object key of data file `index`.
+    pub(crate) fn key(&self, naming: &Naming, index: u32) -> ObjectPath {
+        self.prefix.clone().join(naming.data_file(index))
+    }
+
+    fn claim(&self, index: u32) -> Option<Claim<'_>> {
+        self.claimed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(index)
+            .then_some(Claim {
+                remote: self,
+                index,
+            })
+    }
+
+    /// The item table of remote file `index` as committed at `info` (its index file is
+    /// local).
+    async fn table(&self, files: &Files, index: u32, info: FileInfo) -> Result<Arc<ItemTable>> {
+        {
+            let tables = self.tables.lock().expect("tables lock");
+            if let Some((_, t)) = tables.get(&index).filter(|(g, _)| *g == info.generation) {
+                return Ok(Arc::clone(t));
+            }
+        }
+        let files = files.clone();
+        // A missing index: the items are served unchecked, as local ones are.
+        let table = tokio::task::spawn_blocking(move || files.table_of(index, info))
+            .await
+            .map_err(|e| Error::state(format!("index load task failed: {e}")))??;
+        let table = Arc::new(table);
+        let mut tables = self.tables.lock().expect("tables lock");
+        if tables.len() >= MAX_TABLES {
+            tables.clear();
+        }
+        tables.insert(index, (info.generation, Arc::clone(&table)));
+        Ok(table)
+    }
+
+    /// Reads `loc` of remote file `info`: from the cache, else one ranged GET, checked
+    /// against the item's CRC32C when `verify` (a mismatch is [`Error::Corrupted`], and
+    /// nothing is cached).
+    pub(crate) async fn read(
+        &self,
+        files: &Files,
+        verify: bool,
+        loc: ItemLocation,
+        info: FileInfo,
+    ) -> Result<Option<Bytes>> {
+        let cache_key = (loc.index, info.generation, loc.position, loc.size);
+        if let Some(b) = self.cache.get(&cache_key) {
+            return Ok(Some(b));
+        }
+        let table = if verify && info.entries > 0 {
+            Some(self.table(files, loc.index, info).await?)
+        } else {
+            None
+        };
+        let key = self.key(&files.naming, loc.index);
+        let start = data_offset(loc.position, info.trim_offset);
+        let bytes = {
+            let _permit = self
+                .requests
+                .acquire()
+                .await
+                .map_err(|_| Error::NotRunning)?;
+            get_range(
+                self.cfg.store.as_ref(),
+                &key,
+                start..start + u64::from(loc.size),
+            )
+            .await?
+        };
+        if let Some(t) = table {
+            crate::reader::check(&t, loc, &bytes).map_err(|e| match e {
+                Error::Corrupted { location, reason } => Error::Corrupted {
+                    location,
+                    reason: format!("remote copy {key}: {reason}"),
+                },
+                e => e,
+            })?;
+        }
+        self.cache.insert(cache_key, bytes.clone());
+        Ok(Some(bytes))
+    }
+
+    /// Deletes the object of `index`, best effort (an upload that was not recorded).
+    async fn forget(&self, naming: &Naming, index: u32) {
+        let key = self.key(naming, index);
+        if let Err(e) = delete(self.cfg.store.as_ref(), &key).await {
+            tracing::warn!(error = %e, "aiodiskdb: could not delete an unrecorded upload");
+        }
+    }
+}
+
+/// Deletes `key` (a missing object is not an error).
+pub(crate) async fn delete(store: &dyn ObjectStore, key: &ObjectPath) -> Result<()> {
+    use futures_util::StreamExt;
+    let one = futures_util::stream::iter([Ok(key.clone())]).boxed();
+    match store.delete_stream(one).next().await {
+        Some(Err(object_store::Error::NotFound { .. })) | Some(Ok(_)) | None => Ok(()),
+        Some(Err(e)) => Err(remote_error(key, &e)),
+    }
+}
+
+/// The sealed files still local beyond the newest `keep_local`, oldest first.
+pub(crate) fn candidates(catalog: &Catalog, keep_local: usize) -> Vec<(u32, FileInfo)> {
+    let local: Vec<(u32, FileInfo)> = catalog
+        .older()
+        .into_iter()
+        .filter(|(_, f)| !f.remote)
+        .collect();
+    let n = local.len().saturating_sub(keep_local);
+    local[..n].to_vec()
+}
+
+/// One file tiered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tiered {
+    /// Its index.
+    pub index: u32,
+    /// The object's size in bytes (the data file, header included).
+    pub size: u64,
+}
+
+/// Uploads, verifies and records every candidate file, one at a time, oldest first.
+/// `commands` reaches the flusher, which records each upload. Returns what was tiered;
+/// the first failure ends the pass (the file stays local).
+pub(crate) async fn pass(
+    inner: &Arc<Inner>,
+    remote: &Remote,
+    commands: &(dyn Fn() -> Option<mpsc::UnboundedSender<Command>> + Sync),
+) -> Result<Vec<Tiered>> {
+    let catalog = {
+        let s = inner.lock();
+        s.admit(Call::Write)?;
+        s.catalog()
+    };
+    let files = inner.read_cache.files();
+    let mut done = Vec::new();
+    for (index, info) in candidates(&catalog, remote.cfg.keep_local) {
+        let Some(_claim) = remote.claim(index) else {
+            continue;
+        };
+        let up = upload(remote, files, index, info).await?;
+        let (reply, recorded) = oneshot::channel();
+        commands()
+            .ok_or(Error::NotRunning)?
+            .send(Command::Tier {
+                uploaded: up,
+                reply,
+            })
+            .map_err(|_| Error::NotRunning)?;
+        if recorded.await.map_err(|_| Error::NotRunning)?? {
+            done.push(Tiered {
+                index,
+                size: up.size,
+            });
+        } else {
+            // The file changed (trimmed, dropped) while it was uploaded: the object is
+            // not what the manifest will say, and nothing names it.
+            remote.forget(&files.naming, index).await;
+        }
+    }
+    Ok(done)
+}
+
+/// The background uploader: a pass at start and whenever the head moves, retried with
+/// backoff after a failure. It ends when the handle stops or is poisoned; an upload in
+/// flight then is dropped, unrecorded, and redone by a later session.
+pub(crate) async fn run(
+    inner: Arc<Inner>,
+    remote: Arc<Remote>,
+    commands: mpsc::WeakUnboundedSender<Command>,
+) {
+    let mut progress = inner.progress.subscribe();
+    let ended = async move {
+        let _ = progress.wait_for(|p| p.stopped || p.error.is_some()).await;
+    };
+    tokio::pin!(ended);
+    let mut backoff = remote.cfg.retry_backoff;
+    let commands = move || commands.upgrade();
+    loop {
+        let outcome = tokio::select! {
+            () = &mut ended => return,
+            r = pass(&inner, &remote, &commands) => r,
+        };
+        let wait = match outcome {
+            Ok(tiered) => {
+                backoff = remote.cfg.retry_backoff;
+                for t in tiered {
+                    tracing::debug!(index = t.index, size = t.size, "aiodiskdb: tiered");
+                }
+                None
+            }
+            Err(Error::NotRunning) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "aiodiskdb: upload failed; the file stays local");
+                let wait = backoff;
+                backoff = (backoff * 2).min(remote.cfg.retry_backoff * 64);
+                Some(wait)
+            }
+        };
+        tokio::select! {
+            () = &mut ended => return,
+            () = remote.wake.notified(), if wait.is_none() => {}
+            () = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
+        }
+    }
+}
