@@ -17,7 +17,9 @@ use crate::db::Inner;
 use crate::error::{Error, Result};
 use crate::events::{Event, WriteEvent};
 use crate::location::ItemLocation;
-use crate::shared::{Batch, Call};
+use crate::shared::Batch;
+#[cfg(feature = "tiering")]
+use crate::shared::Call;
 use crate::store::{Store, TrimOutcome};
 
 /// A request to the flusher.
@@ -36,6 +38,7 @@ pub(crate) enum Command {
     },
     /// Record a verified upload as remote and delete the local copy (`false`: the file
     /// changed meanwhile, nothing recorded).
+    #[cfg(feature = "tiering")]
     Tier {
         uploaded: crate::store::Uploaded,
         reply: oneshot::Sender<Result<bool>>,
@@ -186,6 +189,7 @@ async fn run_loop(
                 Some(Command::Trim { op, reply }) => {
                     let _ = reply.send(f.trim(op).await);
                 }
+                #[cfg(feature = "tiering")]
                 Some(Command::Tier { uploaded, reply }) => {
                     let _ = reply.send(f.record_remote(uploaded).await);
                 }
@@ -242,9 +246,12 @@ impl Flusher {
                     s.finish_batch(catalog);
                     moved
                 };
+                #[cfg(feature = "tiering")]
                 if moved {
                     self.sealed();
                 }
+                #[cfg(not(feature = "tiering"))]
+                let _ = moved;
                 let at = SystemTime::now();
                 let tx_segs = tx.iter().flat_map(|t| t.segments.iter());
                 for seg in buffer.segments.iter().chain(tx_segs) {
@@ -339,6 +346,7 @@ impl Flusher {
                     self.inner.lock().adopt(catalog);
                     // The file was replaced, shrunk or removed: no read keeps its handle.
                     self.inner.read_cache.evict(index);
+                    #[cfg(feature = "tiering")]
                     if o.remote {
                         self.delete_remote(index).await;
                     }
@@ -349,6 +357,7 @@ impl Flusher {
                             size,
                         });
                         // A drop of the head seals nothing, but moves it.
+                        #[cfg(feature = "tiering")]
                         self.sealed();
                     }
                     Ok(o.trimmed)
@@ -365,41 +374,33 @@ impl Flusher {
     }
 
     /// A file may have been sealed: wakes the background uploader.
+    #[cfg(feature = "tiering")]
     fn sealed(&self) {
-        #[cfg(feature = "tiering")]
         if let Some(r) = &self.inner.remote {
             r.wake.notify_one();
         }
     }
 
     /// Deletes the object of a dropped remote file (the drop is durable already: a failure
-    /// is logged, and the object is left to the uploader's sweep).
-    #[cfg_attr(
-        not(feature = "tiering"),
-        expect(clippy::unused_async, reason = "no store")
-    )]
+    /// is logged, and the object is left unnamed).
+    #[cfg(feature = "tiering")]
     async fn delete_remote(&self, index: u32) {
-        #[cfg(feature = "tiering")]
         if let Some(r) = &self.inner.remote {
             let key = r.key(&self.inner.cfg.naming, index);
             if let Err(e) = crate::tiering::delete(r.cfg.store.as_ref(), &key).await {
-                tracing::warn!(error = %e, "aiodiskdb: the object of a dropped index was not deleted; the next session's sweep deletes it");
+                tracing::warn!(error = %e, "aiodiskdb: the object of a dropped index was not deleted");
             }
         }
-        #[cfg(not(feature = "tiering"))]
-        let _ = index;
     }
 
     /// Records a verified upload as remote (`store/tier.rs`), then serves the file from
     /// the object store and fires `Tiered`. An I/O failure poisons the handle.
+    #[cfg(feature = "tiering")]
     async fn record_remote(&self, up: crate::store::Uploaded) -> Result<bool> {
-        #[cfg(feature = "tiering")]
         let id = match &self.inner.remote {
             Some(r) => r.cfg.id(),
             None => return Ok(false),
         };
-        #[cfg(not(feature = "tiering"))]
-        let id = crate::format::RemoteId::default();
         self.inner.lock().admit(Call::Persist)?;
         let outcome = blocking(&self.store, move |st| {
             let recorded = st.record_remote(&up, &id)?;

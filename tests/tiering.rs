@@ -83,7 +83,6 @@ fn create_bucket(endpoint: &str, bucket: &str) -> TestResult {
 fn s3(endpoint: &str, bucket: &str) -> Arc<dyn ObjectStore> {
     let store = AmazonS3Builder::new()
         .with_endpoint(endpoint)
-        .with_allow_http(true)
         .with_bucket_name(bucket)
         .with_region("us-east-1")
         .with_access_key_id("testing")
@@ -99,6 +98,7 @@ fn s3(endpoint: &str, bucket: &str) -> Arc<dyn ObjectStore> {
         })
         .with_client_options(
             ClientOptions::new()
+                .with_allow_http(true)
                 .with_timeout(Duration::from_secs(3))
                 .with_connect_timeout(Duration::from_secs(2)),
         )
@@ -263,7 +263,7 @@ async fn a_large_file_goes_up_in_parts() -> TestResult {
     }
     db.flush().await?;
     // A new file: the first one, 20 MiB, is sealed.
-    let last = db.add(content(99, 8 << 20)).await?;
+    let last = db.add(content(99, 4 << 20)).await?;
     db.flush().await?;
     assert_eq!(last.index, 1);
     let tiered = db.tier().await?;

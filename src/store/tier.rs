@@ -18,6 +18,10 @@ use super::Store;
 /// A sealed file uploaded and verified: the object holds its header and its data bytes
 /// `[trim_offset, end)`, whose CRC32C is `data_crc`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    not(feature = "tiering"),
+    expect(dead_code, reason = "only tiering uploads files")
+)]
 pub(crate) struct Uploaded {
     pub(crate) index: u32,
     pub(crate) trim_offset: u32,
@@ -37,6 +41,10 @@ impl Store {
     /// file than the upload's (the local copy is damaged: it is not tiered, and `verify`
     /// reports it), nothing changed; [`Error::Io`], after which the handle must be
     /// reopened (recovery finishes or forgets the record).
+    #[cfg_attr(
+        not(feature = "tiering"),
+        expect(dead_code, reason = "only tiering uploads files")
+    )]
     pub(crate) fn record_remote(&mut self, up: &Uploaded, id: &RemoteId) -> Result<bool> {
         let Some(info) = self.catalog.get(up.index) else {
             return Ok(false);

@@ -20,7 +20,11 @@ pub(crate) struct TrimOutcome {
     /// `(index, item bytes)` of a deleted file.
     pub(crate) dropped: Option<(u32, u64)>,
     /// The deleted file was on object storage: its object is to be deleted (it is named
-    /// by nothing any more; a crash before that leaves it to the uploader's sweep).
+    /// by nothing any more).
+    #[cfg_attr(
+        not(feature = "tiering"),
+        expect(dead_code, reason = "only tiering has remote files to delete")
+    )]
     pub(crate) remote: bool,
 }
 

@@ -456,7 +456,7 @@ impl TierModel {
 }
 
 fn payload(rng: &mut StdRng) -> Vec<u8> {
-    let n = rng.gen_range(1..=150);
+    let n = rng.gen_range(1..=400);
     (0..n).map(|_| rng.gen()).collect()
 }
 
@@ -481,10 +481,11 @@ pub(crate) async fn tier_workload(
     let Ok(mut db) = open().await else {
         return m;
     };
+    let mut events = db.subscribe();
     let mut pending = 0usize;
     for _ in 0..steps {
         let r = rng.gen_range(0..100);
-        let ok = if r < 55 && pending < 800 {
+        let ok = if r < 60 && pending < 800 {
             let data = payload(&mut rng);
             match db.add(data.clone()).await {
                 Ok(loc) => {
@@ -507,12 +508,9 @@ pub(crate) async fn tier_workload(
                 }
                 Err(_) => false,
             }
-        } else if r < 90 {
+        } else if r < 92 {
             match db.tier().await {
-                Ok(t) => {
-                    m.tiered += t.len() as u64;
-                    true
-                }
+                Ok(_) => true,
                 // The object store failed: nothing changed, go on.
                 Err(crate::Error::Remote { .. }) => true,
                 Err(_) => false,
@@ -550,7 +548,9 @@ pub(crate) async fn tier_workload(
                     m.settle(St::Pending, St::Durable);
                     match open().await {
                         Ok(d) => {
+                            m.tiered += count_tiered(&mut events);
                             db = d;
+                            events = db.subscribe();
                             true
                         }
                         Err(_) => return m,
@@ -559,18 +559,27 @@ pub(crate) async fn tier_workload(
                 Err(_) => false,
             }
         };
+        m.tiered += count_tiered(&mut events);
         if !ok {
             return m;
         }
     }
     if db.flush().await.is_ok() {
         m.settle(St::Pending, St::Durable);
-        if let Ok(t) = db.tier().await {
-            m.tiered += t.len() as u64;
-        }
+        let _ = db.tier().await;
         let _ = db.stop().await;
     }
+    m.tiered += count_tiered(&mut events);
     m
+}
+
+/// How many `Tiered` events wait in `rx`.
+fn count_tiered(rx: &mut tokio::sync::broadcast::Receiver<Event>) -> u64 {
+    let mut n = 0;
+    while let Ok(e) = rx.try_recv() {
+        n += u64::from(matches!(e, Event::Tiered { .. }));
+    }
+    n
 }
 
 /// Reads `loc` after recovery to `catalog`: from the image, or from the object store.
@@ -701,9 +710,9 @@ pub(crate) struct TierTally {
     pub(crate) tiered: AtomicU64,
 }
 
-/// The object store of one run: corrupting one put in five silently.
+/// The object store of one run: corrupting one put in four silently.
 fn sim_store(fs: &SimFs) -> SimStore {
-    SimStore::new(fs.clone(), Some((5, 3)))
+    SimStore::new(fs.clone(), Some((4, 1)))
 }
 
 /// Enumerates every crash point (of the file system and of the object store) of one
@@ -783,6 +792,7 @@ mod tests {
             .build()
             .unwrap();
         let mut tiered = 0;
+        let mut dropped = 0;
         for seed in 0..4 {
             let fs = SimFs::new();
             let store = Arc::new(sim_store(&fs));
@@ -794,15 +804,13 @@ mod tests {
                     .all(|i| i.st != St::Pending && i.st != St::MaybeGone),
                 "seed {seed}: the workload ran to its end"
             );
-            assert!(
-                m.items.iter().any(|i| i.st == St::Gone),
-                "seed {seed}: drops ran"
-            );
+            dropped += m.items.iter().filter(|i| i.st == St::Gone).count();
             tiered += m.tiered;
             check_tiered(&fs.crash_image(Damage::SyncedOnly, 1), &backing, &m).unwrap();
             check_redo(&fs.crash_image(Damage::SyncedOnly, 1), &backing, &m).unwrap();
         }
         assert!(tiered >= 8, "files were tiered: {tiered}");
+        assert!(dropped > 0, "drops ran");
     }
 
     /// Scale knob: `AIODISKDB_CRASH_SEEDS` workloads (default 3).
@@ -818,7 +826,10 @@ mod tests {
         let tally = TierTally::default();
         let n = seeds();
         for seed in 0..n {
+            let before = tally.tiered.load(Ordering::Relaxed);
             enumerate_tiering(seed, 60, None, &tally).unwrap();
+            let tiered = tally.tiered.load(Ordering::Relaxed) - before;
+            assert!(tiered > 0, "seed {seed}: the crash runs tiered files");
         }
         eprintln!(
             "tiering crash enumeration: {n} workloads, {} workload runs ({} files tiered), \
@@ -971,6 +982,7 @@ mod tests {
             assert!(names.contains(&"data00000.idx".to_string()), "{names:?}");
             let plain = Builder::new("/db")
                 .max_file_size(1024)
+                .max_buffer_size(1000)
                 .validate()
                 .unwrap()
                 .0;
@@ -987,6 +999,7 @@ mod tests {
             }
             let other = Builder::new("/db")
                 .max_file_size(1024)
+                .max_buffer_size(1000)
                 .tiering(Tiering::new(Arc::clone(&store), "elsewhere"))
                 .validate()
                 .unwrap()

@@ -272,14 +272,17 @@ impl Remote {
     }
 
     fn claim(&self, index: u32) -> Option<Claim<'_>> {
-        self.claimed
+        let fresh = self
+            .claimed
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(index)
-            .then_some(Claim {
-                remote: self,
-                index,
-            })
+            .insert(index);
+        // The guard is gone: a claim not taken is never built (its drop would release
+        // the other pass's claim, under this lock).
+        fresh.then(|| Claim {
+            remote: self,
+            index,
+        })
     }
 
     /// The item table of remote file `index` as committed at `info` (its index file is
@@ -474,5 +477,40 @@ pub(crate) async fn run(
             () = remote.wake.notified(), if wait.is_none() => {}
             () = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_index_is_claimed_by_one_pass_at_a_time() {
+        let remote = Remote::new(Tiering::new(
+            Arc::new(object_store::memory::InMemory::new()),
+            "p",
+        ));
+        let first = remote.claim(3).expect("free");
+        assert!(remote.claim(3).is_none(), "claimed");
+        assert!(
+            remote.claim(3).is_none(),
+            "a refused claim releases nothing"
+        );
+        let other = remote.claim(4).expect("another index");
+        drop(first);
+        assert!(remote.claim(3).is_some(), "released");
+        drop(other);
+        assert_eq!(
+            remote
+                .key(
+                    &Naming {
+                        prefix: "data".into(),
+                        padding: 5
+                    },
+                    7
+                )
+                .to_string(),
+            "p/data00007.dat"
+        );
     }
 }
