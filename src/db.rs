@@ -263,7 +263,7 @@ impl AioDiskDb {
     }
 
     /// The committed catalog, for tests.
-    #[cfg(test)]
+    #[cfg(all(test, feature = "tiering"))]
     pub(crate) fn handle_catalog(&self) -> crate::catalog::Catalog {
         self.inner().lock().catalog()
     }

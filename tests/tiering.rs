@@ -59,7 +59,7 @@ fn authority(endpoint: &str) -> &str {
     endpoint.trim_start_matches("http://").trim_end_matches('/')
 }
 
-/// Creates `bucket` with a plain HTTP request (the S3 API's CreateBucket; the server
+/// Creates `bucket` with a plain HTTP request (the S3 API's `CreateBucket`; the server
 /// checks no signature).
 fn create_bucket(endpoint: &str, bucket: &str) -> TestResult {
     let host = authority(endpoint);
@@ -124,7 +124,7 @@ fn data_files(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".dat") && !n.starts_with('.'))
+        .filter(|n| Path::new(n).extension().is_some_and(|e| e == "dat") && !n.starts_with('.'))
         .collect();
     v.sort();
     v
@@ -138,7 +138,7 @@ fn content(id: u64, len: usize) -> Vec<u8> {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            x as u8
+            x.to_le_bytes()[0]
         })
         .collect()
 }
@@ -528,7 +528,7 @@ async fn kill_9_during_uploads_and_remote_drops() -> TestResult {
         child.kill()?;
         child.wait()?;
         let log = std::fs::File::open(&ack).map(std::io::BufReader::new);
-        for line in log.into_iter().flat_map(|l| l.lines()) {
+        for line in log.into_iter().flat_map(BufRead::lines) {
             let line = line?;
             let f: Vec<&str> = line.split(' ').collect();
             match f.as_slice() {

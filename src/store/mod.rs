@@ -29,6 +29,7 @@ mod commit;
 mod tier;
 mod trim;
 
+#[cfg(feature = "tiering")]
 pub(crate) use tier::Uploaded;
 pub(crate) use trim::TrimOutcome;
 

@@ -18,10 +18,6 @@ use super::Store;
 /// A sealed file uploaded and verified: the object holds its header and its data bytes
 /// `[trim_offset, end)`, whose CRC32C is `data_crc`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(
-    not(feature = "tiering"),
-    expect(dead_code, reason = "only tiering uploads files")
-)]
 pub(crate) struct Uploaded {
     pub(crate) index: u32,
     pub(crate) trim_offset: u32,

@@ -71,6 +71,7 @@ pub(crate) enum Bug {
     DeleteLocalBeforeRecord,
     /// Tiering records an upload as remote without reading the object back (its length
     /// and checksum unchecked).
+    #[cfg(feature = "tiering")]
     TrustUnverifiedUpload,
 }
 
@@ -91,6 +92,7 @@ impl Bug {
     ];
 
     /// The bugs of tiering, caught by its own crash enumeration (`testing/tiering.rs`).
+    #[cfg(feature = "tiering")]
     pub(crate) const TIERING: [Bug; 2] = [Bug::DeleteLocalBeforeRecord, Bug::TrustUnverifiedUpload];
 }
 
@@ -252,6 +254,7 @@ impl SimFs {
     /// two of either: `Ok(false)` before the crash, `Ok(true)` for the request the crash
     /// interrupts (it may or may not have reached the other device; the caller never
     /// learns), an error after.
+    #[cfg(feature = "tiering")]
     pub(crate) fn external_op(&self) -> io::Result<bool> {
         let mut s = self.state.lock().unwrap();
         let n = s.ops;

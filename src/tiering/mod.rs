@@ -369,7 +369,7 @@ pub(crate) async fn delete(store: &dyn ObjectStore, key: &ObjectPath) -> Result<
     use futures_util::StreamExt;
     let one = futures_util::stream::iter([Ok(key.clone())]).boxed();
     match store.delete_stream(one).next().await {
-        Some(Err(object_store::Error::NotFound { .. })) | Some(Ok(_)) | None => Ok(()),
+        Some(Err(object_store::Error::NotFound { .. }) | Ok(_)) | None => Ok(()),
         Some(Err(e)) => Err(remote_error(key, &e)),
     }
 }
