@@ -413,7 +413,13 @@ pub(crate) async fn pass(
         let Some(_claim) = remote.claim(index) else {
             continue;
         };
-        let up = upload(remote, files, index, info).await?;
+        let up = match upload(remote, files, index, info).await {
+            Ok(up) => up,
+            // Trimmed, dropped or replaced while it was read: not a failure; a later pass
+            // takes the file as it is now, if it is still there.
+            Err(_) if inner.lock().catalog().get(index) != Some(info) => continue,
+            Err(e) => return Err(e),
+        };
         let (reply, recorded) = oneshot::channel();
         commands()
             .ok_or(Error::NotRunning)?
