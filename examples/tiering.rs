@@ -28,6 +28,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let open = || {
         AioDiskDb::builder(&dir)
             .max_file_size(64 << 10)
+            .max_buffer_size(64 << 10)
             .tiering(tiering.clone())
             .open()
     };
