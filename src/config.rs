@@ -331,7 +331,12 @@ impl Builder {
         self
     }
 
-    pub(crate) fn validate(self) -> Result<(Config, Hooks)> {
+    /// Checks every option as [`Builder::open`] does, without touching the disk: for a
+    /// binding that reports bad options when they are given rather than at `open`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfiguration`] for the first bad option.
+    pub fn check(&self) -> Result<()> {
         let b = self;
         if b.max_file_size <= HEADER_LEN {
             return Err(Error::config(
@@ -397,6 +402,12 @@ impl Builder {
         if b.path.as_os_str().is_empty() {
             return Err(Error::config("path", &"\"\"", "must not be empty"));
         }
+        Ok(())
+    }
+
+    pub(crate) fn validate(self) -> Result<(Config, Hooks)> {
+        self.check()?;
+        let b = self;
         Ok((
             Config {
                 path: b.path,
