@@ -142,17 +142,18 @@ impl Core {
         self.db.get()
     }
 
-    /// The database if it runs; else the `NotRunningException` to raise.
+    /// The database once opened; else the `NotRunningException` to raise. A stopped or
+    /// failed database is returned too: the engine refuses what it must (every call
+    /// after `stop`, writes after a failed write) with its own error, and still serves
+    /// reads after a failed write.
     fn running_db(&self, py: Python<'_>) -> PyResult<AioDiskDb> {
-        match self.db() {
-            Some(db) if db.is_running() => Ok(db.clone()),
-            Some(_) => Err(exc(py, "NotRunningException", "the database is stopped")),
-            None => Err(exc(
+        self.db().cloned().ok_or_else(|| {
+            exc(
                 py,
                 "NotRunningException",
                 "the database is not running: await db.start() (or run()) first",
-            )),
-        }
+            )
+        })
     }
 
     /// Stops the database and waits (boundedly) for `on_stop` to be handed to the loop.
@@ -491,15 +492,9 @@ impl Core {
     }
 
     fn stop(&self, py: Python<'_>) -> PyResult<Call> {
-        // Not `running_db`: a database that refuses writes after a failure still stops
-        // (releasing its directory).
-        let Some(db) = self.db().cloned() else {
-            return Ok(Call::ready(Err(exc(
-                py,
-                "NotRunningException",
-                "the database is not running",
-            ))));
-        };
+        // A database that refuses writes after a failure still stops (releasing its
+        // directory).
+        let db = or_call!(self.running_db(py));
         let seen = self.stop_seen.subscribe();
         Ok(Call::new(Core::stop_and_drain(db, seen), none))
     }

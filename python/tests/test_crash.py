@@ -185,3 +185,75 @@ async def test_ctrl_c_signals_and_exit_stop_the_database(path, tmp_path, how, en
     assert await theirs.read(original.ItemLocation(locs[-1].index, locs[-1].position, locs[-1].size)) == b"item 900"
     await theirs.stop()
     await asyncio.wait_for(task, 10)
+
+
+# The child fails a flush (RLIMIT_FSIZE: the data file cannot grow) and reports what it saw.
+FAILING = textwrap.dedent(
+    """
+    import asyncio, resource, signal, sys
+    import aiodiskdb_rs as aiodiskdb
+    from aiodiskdb_rs import exceptions
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death
+
+    async def main(path):
+        db = aiodiskdb.AioDiskDB(path, create_if_not_exists=True, max_file_size=8, max_buffer_size=4)
+        failures = []
+
+        async def on_failure(ts):
+            failures.append(ts)
+
+        db.events.on_failure = on_failure
+        task = asyncio.get_running_loop().create_task(db.run())
+        while not db.running:
+            await asyncio.sleep(0.001)
+        durable = await db.add(b"durable")
+        await db.flush()
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+        await db.add(b"x" * (2 << 20))
+        try:
+            await db.flush()
+            print("flush: ok")
+        except exceptions.AioDiskDBException as e:
+            print("flush:", type(e).__name__)
+        for _ in range(100):
+            if failures:
+                break
+            await asyncio.sleep(0.01)
+        print("on_failure:", len(failures), type(failures[0]).__name__ if failures else None)
+        print("running:", db.running)
+        try:
+            await task
+        except exceptions.AioDiskDBException as e:
+            print("run:", type(e).__name__, isinstance(e, OSError) and e.errno)
+        try:
+            await db.add(b"refused")
+        except exceptions.AioDiskDBException as e:
+            print("add:", type(e).__name__)
+        print("read:", await db.read(durable))
+        try:
+            await db.stop()
+        except exceptions.AioDiskDBException as e:
+            print("stop:", type(e).__name__)
+
+    asyncio.run(main(sys.argv[1]))
+    """
+)
+
+
+async def test_a_failed_write_is_reported_and_refuses_writes(path, tmp_path):
+    proc = start_child(tmp_path, FAILING, path)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    lines = out.splitlines()
+    assert lines == [
+        "flush: InvalidDBStateException",
+        "on_failure: 1 float",
+        "running: False",
+        "run: DiskIOException 27",  # EFBIG
+        "add: InvalidDBStateException",
+        "read: b'durable'",
+        "stop: InvalidDBStateException",
+    ], (lines, err)
+    # The directory was released; it recovers on open, with everything acknowledged.
+    await verify(path, {ItemLocation(0, 0, 7): hashlib.sha256(b"durable").hexdigest()})
