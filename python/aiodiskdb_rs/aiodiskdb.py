@@ -233,7 +233,7 @@ class AioDiskDB:
                 self._loop.call_soon_threadsafe(self._finish, None)
         raise GracefulExit()
 
-    def add(self, data: bytes) -> "Call":
+    def add(self, data: typing.Union[bytes, bytearray]) -> "Call[ItemLocation]":
         """``await db.add(data)``: appends ``data`` (``bytes`` or ``bytearray``, not empty)
         and returns its :class:`ItemLocation` at once; the item is readable immediately
         and persisted by a later flush. Waits for buffer space when the buffer is full.
@@ -243,18 +243,18 @@ class AioDiskDB:
         """
         return self._core.add(data)
 
-    def read(self, location: ItemLocation) -> "Call":
+    def read(self, location: ItemLocation) -> "Call[typing.Optional[bytes]]":
         """``await db.read(location)``: the item's bytes, or ``None`` when the location is
         not wholly stored (never partial data). ``location`` may also be the original
         library's ``ItemLocation``. Raises ``CorruptedDataException`` when the stored bytes
         fail their checksum, ``DiskIOException`` when the disk read fails."""
         return self._core.read(location)
 
-    def flush(self) -> "Call":
+    def flush(self) -> "Call[None]":
         """``await db.flush()``: returns once everything added before is durable."""
         return self._core.flush()
 
-    def wait_persisted(self, location: ItemLocation) -> "Call":
+    def wait_persisted(self, location: ItemLocation) -> "Call[None]":
         """New. ``await db.wait_persisted(location)``: returns once the item is durable,
         without forcing a flush. Raises ``NotStoredException`` for a location neither
         stored nor buffered."""
@@ -273,7 +273,7 @@ class AioDiskDB:
         """Forbids trims, drops and ``destroy_db`` again (the default)."""
         self._core.disable_overwrite()
 
-    def rtrim(self, index: int, trim_from: int, safety_check: bytes = b"") -> "Call":
+    def rtrim(self, index: int, trim_from: int, safety_check: bytes = b"") -> "Call[int]":
         """``await db.rtrim(index, trim_from, safety_check=b'')``: cuts ``index`` from
         position ``trim_from`` to its end and returns the bytes removed (``trim_from=0``
         deletes the file). ``safety_check``, when given, must equal the first bytes cut.
@@ -283,7 +283,7 @@ class AioDiskDB:
         ``InvalidTrimCommandException`` (nothing changed), ``NotRunningException``."""
         return self._core.rtrim(index, trim_from, safety_check)
 
-    def ltrim(self, index: int, trim_to: int, safety_check: bytes = b"") -> "Call":
+    def ltrim(self, index: int, trim_to: int, safety_check: bytes = b"") -> "Call[int]":
         """``await db.ltrim(index, trim_to, safety_check=b'')``: removes the bytes of
         ``index`` before ``trim_to`` and returns how many were removed (the original
         returned ``None``); the positions of the items kept do not change. ``trim_to``
@@ -291,7 +291,7 @@ class AioDiskDB:
         the last bytes removed. Raises as :meth:`rtrim`."""
         return self._core.ltrim(index, trim_to, safety_check)
 
-    def drop_index(self, index: int) -> "Call":
+    def drop_index(self, index: int) -> "Call[int]":
         """``await db.drop_index(index)``: deletes the data file of ``index``, fires
         ``on_index_drop`` and returns its size in bytes. Index numbers are never reused.
         Raises as :meth:`rtrim`."""
