@@ -4,6 +4,7 @@ Rust engine (``aiodiskdb_rs._native``)."""
 import asyncio
 import atexit
 import errno
+import functools
 import os
 import shutil
 import typing
@@ -185,7 +186,7 @@ class AioDiskDB:
         loop = asyncio.get_running_loop()
         self._loop, self._done = loop, loop.create_future()
         done = self._done
-        await self._core.open(lambda kind, ts, a, b, ref=weakref.ref(self): _dispatch(ref, kind, ts, a, b))
+        await self._core.open(functools.partial(_dispatch, weakref.ref(self)))
         _LIVE.add(self)
         try:
             await asyncio.shield(done)
@@ -314,6 +315,7 @@ class AioDiskDB:
 
     def _deliver(self, kind: str, ts: float, a: typing.Any, b: typing.Any) -> None:
         events = self._events
+        args: "tuple[typing.Any, ...]"
         if kind == "start":
             hook, args = events.on_start, (ts,)
         elif kind == "stop":
@@ -330,7 +332,7 @@ class AioDiskDB:
             return
         if hook is None or self._loop is None:
             return
-        task = self._loop.create_task(hook(*args))
+        task: "asyncio.Task[typing.Any]" = self._loop.create_task(hook(*args))
         _HOOK_TASKS.add(task)
         task.add_done_callback(_HOOK_TASKS.discard)
 

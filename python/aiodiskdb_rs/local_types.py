@@ -38,11 +38,11 @@ class EventsHandlers:
 
     __slots__ = _HOOKS
 
-    on_start: typing.Optional[typing.Callable[..., typing.Awaitable[typing.Any]]]
-    on_stop: typing.Optional[typing.Callable[..., typing.Awaitable[typing.Any]]]
-    on_failure: typing.Optional[typing.Callable[..., typing.Awaitable[typing.Any]]]
-    on_index_drop: typing.Optional[typing.Callable[..., typing.Awaitable[typing.Any]]]
-    on_write: typing.Optional[typing.Callable[..., typing.Awaitable[typing.Any]]]
+    on_start: typing.Optional[typing.Callable[..., typing.Coroutine[typing.Any, typing.Any, typing.Any]]]
+    on_stop: typing.Optional[typing.Callable[..., typing.Coroutine[typing.Any, typing.Any, typing.Any]]]
+    on_failure: typing.Optional[typing.Callable[..., typing.Coroutine[typing.Any, typing.Any, typing.Any]]]
+    on_index_drop: typing.Optional[typing.Callable[..., typing.Coroutine[typing.Any, typing.Any, typing.Any]]]
+    on_write: typing.Optional[typing.Callable[..., typing.Coroutine[typing.Any, typing.Any, typing.Any]]]
 
     def __init__(self) -> None:
         for name in _HOOKS:

@@ -494,3 +494,55 @@ async def test_corrupted_data_is_reported_not_returned(path):
     db = mkdb(path, verify_reads=False)
     async with running(db):
         assert await db.read(loc) == b"Precious bytes"
+
+
+async def test_calls_needing_no_io_complete_without_an_event_loop_round(path):
+    # A task scheduled now runs at the next loop round: if an add or a read took a
+    # thread hop (a future resolved by call_soon_threadsafe), it would run meanwhile.
+    db = mkdb(path)
+    async with running(db):
+        ran = []
+        asyncio.get_running_loop().call_soon(ran.append, True)
+        locs = [await db.add(b"%d" % i) for i in range(500)]
+        assert [await db.read(l) for l in locs] == [b"%d" % i for i in range(500)]
+        assert not ran, "an add or a read from RAM went through the event loop"
+        await db.flush()
+        assert await db.read(locs[0]) == b"0"  # may open the file: one hop allowed
+        rounds = 0
+        for loc in locs[1:101]:
+            ran.clear()
+            asyncio.get_running_loop().call_soon(ran.append, True)
+            await db.read(loc)
+            rounds += bool(ran)
+        # Served from the page cache with preadv2(RWF_NOWAIT), on the caller's thread.
+        assert rounds <= 5, f"{rounds} of 100 reads from the page cache took a loop round"
+
+
+async def test_the_gil_is_released_while_the_engine_blocks(path):
+    import threading
+
+    db = mkdb(path, max_buffer_size=64, max_file_size=128)
+    async with running(db):
+        blob = os.urandom(8 * 1024 * 1024)
+        for _ in range(6):
+            await db.add(blob)
+        counter = 0
+        stop = threading.Event()
+
+        def spin():
+            nonlocal counter
+            while not stop.is_set():
+                counter += 1
+
+        t = threading.Thread(target=spin)
+        t.start()
+        try:
+            time.sleep(0.01)
+            before = counter
+            # What on_stop_signal and interpreter exit do: a blocking stop (48 MiB fsynced).
+            assert db._core.stop_blocking() is True
+            during = counter - before
+        finally:
+            stop.set()
+            t.join()
+        assert during > 1000, "a Python thread could not run during the blocking stop"
