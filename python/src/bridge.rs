@@ -4,8 +4,8 @@
 //! A `Call` is a coroutine in all but type (it has `__await__`, `send`, `throw` and
 //! `close`, so `asyncio.create_task` and `asyncio.gather` accept it). Like a coroutine it
 //! does nothing until it is first resumed. Then it polls its Rust future once, on the
-//! calling thread, with the interpreter detached (the GIL released) and the runtime
-//! entered:
+//! calling thread, with the runtime entered and, when the poll may do I/O, the
+//! interpreter detached (the GIL released):
 //! - ready (an add with room in the buffer, a read served from RAM or from the page
 //!   cache): the result is returned at once, with no thread hop and no event-loop round;
 //! - pending: the future moves to the runtime's workers, an asyncio future of the running
@@ -61,11 +61,33 @@ enum State {
 #[pyclass(frozen, module = "aiodiskdb_rs._native", name = "Call")]
 pub(crate) struct Call {
     state: Mutex<State>,
+    /// Whether the first poll may do I/O, and so runs detached from the interpreter.
+    io: bool,
 }
 
 impl Call {
     /// A call that runs `fut` when first awaited and converts its output with `convert`.
+    /// Its first poll runs detached from the interpreter (it may read a file).
     pub(crate) fn new<F, T>(fut: F, convert: fn(Python<'_>, T) -> PyResult<Py<PyAny>>) -> Call
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        Call::with(fut, convert, true)
+    }
+
+    /// As [`Call::new`], for a future whose first poll does no I/O and never blocks (an
+    /// add: a short lock and a copy into the buffer; waiting for space is `Pending`): it
+    /// is polled without releasing the GIL, which would cost more than the poll.
+    pub(crate) fn in_memory<F, T>(fut: F, convert: fn(Python<'_>, T) -> PyResult<Py<PyAny>>) -> Call
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        Call::with(fut, convert, false)
+    }
+
+    fn with<F, T>(fut: F, convert: fn(Python<'_>, T) -> PyResult<Py<PyAny>>, io: bool) -> Call
     where
         F: Future<Output = T> + Send + 'static,
         T: Send + 'static,
@@ -76,6 +98,7 @@ impl Call {
         });
         Call {
             state: Mutex::new(State::Start(fut)),
+            io,
         }
     }
 
@@ -83,6 +106,7 @@ impl Call {
     pub(crate) fn ready(result: PyResult<Py<PyAny>>) -> Call {
         Call {
             state: Mutex::new(State::Ready(result)),
+            io: false,
         }
     }
 
@@ -119,12 +143,13 @@ impl Call {
     }
 
     fn first_poll(&self, py: Python<'_>, mut fut: BoxFut) -> PyResult<Py<PyAny>> {
-        let (fut, polled) = py.detach(move || {
+        let poll = move || {
             let _rt = runtime().enter();
             let mut cx = Context::from_waker(Waker::noop());
             let polled = fut.as_mut().poll(&mut cx);
             (fut, polled)
-        });
+        };
+        let (fut, polled) = if self.io { py.detach(poll) } else { poll() };
         if let Poll::Ready(outcome) = polled {
             return Err(stop_with(outcome(py)?));
         }

@@ -423,7 +423,10 @@ impl Core {
     fn add(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Call> {
         let bytes = item_bytes(data)?;
         let db = or_call!(self.running_db(py));
-        Ok(Call::new(async move { db.add(bytes).await }, location))
+        Ok(Call::in_memory(
+            async move { db.add(bytes).await },
+            location,
+        ))
     }
 
     fn read(&self, py: Python<'_>, location: &Bound<'_, PyAny>) -> PyResult<Call> {
