@@ -186,15 +186,22 @@ class AioDiskDB:
         loop = asyncio.get_running_loop()
         self._loop, self._done = loop, loop.create_future()
         done = self._done
-        await self._core.open(functools.partial(_dispatch, weakref.ref(self)))
         _LIVE.add(self)
+        opened = False
         try:
+            await self._core.open(functools.partial(_dispatch, weakref.ref(self)))
+            opened = True
             await asyncio.shield(done)
         except asyncio.CancelledError:
             if not done.done():
-                # The task is cancelled (asyncio.run ending, Ctrl-C): stop cleanly.
+                # The task is cancelled (asyncio.run ending, Ctrl-C), while opening or
+                # running: stop cleanly (after the open, which goes on in the engine).
                 self._core.stop_blocking()
                 self._finish(None)
+            raise
+        except BaseException:
+            if not opened:
+                _LIVE.discard(self)  # the open failed: nothing to stop at exit
             raise
 
     async def start(self) -> None:

@@ -36,7 +36,13 @@ class EventsHandlers:
     Assigning anything else raises ``TypeError``, as in the original.
     """
 
-    __slots__ = _HOOKS
+    __slots__ = {
+        "on_start": "``async def on_start(timestamp)``: the database is open.",
+        "on_stop": "``async def on_stop(timestamp)``: the database stopped.",
+        "on_failure": "``async def on_failure(timestamp)``: a write or sync failed.",
+        "on_index_drop": "``async def on_index_drop(timestamp, index, size)``: a file was deleted.",
+        "on_write": "``async def on_write(timestamp, event)``: ``event``, a WriteEvent, is durable.",
+    }
 
     on_start: typing.Optional[typing.Callable[..., typing.Coroutine[typing.Any, typing.Any, typing.Any]]]
     on_stop: typing.Optional[typing.Callable[..., typing.Coroutine[typing.Any, typing.Any, typing.Any]]]

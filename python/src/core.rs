@@ -135,6 +135,8 @@ pub(crate) struct Core {
     started: AtomicBool,
     /// Set once the hooks' dispatcher handed the `stop` event over.
     stop_seen: watch::Sender<bool>,
+    /// Set once an `open` finished, opened or not: what a stop during the open waits for.
+    opened: watch::Sender<bool>,
 }
 
 impl Core {
@@ -245,6 +247,7 @@ macro_rules! or_call {
 
 #[pymethods]
 impl Core {
+    /// Checks the options (raising `InvalidConfigurationException`); opens nothing.
     #[new]
     #[pyo3(signature = (
         path, *, create_if_missing, overwrite, clean_stale_data, file_padding, file_prefix,
@@ -339,6 +342,7 @@ impl Core {
             db: OnceLock::new(),
             started: AtomicBool::new(false),
             stop_seen: watch::Sender::new(false),
+            opened: watch::Sender::new(false),
         })
     }
 
@@ -373,7 +377,7 @@ impl Core {
         Call::new(
             async move {
                 let this = slf.get();
-                match builder.open().await {
+                let r = match builder.open().await {
                     Ok(db) => {
                         // `overwrite` may have changed while opening.
                         if this.overwrite.load(Ordering::SeqCst) {
@@ -388,7 +392,9 @@ impl Core {
                         this.started.store(false, Ordering::SeqCst);
                         Err(e)
                     }
-                }
+                };
+                this.opened.send_replace(true);
+                r
             },
             none,
         )
@@ -406,6 +412,7 @@ impl Core {
         self.overwrite.load(Ordering::SeqCst)
     }
 
+    /// Allows trims and drops (and `destroy_db`).
     fn enable_overwrite(&self) {
         self.overwrite.store(true, Ordering::SeqCst);
         if let Some(db) = self.db() {
@@ -413,6 +420,7 @@ impl Core {
         }
     }
 
+    /// Forbids trims and drops again.
     fn disable_overwrite(&self) {
         self.overwrite.store(false, Ordering::SeqCst);
         if let Some(db) = self.db() {
@@ -420,6 +428,7 @@ impl Core {
         }
     }
 
+    /// Appends an item: a `Call` giving its `ItemLocation`.
     fn add(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Call> {
         let bytes = item_bytes(data)?;
         let db = or_call!(self.running_db(py));
@@ -429,6 +438,7 @@ impl Core {
         ))
     }
 
+    /// Reads an item: a `Call` giving its bytes, or `None` when not wholly stored.
     fn read(&self, py: Python<'_>, location: &Bound<'_, PyAny>) -> PyResult<Call> {
         let loc = PyItemLocation::from_object(location)?;
         let db = or_call!(self.running_db(py));
@@ -438,11 +448,13 @@ impl Core {
         Ok(Call::new(async move { db.read(loc).await }, data))
     }
 
+    /// Persists everything added so far: a `Call` that returns once it is durable.
     fn flush(&self, py: Python<'_>) -> PyResult<Call> {
         let db = or_call!(self.running_db(py));
         Ok(Call::new(async move { db.flush().await }, none))
     }
 
+    /// Waits, without forcing a flush, until the item at `location` is durable.
     fn wait_persisted(&self, py: Python<'_>, location: &Bound<'_, PyAny>) -> PyResult<Call> {
         let loc = PyItemLocation::from_object(location)?;
         let db = or_call!(self.running_db(py));
@@ -456,6 +468,7 @@ impl Core {
         Ok(Call::new(async move { db.wait_persisted(loc).await }, none))
     }
 
+    /// Cuts `index` from `trim_from` to its end: a `Call` giving the bytes removed.
     fn rtrim(
         &self,
         py: Python<'_>,
@@ -472,6 +485,7 @@ impl Core {
         ))
     }
 
+    /// Removes the bytes of `index` before `trim_to`: a `Call` giving how many.
     fn ltrim(
         &self,
         py: Python<'_>,
@@ -488,12 +502,14 @@ impl Core {
         ))
     }
 
+    /// Deletes the data file of `index`: a `Call` giving its size.
     fn drop_index(&self, py: Python<'_>, index: i128) -> PyResult<Call> {
         let db = or_call!(self.running_db(py));
         let index = or_call!(index_arg(py, index));
         Ok(Call::new(async move { db.drop_index(index).await }, count))
     }
 
+    /// Stops the database (everything persisted, the directory released).
     fn stop(&self, py: Python<'_>) -> PyResult<Call> {
         // A database that refuses writes after a failure still stops (releasing its
         // directory).
@@ -505,6 +521,16 @@ impl Core {
     /// Stops the database from synchronous code (a signal handler, interpreter exit),
     /// blocking with the interpreter detached. Returns whether this call stopped it.
     fn stop_blocking(&self, py: Python<'_>) -> PyResult<bool> {
+        if self.db().is_none() && self.started.load(Ordering::SeqCst) {
+            // Opening (its awaiting task may have been cancelled): the open goes on in
+            // the engine; wait for it, then stop what it opened.
+            let mut opened = self.opened.subscribe();
+            py.detach(move || {
+                runtime().block_on(async move {
+                    let _ = opened.wait_for(|o| *o).await;
+                });
+            });
+        }
         let Some(db) = self.db().cloned() else {
             return Ok(false);
         };
@@ -517,6 +543,7 @@ impl Core {
         }
     }
 
+    /// A new transaction.
     fn transaction(&self, py: Python<'_>) -> PyResult<Tx> {
         let db = self.running_db(py)?;
         Ok(Tx {

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+import aiodiskdb_rs
 import aiodiskdb_rs as aiodiskdb
 from aiodiskdb_rs import exceptions
 from aiodiskdb_rs.local_types import EventsHandlers, ItemLocation, WriteEvent
@@ -418,6 +419,20 @@ async def test_cancelling_run_stops_the_database(path):
         assert await db.read(loc) == b"buffered only"
 
 
+async def test_cancelling_run_while_it_opens_stops_the_database(path):
+    db = mkdb(path)
+    task = asyncio.get_running_loop().create_task(db.run())
+    await asyncio.sleep(0)  # run() has started the open, which goes on in the engine
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not db.running
+    # Opened, then stopped: the directory is free.
+    again = mkdb(path)
+    async with running(again):
+        assert await again.read(await again.add(b"x")) == b"x"
+
+
 def test_item_location_value_type():
     import aiodiskdb.local_types as original
 
@@ -546,3 +561,26 @@ async def test_the_gil_is_released_while_the_engine_blocks(path):
             stop.set()
             t.join()
         assert during > 1000, "a Python thread could not run during the blocking stop"
+
+
+def test_every_public_name_has_a_docstring():
+    import inspect
+
+    import aiodiskdb_rs.internals
+    import aiodiskdb_rs.local_types
+
+    names = []
+    for module in (aiodiskdb, exceptions, aiodiskdb_rs.local_types, aiodiskdb_rs.internals):
+        assert (module.__doc__ or "").strip(), module.__name__
+        for name in getattr(module, "__all__", []):
+            obj = getattr(module, name)
+            if inspect.ismodule(obj):
+                continue
+            names.append((f"{module.__name__}.{name}", obj))
+            if inspect.isclass(obj) and not issubclass(obj, BaseException):
+                for attr, member in vars(obj).items():
+                    if not attr.startswith("_"):
+                        names.append((f"{module.__name__}.{name}.{attr}", getattr(obj, attr)))
+    assert len(names) > 40
+    missing = [n for n, obj in names if not (inspect.getdoc(obj) or "").strip()]
+    assert not missing, missing
