@@ -17,13 +17,15 @@ use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify, Semaphore};
 use tokio::time::Instant;
 
+use crate::catalog::FileInfo;
 use crate::config::{Builder, Config};
 use crate::error::{Error, Result};
 use crate::events::{Event, HookQueue, HookSender, Hooks, HOOK_MERGE_AFTER};
 use crate::flusher::{self, Command, TrimOp};
 use crate::fs::{Fs, RealFs};
 use crate::location::ItemLocation;
-use crate::reader::{Files, ReadCache};
+use crate::reader::{Files, Got, ReadCache};
+use crate::readonly::Follower;
 use crate::registry::{self, Session};
 use crate::shared::{Call, Found, Placed, Shared};
 use crate::transaction::Transaction;
@@ -58,6 +60,8 @@ pub(crate) struct Inner {
     overwrite: AtomicBool,
     reads: Semaphore,
     pub(crate) read_cache: ReadCache,
+    /// A read-only handle's view of the writer's commits (`None` for the writer).
+    follower: Option<Follower>,
 }
 
 impl Inner {
@@ -76,6 +80,54 @@ impl Inner {
         }
         // No receiver is not an error.
         let _ = self.events.send(event);
+    }
+
+    /// The state the handles share, for `cfg`, serving `shared` (and following a writer
+    /// with `follower`, for a read-only handle); starts the hooks' task.
+    fn start(
+        fs: Arc<dyn Fs>,
+        cfg: Config,
+        hooks: Hooks,
+        shared: Shared,
+        follower: Option<Follower>,
+    ) -> Arc<Inner> {
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let hook_queue = (!hooks.is_empty()).then(|| Arc::new(HookQueue::new(HOOK_MERGE_AFTER)));
+        let read_cache = ReadCache::new(
+            Files {
+                fs,
+                dir: cfg.path.clone(),
+                naming: cfg.naming.clone(),
+                genesis: cfg.genesis,
+            },
+            cfg.verify_reads,
+        );
+        let inner = Arc::new(Inner {
+            overwrite: AtomicBool::new(cfg.overwrite),
+            reads: Semaphore::new(cfg.concurrency),
+            cfg,
+            shared: Mutex::new(shared),
+            flusher_wake: Notify::new(),
+            space: Notify::new(),
+            progress: watch::Sender::new(Progress::default()),
+            events,
+            hooks: hook_queue.as_ref().map(|q| HookSender(Arc::clone(q))),
+            read_cache,
+            follower,
+        });
+        if let Some(queue) = hook_queue {
+            tokio::spawn(hooks.dispatch(queue));
+        }
+        inner
+    }
+
+    /// A read-only handle stopped: later calls fail with `NotRunning`.
+    fn stopped(&self) {
+        self.lock().stopped();
+        self.progress.send_modify(|p| p.stopped = true);
+        self.emit(Event::Stopped {
+            at: SystemTime::now(),
+        });
     }
 
     /// Refuses writes from now on, drops what was not persisted, and tells everyone why.
@@ -183,11 +235,40 @@ impl AioDiskDb {
         Builder::new(path).open().await
     }
 
+    /// Opens the database at `path` read-only, with default options: see
+    /// [`Builder::read_only`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> aiodiskdb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # aiodiskdb::AioDiskDb::open(dir.path()).await?.stop().await?;
+    /// let reader = aiodiskdb::AioDiskDb::open_read_only(dir.path()).await?;
+    /// assert_eq!(reader.locations(0).await?, vec![]);
+    /// # reader.stop().await
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Io`] (`NotFound` when the directory does not exist, `PermissionDenied`
+    /// when it cannot be read); [`Error::InvalidConfiguration`] for another prefix, padding
+    /// or genesis bytes than the directory records; [`Error::InvalidDataFile`] and
+    /// [`Error::FilesInconsistency`] as [`Builder::open`] (damage that recovery would
+    /// refuse too).
+    ///
+    /// # Cancel safety
+    /// Opening read-only changes nothing; dropping the future is harmless.
+    pub async fn open_read_only(path: impl AsRef<Path>) -> Result<AioDiskDb> {
+        Builder::new(path).read_only().open().await
+    }
+
     pub(crate) async fn start_with(
         fs: Arc<dyn Fs>,
         cfg: Config,
         hooks: Hooks,
     ) -> Result<AioDiskDb> {
+        if cfg.read_only {
+            return Self::start_read_only(fs, cfg, hooks).await;
+        }
         let (store, session) = {
             let fs = Arc::clone(&fs);
             let opts = cfg.store_options();
@@ -200,44 +281,60 @@ impl AioDiskDb {
             .map_err(|e| Error::state(format!("open task failed: {e}")))??
         };
         let shared = Shared::new(store.catalog(), cfg.limits(), Instant::now());
-        let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        let hook_queue = (!hooks.is_empty()).then(|| Arc::new(HookQueue::new(HOOK_MERGE_AFTER)));
-        let read_cache = ReadCache::new(
-            Files {
-                fs: Arc::clone(&fs),
-                dir: cfg.path.clone(),
-                naming: cfg.naming.clone(),
-                genesis: cfg.genesis,
-            },
-            cfg.verify_reads,
-        );
-        let inner = Arc::new(Inner {
-            overwrite: AtomicBool::new(cfg.overwrite),
-            reads: Semaphore::new(cfg.concurrency),
-            cfg,
-            shared: Mutex::new(shared),
-            flusher_wake: Notify::new(),
-            space: Notify::new(),
-            progress: watch::Sender::new(Progress::default()),
-            events,
-            hooks: hook_queue.as_ref().map(|q| HookSender(Arc::clone(q))),
-            read_cache,
-        });
-        if let Some(queue) = hook_queue {
-            tokio::spawn(hooks.dispatch(queue));
-        }
+        let inner = Inner::start(fs, cfg, hooks, shared, None);
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(flusher::run(Arc::clone(&inner), store, rx));
+        Ok(AioDiskDb::started(inner, tx, session))
+    }
+
+    /// A read-only handle (`Builder::read_only`): no lock, no store, no flusher; a small
+    /// task answers the stop.
+    async fn start_read_only(fs: Arc<dyn Fs>, cfg: Config, hooks: Hooks) -> Result<AioDiskDb> {
+        let follower = {
+            let opts = cfg.store_options();
+            let fs = Arc::clone(&fs);
+            tokio::task::spawn_blocking(move || Follower::open(fs, opts))
+                .await
+                .map_err(|e| Error::state(format!("open task failed: {e}")))??
+        };
+        let shared = Shared::new_read_only(follower.catalog(), cfg.limits(), Instant::now());
+        let inner = Inner::start(fs, cfg, hooks, shared, Some(follower));
+        let (tx, mut commands) = mpsc::unbounded_channel();
+        let this = Arc::clone(&inner);
+        tokio::spawn(async move {
+            // Writes are refused before they are sent; only the stop (or the last handle
+            // going) comes here.
+            while let Some(cmd) = commands.recv().await {
+                match cmd {
+                    Command::Stop { reply } => {
+                        this.stopped();
+                        let _ = reply.send(Ok(()));
+                        return;
+                    }
+                    Command::Commit { reply, .. } => drop(reply.send(Err(Error::ReadOnly))),
+                    Command::Trim { reply, .. } => drop(reply.send(Err(Error::ReadOnly))),
+                }
+            }
+            this.stopped();
+        });
+        Ok(AioDiskDb::started(inner, tx, None))
+    }
+
+    fn started(
+        inner: Arc<Inner>,
+        commands: mpsc::UnboundedSender<Command>,
+        session: Option<Session>,
+    ) -> AioDiskDb {
         inner.emit(Event::Started {
             at: SystemTime::now(),
         });
-        Ok(AioDiskDb {
+        AioDiskDb {
             handle: Arc::new(Handle {
                 inner,
-                commands: tx,
+                commands,
                 session,
             }),
-        })
+        }
     }
 
     fn inner(&self) -> &Inner {
@@ -340,15 +437,27 @@ impl AioDiskDb {
         // scheduling, or a task reading buffered items in a loop starves the flusher.
         tokio::task::consume_budget().await;
         let inner = self.inner();
-        let info = {
-            let s = inner.lock();
-            s.admit(Call::Read)?;
-            match s.locate(loc) {
-                Found::Ram(bytes) => return Ok(Some(bytes)),
-                Found::Missing => return Ok(None),
-                Found::Disk(info) => info,
-            }
+        if let Some(follower) = &inner.follower {
+            return self.read_following(follower, loc).await;
+        }
+        let info = match Self::find(inner, loc)? {
+            Found::Ram(bytes) => return Ok(Some(bytes)),
+            Found::Missing => return Ok(None),
+            Found::Disk(info) => info,
         };
+        Ok(self.read_disk(loc, info).await?.map(|(bytes, _)| bytes))
+    }
+
+    /// Where `loc` is, if the handle serves reads.
+    fn find(inner: &Inner, loc: ItemLocation) -> Result<Found> {
+        let s = inner.lock();
+        s.admit(Call::Read)?;
+        Ok(s.locate(loc))
+    }
+
+    /// Reads `loc` from the committed file `info`, and whether a CRC32C vouched for it.
+    async fn read_disk(&self, loc: ItemLocation, info: FileInfo) -> Result<Got> {
+        let inner = self.inner();
         // A page-cache hit of an open file: no thread hop (and no allocation but the bytes).
         if let Some(r) = inner.read_cache.read_cached(loc, info) {
             return r;
@@ -358,6 +467,81 @@ impl AioDiskDb {
         tokio::task::spawn_blocking(move || this.read_cache.read(loc, info))
             .await
             .map_err(|e| Error::state(format!("read task failed: {e}")))?
+    }
+
+    /// Brings a read-only handle's view up to the writer's latest commit.
+    async fn refresh(&self) -> Result<()> {
+        let this = Arc::clone(&self.handle.inner);
+        tokio::task::spawn_blocking(move || {
+            let follower = this.follower.as_ref().expect("a read-only handle");
+            follower.refresh(|catalog| this.lock().adopt(catalog))
+        })
+        .await
+        .map_err(|e| Error::state(format!("refresh task failed: {e}")))?
+    }
+
+    /// A read-only handle's read (`readonly.rs`): refreshes its view when `loc` lies past
+    /// it, when its file is gone or its CRC32C does not match, and keeps bytes no CRC32C
+    /// vouched for only if no trim was recorded while they were read.
+    async fn read_following(
+        &self,
+        follower: &Follower,
+        loc: ItemLocation,
+    ) -> Result<Option<Bytes>> {
+        const ATTEMPTS: u32 = 8;
+        let inner = self.inner();
+        let mut refreshed = false;
+        let mut rechecked = false;
+        if follower.claim_stale() {
+            self.refresh().await?;
+            refreshed = true;
+        }
+        for _ in 0..ATTEMPTS {
+            let info = match Self::find(inner, loc)? {
+                Found::Disk(info) => info,
+                Found::Ram(bytes) => return Ok(Some(bytes)),
+                Found::Missing => {
+                    // Only the head grows, and indexes above it appear: nothing else a
+                    // newer commit could have stored at `loc`.
+                    let past = loc.index >= inner.lock().catalog_head();
+                    if refreshed || !past {
+                        return Ok(None);
+                    }
+                    self.refresh().await?;
+                    refreshed = true;
+                    continue;
+                }
+            };
+            match self.read_disk(loc, info).await {
+                Ok(Some((bytes, true))) => return Ok(Some(bytes)),
+                Ok(Some((bytes, false))) => {
+                    let this = Arc::clone(&self.handle.inner);
+                    let unchanged = tokio::task::spawn_blocking(move || {
+                        this.follower
+                            .as_ref()
+                            .expect("a read-only handle")
+                            .unchanged()
+                    })
+                    .await
+                    .map_err(|e| Error::state(format!("read task failed: {e}")))??;
+                    if unchanged {
+                        return Ok(Some(bytes));
+                    }
+                }
+                // The file is gone, or shorter: a drop or a trim the view has not seen.
+                Ok(None) if refreshed => return Ok(None),
+                Ok(None) => {}
+                // The writer may have cut the head and written other items there: judge the
+                // bytes by the newest commit, once.
+                Err(Error::Corrupted { .. }) if !rechecked => rechecked = true,
+                Err(e) => return Err(e),
+            }
+            self.refresh().await?;
+            refreshed = true;
+        }
+        Err(Error::state(format!(
+            "{loc} could not be read: the writer kept trimming its file while it was read"
+        )))
     }
 
     /// The items of `index` in order, buffered ones included: each committed item its
@@ -386,6 +570,10 @@ impl AioDiskDb {
     /// Reads only; dropping the future is harmless.
     pub async fn locations(&self, index: u32) -> Result<Vec<ItemLocation>> {
         let inner = self.inner();
+        if inner.follower.is_some() {
+            inner.lock().admit(Call::Read)?;
+            self.refresh().await?;
+        }
         let (info, buffered) = {
             let s = inner.lock();
             s.admit(Call::Read)?;
@@ -461,6 +649,10 @@ impl AioDiskDb {
         mut progress: impl FnMut(u64, u64) + Send + 'static,
     ) -> Result<Verification> {
         let inner = self.inner();
+        if inner.follower.is_some() {
+            inner.lock().admit(Call::Read)?;
+            self.refresh().await?;
+        }
         let catalog = {
             let s = inner.lock();
             s.admit(Call::Read)?;
@@ -494,7 +686,11 @@ impl AioDiskDb {
             .map_err(|e| Error::state(format!("verify task failed: {e}")))??;
             progress = p;
             done += read;
-            // A file trimmed, replaced or dropped meanwhile is not judged by its old record.
+            // A file trimmed, replaced or dropped meanwhile is not judged by its old record
+            // (a read-only handle learns of it from the writer's newest commit).
+            if inner.follower.is_some() && !file_out.problems.is_empty() {
+                self.refresh().await?;
+            }
             let now = inner.lock().catalog().get(index).map(|f| f.generation);
             if now == Some(info.generation) || file_out.problems.is_empty() {
                 out.files += file_out.files;

@@ -50,6 +50,7 @@ mod index;
 mod inspect;
 mod location;
 mod reader;
+mod readonly;
 mod recovery;
 mod registry;
 mod shared;
