@@ -174,6 +174,9 @@ impl Builder {
     /// pending recovery with `clean_stale_data(false)`; [`Error::FilesInconsistency`] if
     /// committed data is missing; [`Error::Io`] for I/O failures.
     ///
+    /// # Panics
+    /// Outside a tokio runtime (see [Runtime](crate#runtime)).
+    ///
     /// # Cancel safety
     /// Dropping the future before it completes may leave the directory locked until the
     /// blocking open step finishes; nothing is lost or half-recovered (recovery is
@@ -229,6 +232,9 @@ impl AioDiskDb {
     /// # Errors
     /// As [`Builder::open`].
     ///
+    /// # Panics
+    /// Outside a tokio runtime (see [Runtime](crate#runtime)).
+    ///
     /// # Cancel safety
     /// As [`Builder::open`].
     pub async fn open(path: impl AsRef<Path>) -> Result<AioDiskDb> {
@@ -254,6 +260,9 @@ impl AioDiskDb {
     /// or genesis bytes than the directory records; [`Error::InvalidDataFile`] and
     /// [`Error::FilesInconsistency`] as [`Builder::open`] (damage that recovery would
     /// refuse too).
+    ///
+    /// # Panics
+    /// Outside a tokio runtime (see [Runtime](crate#runtime)).
     ///
     /// # Cancel safety
     /// Opening read-only changes nothing; dropping the future is harmless.
@@ -432,6 +441,20 @@ impl AioDiskDb {
     ///
     /// # Cancel safety
     /// Reading has no effect; dropping the future is harmless.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> aiodiskdb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = aiodiskdb::AioDiskDb::open(dir.path()).await?;
+    /// let loc = db.add(&b"block"[..]).await?;
+    /// assert_eq!(db.read(loc).await?.as_deref(), Some(&b"block"[..])); // from RAM
+    /// db.flush().await?;
+    /// assert_eq!(db.read(loc).await?.as_deref(), Some(&b"block"[..])); // from disk
+    /// let past = aiodiskdb::ItemLocation { index: 0, position: 5, size: 1 };
+    /// assert_eq!(db.read(past).await?, None);
+    /// db.stop().await
+    /// # }
+    /// ```
     pub async fn read(&self, loc: ItemLocation) -> Result<Option<Bytes>> {
         // A read served from RAM awaits nothing: take part in tokio's cooperative
         // scheduling, or a task reading buffered items in a loop starves the flusher.
@@ -714,6 +737,17 @@ impl AioDiskDb {
     ///
     /// # Cancel safety
     /// Dropping the future does not cancel the flush it requested.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> aiodiskdb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = aiodiskdb::AioDiskDb::open(dir.path()).await?;
+    /// db.add(&b"a"[..]).await?;
+    /// db.add(&b"b"[..]).await?;
+    /// db.flush().await?; // both are on disk, fsynced (`Durability::Sync`)
+    /// db.stop().await
+    /// # }
+    /// ```
     pub async fn flush(&self) -> Result<()> {
         let inner = self.inner();
         let persisted = inner.progress.borrow().persisted;
@@ -734,6 +768,19 @@ impl AioDiskDb {
     ///
     /// # Cancel safety
     /// Waiting has no effect; dropping the future is harmless.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> aiodiskdb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = aiodiskdb::AioDiskDb::builder(dir.path())
+    ///     .flush_interval(std::time::Duration::from_millis(10))
+    ///     .open()
+    ///     .await?;
+    /// let loc = db.add(&b"block"[..]).await?;
+    /// db.wait_persisted(loc).await?; // the interval's flush persisted it
+    /// db.stop().await
+    /// # }
+    /// ```
     pub async fn wait_persisted(&self, loc: ItemLocation) -> Result<()> {
         let Some(target) = self.inner().lock().persisted_at(loc)? else {
             return Ok(());
@@ -758,6 +805,19 @@ impl AioDiskDb {
 
     /// Starts a transaction: items staged in it are invisible until
     /// [`Transaction::commit`], then written contiguously, atomically and durably.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> aiodiskdb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = aiodiskdb::AioDiskDb::open(dir.path()).await?;
+    /// let mut tx = db.transaction();
+    /// tx.add(&b"header"[..])?;
+    /// tx.add(&b"body"[..])?;
+    /// let locs = tx.commit().await?; // both durable, or neither
+    /// assert_eq!(db.read(locs[1]).await?.as_deref(), Some(&b"body"[..]));
+    /// db.stop().await
+    /// # }
+    /// ```
     pub fn transaction(&self) -> Transaction {
         Transaction::new(self.clone())
     }
@@ -812,6 +872,19 @@ impl AioDiskDb {
     ///
     /// # Cancel safety
     /// Dropping the future does not cancel the trim once requested.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> aiodiskdb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = aiodiskdb::AioDiskDb::builder(dir.path()).overwrite(true).open().await?;
+    /// let a = db.add(&b"keep"[..]).await?;
+    /// let b = db.add(&b"undo"[..]).await?;
+    /// assert_eq!(db.rtrim(0, b.position, b"undo").await?, 4);
+    /// assert_eq!(db.read(b).await?, None);
+    /// assert!(db.read(a).await?.is_some());
+    /// db.stop().await
+    /// # }
+    /// ```
     pub async fn rtrim(&self, index: u32, trim_from: u32, safety_check: &[u8]) -> Result<u64> {
         self.check_overwrite()?;
         let check = safety_check.to_vec();
@@ -839,6 +912,20 @@ impl AioDiskDb {
     ///
     /// # Cancel safety
     /// Dropping the future does not cancel the trim once requested.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> aiodiskdb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = aiodiskdb::AioDiskDb::builder(dir.path()).overwrite(true).open().await?;
+    /// let old = db.add(&b"old"[..]).await?;
+    /// let new = db.add(&b"new"[..]).await?;
+    /// db.flush().await?;
+    /// assert_eq!(db.ltrim(0, new.position, b"old").await?, 3);
+    /// assert_eq!(db.read(old).await?, None);
+    /// assert_eq!(db.read(new).await?.as_deref(), Some(&b"new"[..])); // same location
+    /// db.stop().await
+    /// # }
+    /// ```
     pub async fn ltrim(&self, index: u32, trim_to: u32, safety_check: &[u8]) -> Result<u64> {
         self.check_overwrite()?;
         let check = safety_check.to_vec();
@@ -863,6 +950,25 @@ impl AioDiskDb {
     ///
     /// # Cancel safety
     /// Dropping the future does not cancel the drop once requested.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> aiodiskdb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = aiodiskdb::AioDiskDb::builder(dir.path())
+    ///     .max_file_size(24 + 8) // 8 item bytes per file
+    ///     .max_buffer_size(8)
+    ///     .overwrite(true)
+    ///     .open()
+    ///     .await?;
+    /// let first = db.add(&b"00000000"[..]).await?;
+    /// let second = db.add(&b"11111111"[..]).await?;
+    /// assert_eq!((first.index, second.index), (0, 1));
+    /// db.flush().await?;
+    /// assert_eq!(db.drop_index(0).await?, 8);
+    /// assert_eq!(db.read(first).await?, None);
+    /// db.stop().await
+    /// # }
+    /// ```
     pub async fn drop_index(&self, index: u32) -> Result<u64> {
         self.check_overwrite()?;
         self.send(|reply| Command::Trim {
@@ -874,6 +980,21 @@ impl AioDiskDb {
 
     /// A receiver of every [`Event`] from now on. A slow receiver lags (it gets
     /// `RecvError::Lagged`); it never slows the database.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> aiodiskdb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = aiodiskdb::AioDiskDb::open(dir.path()).await?;
+    /// let mut events = db.subscribe();
+    /// let loc = db.add(&b"block"[..]).await?;
+    /// db.flush().await?;
+    /// match events.recv().await {
+    ///     Ok(aiodiskdb::Event::Written { event, .. }) => assert_eq!(event.index, loc.index),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// db.stop().await
+    /// # }
+    /// ```
     #[must_use]
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner().events.subscribe()
@@ -889,6 +1010,19 @@ impl AioDiskDb {
     ///
     /// # Cancel safety
     /// Dropping the future does not cancel the stop once requested.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> aiodiskdb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = aiodiskdb::AioDiskDb::open(dir.path()).await?;
+    /// let loc = db.add(&b"block"[..]).await?;
+    /// db.stop().await?; // persists the buffer first
+    /// assert!(!db.is_running());
+    /// let db = aiodiskdb::AioDiskDb::open(dir.path()).await?;
+    /// assert_eq!(db.read(loc).await?.as_deref(), Some(&b"block"[..]));
+    /// db.stop().await
+    /// # }
+    /// ```
     pub async fn stop(&self) -> Result<()> {
         let inner = self.inner();
         inner.lock().begin_stop()?;
