@@ -19,12 +19,19 @@ use crate::format::{
 };
 use crate::fs::{Fs, FsFile};
 
+/// Items per block of [`ItemTable::blocks`].
+const BLOCK: usize = 16;
+
 /// An index in memory: the items of one data file from `first`, each as its end and CRC32C.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ItemTable {
     first: u32,
     /// Item entries only (no batch markers), in order.
     items: Vec<Entry>,
+    /// The end of every [`BLOCK`]th item (`items[k * BLOCK].end`): a look-up searches this
+    /// small array (a 16th of the entries, half their bytes each: it stays in the CPU's
+    /// cache) and then one block, instead of the whole table with a cache miss per step.
+    blocks: Vec<u32>,
     /// How many entries of the index file (markers included) it was loaded from.
     raw: u32,
 }
@@ -34,6 +41,7 @@ impl ItemTable {
         ItemTable {
             first,
             items: Vec::new(),
+            blocks: Vec::new(),
             raw: 0,
         }
     }
@@ -70,6 +78,9 @@ impl ItemTable {
     pub(crate) fn extend(&mut self, entries: &[Entry]) {
         for e in entries {
             if e.end > self.end() {
+                if self.items.len() % BLOCK == 0 {
+                    self.blocks.push(e.end);
+                }
                 self.items.push(*e);
             }
         }
@@ -89,7 +100,12 @@ impl ItemTable {
     /// indexed item.
     pub(crate) fn crc_of(&self, position: u32, size: u32) -> Option<u32> {
         let end = u64::from(position) + u64::from(size);
-        let i = self.items.partition_point(|e| u64::from(e.end) < end);
+        // The first item ending at or after `end` lies in the block before the first block
+        // whose first item does, or is that block's first item.
+        let b = self.blocks.partition_point(|&e| u64::from(e) < end);
+        let from = b.saturating_sub(1) * BLOCK;
+        let to = (b * BLOCK + 1).min(self.items.len());
+        let i = from + self.items[from..to].partition_point(|e| u64::from(e.end) < end);
         let e = self.items.get(i).filter(|e| u64::from(e.end) == end)?;
         let start = if i == 0 {
             self.first
@@ -404,8 +420,11 @@ pub(crate) fn verify_head(
 ) -> Result<HeadCommit> {
     let mut committed = baseline;
     for c in idx.commits()? {
+        // A commit no newer than the baseline tells nothing more (and a read-only handle,
+        // whose baseline is the commit it knows, does not read its batch again).
         if c.entries < baseline.entries
             || c.end < baseline.end
+            || (c.entries == baseline.entries && c.end == baseline.end)
             || c.end > data_end
             || c.prev_end < data.trim_offset()
         {
@@ -477,6 +496,32 @@ pub(crate) fn verify_head(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_blocked_look_up_finds_what_a_scan_finds() {
+        // Tables of every length around the block size, items of sizes 1 to 3, every
+        // range over and around them asked for.
+        for len in [0usize, 1, 2, 15, 16, 17, 31, 32, 33, 100] {
+            let first = 7;
+            let mut entries = Vec::new();
+            let mut end = first;
+            for k in 0..len {
+                end += 1 + (k as u32 * 7) % 3;
+                entries.push(Entry { end, crc: k as u32 });
+            }
+            let t = ItemTable::from_entries(first, &entries);
+            let items: Vec<_> = t.items().collect();
+            for position in 0..end + 3 {
+                for size in 0..8 {
+                    let want = items
+                        .iter()
+                        .find(|&&(p, s, _)| p == position && s == size)
+                        .map(|&(_, _, crc)| crc);
+                    assert_eq!(t.crc_of(position, size), want, "{len} {position} {size}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn an_item_is_found_only_by_its_exact_range() {
