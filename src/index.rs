@@ -19,19 +19,12 @@ use crate::format::{
 };
 use crate::fs::{Fs, FsFile};
 
-/// Items per block of [`ItemTable::blocks`].
-const BLOCK: usize = 16;
-
 /// An index in memory: the items of one data file from `first`, each as its end and CRC32C.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ItemTable {
     first: u32,
     /// Item entries only (no batch markers), in order.
     items: Vec<Entry>,
-    /// The end of every [`BLOCK`]th item (`items[k * BLOCK].end`): a look-up searches this
-    /// small array (a 16th of the entries, half their bytes each: it stays in the CPU's
-    /// cache) and then one block, instead of the whole table with a cache miss per step.
-    blocks: Vec<u32>,
     /// How many entries of the index file (markers included) it was loaded from.
     raw: u32,
 }
@@ -41,7 +34,6 @@ impl ItemTable {
         ItemTable {
             first,
             items: Vec::new(),
-            blocks: Vec::new(),
             raw: 0,
         }
     }
@@ -78,9 +70,6 @@ impl ItemTable {
     pub(crate) fn extend(&mut self, entries: &[Entry]) {
         for e in entries {
             if e.end > self.end() {
-                if self.items.len() % BLOCK == 0 {
-                    self.blocks.push(e.end);
-                }
                 self.items.push(*e);
             }
         }
@@ -100,12 +89,7 @@ impl ItemTable {
     /// indexed item.
     pub(crate) fn crc_of(&self, position: u32, size: u32) -> Option<u32> {
         let end = u64::from(position) + u64::from(size);
-        // The first item ending at or after `end` lies in the block before the first block
-        // whose first item does, or is that block's first item.
-        let b = self.blocks.partition_point(|&e| u64::from(e) < end);
-        let from = b.saturating_sub(1) * BLOCK;
-        let to = (b * BLOCK + 1).min(self.items.len());
-        let i = from + self.items[from..to].partition_point(|e| u64::from(e.end) < end);
+        let i = self.items.partition_point(|e| u64::from(e.end) < end);
         let e = self.items.get(i).filter(|e| u64::from(e.end) == end)?;
         let start = if i == 0 {
             self.first
@@ -498,7 +482,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_blocked_look_up_finds_what_a_scan_finds() {
+    fn the_look_up_finds_what_a_scan_finds() {
         // Tables of every length around the block size, items of sizes 1 to 3, every
         // range over and around them asked for.
         for len in [0usize, 1, 2, 15, 16, 17, 31, 32, 33, 100] {
