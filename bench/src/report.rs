@@ -434,23 +434,7 @@ impl Report {
                 }
                 Ok(())
             }
-            Report::OtherProcess(r) => {
-                for run in &r.runs {
-                    Line::new(None, r.workload)
-                        .kv("items", r.items)
-                        .kv("item_bytes", r.item_bytes)
-                        .kv("appends", r.appends)
-                        .kv("appends_per_s", format_args!("{:.1}", r.appends_per_s))
-                        .kv("readers", run.readers)
-                        .kv("process", run.process)
-                        .kv("reads", run.reads)
-                        .kv("secs", format_args!("{:.3}", run.secs))
-                        .kv("reads_per_s", format_args!("{:.0}", run.reads_per_s))
-                        .kv_opt(run.vs_writer.map(|v| ("vs_writer", format!("{v:.3}"))))
-                        .write(out)?;
-                }
-                Ok(())
-            }
+            Report::OtherProcess(r) => r.write_text(out),
             Report::Failed {
                 engine,
                 workload,
@@ -513,6 +497,26 @@ impl AppendReport {
                 .kv_opt(limit.map(|(secs, _)| ("limit_secs", format!("{secs:.3}"))))
                 .kv_opt(limit.map(|(_, rate)| ("limit_adds_per_s", format!("{rate:.0}"))))
                 .kv("close", self.close)
+                .write(out)?;
+        }
+        Ok(())
+    }
+}
+
+impl OtherProcessReport {
+    fn write_text(&self, out: &mut impl io::Write) -> io::Result<()> {
+        for run in &self.runs {
+            Line::new(None, self.workload)
+                .kv("items", self.items)
+                .kv("item_bytes", self.item_bytes)
+                .kv("appends", self.appends)
+                .kv("appends_per_s", format_args!("{:.1}", self.appends_per_s))
+                .kv("readers", run.readers)
+                .kv("process", run.process)
+                .kv("reads", run.reads)
+                .kv("secs", format_args!("{:.3}", run.secs))
+                .kv("reads_per_s", format_args!("{:.0}", run.reads_per_s))
+                .kv_opt(run.vs_writer.map(|v| ("vs_writer", format!("{v:.3}"))))
                 .write(out)?;
         }
         Ok(())

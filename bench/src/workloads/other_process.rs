@@ -62,7 +62,7 @@ pub(crate) async fn read_other_process(
     let writer = AioDiskDb::builder(dir).open().await?;
     let stop = Arc::new(AtomicBool::new(false));
     let appended = Arc::new(AtomicU64::new(0));
-    let appender = tokio::spawn(append_loop(
+    let appends_task = tokio::spawn(append_loop(
         writer.clone(),
         items,
         Arc::clone(&stop),
@@ -100,7 +100,7 @@ pub(crate) async fn read_other_process(
     }
     .await;
     stop.store(true, Ordering::SeqCst);
-    let appending = appender.await.context("append task")?;
+    let appending = appends_task.await.context("append task")?;
     let run_secs = started.elapsed().as_secs_f64();
     let stopped = writer.stop().await;
     let secs = measured?;
@@ -191,13 +191,11 @@ impl Reader {
     }
 
     async fn answer(&mut self) -> anyhow::Result<String> {
-        match self.stdout.next_line().await? {
-            Some(line) => Ok(line),
-            None => {
-                let status = self.child.wait().await?;
-                bail!("the reader process ended ({status})")
-            }
+        if let Some(line) = self.stdout.next_line().await? {
+            return Ok(line);
         }
+        let status = self.child.wait().await?;
+        bail!("the reader process ended ({status})")
     }
 
     /// One run in the reader: seconds.

@@ -15,7 +15,7 @@ use super::*;
 fn item(i: u32) -> Vec<u8> {
     let len = 40 + (i % 7) as usize * 13;
     let mut v = i.to_le_bytes().to_vec();
-    v.extend((0..len).map(|k| (i as usize * 31 + k) as u8));
+    v.extend((0..len).map(|k| u8::try_from((i as usize * 31 + k) % 256).unwrap_or(0)));
     v
 }
 
@@ -127,7 +127,7 @@ fn read_scan_and_verify_beside_a_writer_that_holds_the_directory() -> Result<()>
     for round in 0..12 {
         let stored = w.stored();
         // The newest item, and one from the middle of what is kept.
-        for &(loc, i) in [stored[stored.len() - 1], stored[stored.len() / 2]].iter() {
+        for &(loc, i) in &[stored[stored.len() - 1], stored[stored.len() / 2]] {
             let r = run(&["read", &loc.to_string(), d])?;
             if r.code != 0 && w.stored().iter().all(|(l, _)| *l != loc) {
                 // Dropped between the pick and the read: `None` is the right answer.
