@@ -30,14 +30,11 @@ use crate::error::{Error, IoContext, Result};
 use crate::format::{Pending, State, SLOT_BYTES};
 use crate::fs::{Fs, FsFile};
 use crate::index::{verify_head, HeadCommit, IndexFile};
-use crate::recovery::{plan, survey};
+use crate::recovery::survey;
 use crate::store::Options;
 
 /// How old a view may get before a read checks the state record again.
 pub(crate) const REFRESH_AFTER: Duration = Duration::from_millis(50);
-
-/// How many times a survey is taken again when the state record moved while it ran.
-const SURVEY_ATTEMPTS: u32 = 20;
 
 /// What a read-only handle knows of the directory, and how it follows the writer.
 #[derive(Debug)]
@@ -226,41 +223,23 @@ impl Follower {
 }
 
 impl View {
-    /// Surveys and plans the directory until the state record holds still across the
-    /// survey; the state and the catalog the plan keeps.
+    /// Surveys and plans the directory until the writer holds still across the survey
+    /// (`survey::settled`); the state and the catalog the plan keeps.
     fn survey(&self, follower: &Follower) -> Result<(Option<State>, Catalog)> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let before = follower.read_state(self)?;
-            let outcome =
-                survey::survey(self.fs.as_ref(), &self.opts.dir, &self.opts.format, &before)
-                    .map(|s| (plan::plan(&self.opts, &s, false), s.state()));
-            let after = follower.read_state(self)?;
-            // A file gone between the listing and its reading: a rename or removal of the
-            // writer's in progress, recorded in the state just before or after it.
-            let gone = |e: &Error| matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
-            let vanished = match &outcome {
-                Err(e) => gone(e),
-                Ok((plan, _)) => plan.errors.iter().any(gone),
-            };
-            if (before != after || vanished) && attempt < SURVEY_ATTEMPTS {
-                // The writer moved on while the directory was read: read it again.
-                std::thread::sleep(Duration::from_millis(u64::from(attempt)));
-                continue;
-            }
-            let (plan, state) = outcome?;
-            if let Some(e) = plan.errors.into_iter().next() {
-                return Err(e);
-            }
-            let catalog = Catalog::new(
-                plan.files.iter().map(|(&i, &(trim, end))| {
-                    (i, trim, end, plan.entries.get(&i).copied().unwrap_or(0))
-                }),
-                plan.head,
-            );
-            return Ok((state, catalog));
+        // Planned as recovery would (not live): the view is what it will keep.
+        let (survey, plan) = survey::settled(self.fs.as_ref(), &self.opts, || {
+            Ok((follower.read_state(self)?, false))
+        })?;
+        if let Some(e) = plan.errors.into_iter().next() {
+            return Err(e);
         }
+        let catalog = Catalog::new(
+            plan.files.iter().map(|(&i, &(trim, end))| {
+                (i, trim, end, plan.entries.get(&i).copied().unwrap_or(0))
+            }),
+            plan.head,
+        );
+        Ok((survey.state(), catalog))
     }
 
     /// The head's newer commits in the same session, read from its item index: the view's
