@@ -485,13 +485,13 @@ mod tests {
     fn the_look_up_finds_what_a_scan_finds() {
         // Tables of every length around the block size, items of sizes 1 to 3, every
         // range over and around them asked for.
-        for len in [0usize, 1, 2, 15, 16, 17, 31, 32, 33, 100] {
+        for len in [0u32, 1, 2, 15, 16, 17, 31, 32, 33, 100] {
             let first = 7;
             let mut entries = Vec::new();
             let mut end = first;
             for k in 0..len {
-                end += 1 + (k as u32 * 7) % 3;
-                entries.push(Entry { end, crc: k as u32 });
+                end += 1 + (k * 7) % 3;
+                entries.push(Entry { end, crc: k });
             }
             let t = ItemTable::from_entries(first, &entries);
             let items: Vec<_> = t.items().collect();
