@@ -49,6 +49,7 @@ pub(crate) struct Config {
     pub(crate) clean_stale_data: bool,
     pub(crate) durability: Durability,
     pub(crate) verify_reads: bool,
+    pub(crate) read_only: bool,
 }
 
 impl Config {
@@ -138,6 +139,7 @@ pub struct Builder {
     clean_stale_data: bool,
     durability: Durability,
     verify_reads: bool,
+    read_only: bool,
     hooks: Hooks,
 }
 
@@ -159,6 +161,7 @@ impl Builder {
             clean_stale_data: true,
             durability: Durability::Sync,
             verify_reads: true,
+            read_only: false,
             hooks: Hooks::default(),
         }
     }
@@ -258,6 +261,45 @@ impl Builder {
     /// appended, are served as they are.
     pub fn verify_reads(mut self, yes: bool) -> Self {
         self.verify_reads = yes;
+        self
+    }
+
+    /// Open without a lock, writing nothing and recovering nothing, so that this process
+    /// reads while another one writes (an API server serving blocks while the indexer
+    /// appends). Default `false`.
+    ///
+    /// The handle serves what the writer has committed: as of the newest commit record when
+    /// it opens, and of newer ones as reads ask for locations past what it knows (a read of
+    /// a newer item re-reads the commit record; the directory is not polled). It never
+    /// serves a byte past a committed end, nor bytes a trim removed once the trim is
+    /// recorded (a read checks the record at least every 50 ms; before that it may
+    /// still return the item as it was), and never needs or carries out recovery: in a
+    /// directory a crash left, it serves what the recovery will keep. Every write method
+    /// fails with [`Error::ReadOnly`](crate::Error::ReadOnly); `create_if_missing`,
+    /// `clean_stale_data` and the write options do not apply.
+    ///
+    /// A reader sees a batch as soon as the writer has written its commit record, which
+    /// the writer syncs together with the batch: after a power loss, the writer's recovery
+    /// may drop a batch that a reader served (the writer never acknowledged it).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> aiodiskdb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let writer = aiodiskdb::AioDiskDb::open(dir.path()).await?;
+    /// let loc = writer.add(&b"block"[..]).await?;
+    /// writer.flush().await?;
+    /// let reader = aiodiskdb::AioDiskDb::builder(dir.path()).read_only().open().await?;
+    /// assert_eq!(reader.read(loc).await?.as_deref(), Some(&b"block"[..]));
+    /// let later = writer.add(&b"next"[..]).await?;
+    /// writer.flush().await?;
+    /// assert_eq!(reader.read(later).await?.as_deref(), Some(&b"next"[..]));
+    /// assert!(matches!(reader.add(&b"x"[..]).await, Err(aiodiskdb::Error::ReadOnly)));
+    /// # reader.stop().await?;
+    /// # writer.stop().await
+    /// # }
+    /// ```
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
         self
     }
 
@@ -427,6 +469,7 @@ impl Builder {
                 clean_stale_data: b.clean_stale_data,
                 durability: b.durability,
                 verify_reads: b.verify_reads,
+                read_only: b.read_only,
             },
             b.hooks,
         ))
