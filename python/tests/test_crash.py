@@ -121,8 +121,11 @@ async def test_kill_9_mid_write_loses_nothing_acknowledged(path, tmp_path):
 # The child adds items it never flushes, says so, then waits to be ended.
 IDLE = textwrap.dedent(
     """
-    import asyncio, signal, sys
+    import asyncio, faulthandler, signal, sys
     import aiodiskdb_rs as aiodiskdb
+
+    # Should the child hang, its threads' stacks go to stderr, which the test shows.
+    faulthandler.dump_traceback_later(50, exit=True)
 
     async def main(path, how):
         db = aiodiskdb.AioDiskDB(path, create_if_not_exists=True)
@@ -163,7 +166,11 @@ async def test_ctrl_c_signals_and_exit_stop_the_database(path, tmp_path, how, en
     locs = [ItemLocation(*map(int, s.split(":"))) for s in line.split()[1:]]
     if ending is not None:
         proc.send_signal(ending)
-    proc.wait(30)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"the child did not end: {proc.stderr.read()}")
     stderr = proc.stderr.read()
     if exit_code is not None:
         assert proc.returncode == exit_code, stderr
