@@ -114,6 +114,12 @@ def main():
     for run in (vf or {}).get("runs", []):
         rows.append((f"verify 1..64 KiB items, {run['cache']} cache", "MB/s", run["mb_per_s"],
                      run["limit_mb_per_s"], True, None, (None, "")))
+    # Issue 13: a read-only handle in another process while the writer appends, and the
+    # same reads in the writer's process (the ratio is the reader's `vs_writer`).
+    for run in (ours.get("read-other-process") or {}).get("runs", []):
+        who = "another process (read-only)" if run["process"] == "reader" else "the writer's process"
+        rows.append((f"read 1 KiB beside appends, {run['readers']} reader(s), from {who}",
+                     "reads/s", run["reads_per_s"], None, True, None, (None, "")))
     head = ["workload", "unit", "aiodiskdb", "limit", "÷ limit"] + PEERS + ["Python 0.2.3", "÷ Python"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))

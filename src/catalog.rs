@@ -167,6 +167,36 @@ impl Catalog {
     pub(crate) fn remove(&mut self, index: u32) {
         Arc::make_mut(&mut self.older).remove(&index);
     }
+
+    /// `fresh` (the files read afresh by a read-only handle) as the next version of this
+    /// catalog: a file keeps its generation, and so its read handle and item table, when it
+    /// has the same trim offset, an end no shorter and the same place (local or remote); the others, and every index in
+    /// `changed` (whose bytes may differ although they look the same: a head that a writer
+    /// may have cut and written again), are new generations.
+    pub(crate) fn carry_over(&self, fresh: &Catalog, changed: &[u32]) -> Catalog {
+        let mut next = Catalog::new([], fresh.head);
+        next.generations = self.generations;
+        for (index, info) in fresh.files() {
+            let generation = match self.get(index) {
+                Some(was)
+                    if was.trim_offset == info.trim_offset
+                        && was.end <= info.end
+                        && was.remote == info.remote
+                        && !changed.contains(&index) =>
+                {
+                    was.generation
+                }
+                _ => next.next_generation(),
+            };
+            let info = FileInfo { generation, ..info };
+            if index == next.head {
+                next.head_info = info;
+            } else {
+                Arc::make_mut(&mut next.older).insert(index, info);
+            }
+        }
+        next
+    }
 }
 
 #[cfg(test)]
@@ -207,5 +237,30 @@ mod tests {
         c.remove(0);
         assert_eq!(c.get(0), None);
         assert!(c.get(1).is_some() && c.get(2).is_some());
+    }
+
+    #[test]
+    fn a_fresh_view_keeps_the_generations_of_files_that_only_grew() {
+        let was = Catalog::new([(0, 0, 100, 4), (1, 0, 50, 2), (2, 0, 10, 1)], 2);
+        // 0 unchanged, 1 ltrimmed, 2 grown and sealed, 3 the new head.
+        let fresh = Catalog::new(
+            [(0, 0, 100, 4), (1, 20, 50, 2), (2, 0, 30, 3), (3, 0, 5, 1)],
+            3,
+        );
+        let next = was.carry_over(&fresh, &[3]);
+        let g = |c: &Catalog, i| c.get(i).unwrap().generation;
+        assert_eq!(g(&next, 0), g(&was, 0));
+        assert!(g(&next, 1) > g(&was, 2), "a trimmed file is a new version");
+        assert_eq!(g(&next, 2), g(&was, 2), "a file that grew keeps its handle");
+        assert_eq!(next.get(2).unwrap().end, 30);
+        assert_eq!(next.head(), 3);
+        assert_ne!(g(&next, 3), g(&next, 1));
+        let cut = was.carry_over(&fresh, &[2, 3]);
+        assert!(
+            g(&cut, 2) > g(&was, 2),
+            "a file named changed is a new version"
+        );
+        let shrunk = Catalog::new([(0, 0, 90, 4)], 0);
+        assert!(g(&was.carry_over(&shrunk, &[]), 0) > g(&was, 2));
     }
 }

@@ -51,6 +51,7 @@ pub(crate) struct Config {
     pub(crate) verify_reads: bool,
     #[cfg(feature = "tiering")]
     pub(crate) tiering: Option<crate::tiering::Tiering>,
+    pub(crate) read_only: bool,
 }
 
 impl Config {
@@ -146,6 +147,7 @@ pub struct Builder {
     verify_reads: bool,
     #[cfg(feature = "tiering")]
     tiering: Option<crate::tiering::Tiering>,
+    read_only: bool,
     hooks: Hooks,
 }
 
@@ -169,6 +171,7 @@ impl Builder {
             verify_reads: true,
             #[cfg(feature = "tiering")]
             tiering: None,
+            read_only: false,
             hooks: Hooks::default(),
         }
     }
@@ -282,6 +285,45 @@ impl Builder {
         self
     }
 
+    /// Open without a lock, writing nothing and recovering nothing, so that this process
+    /// reads while another one writes (an API server serving blocks while the indexer
+    /// appends). Default `false`.
+    ///
+    /// The handle serves what the writer has committed: as of the newest commit record when
+    /// it opens, and of newer ones as reads ask for locations past what it knows (a read of
+    /// a newer item re-reads the commit record; the directory is not polled). It never
+    /// serves a byte past a committed end, nor bytes a trim removed once the trim is
+    /// recorded (a read checks the record at least every 50 ms; before that it may
+    /// still return the item as it was), and never needs or carries out recovery: in a
+    /// directory a crash left, it serves what the recovery will keep. Every write method
+    /// fails with [`Error::ReadOnly`](crate::Error::ReadOnly); `create_if_missing`,
+    /// `clean_stale_data` and the write options do not apply.
+    ///
+    /// A reader sees a batch as soon as the writer has written its commit record, which
+    /// the writer syncs together with the batch: after a power loss, the writer's recovery
+    /// may drop a batch that a reader served (the writer never acknowledged it).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> aiodiskdb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let writer = aiodiskdb::AioDiskDb::open(dir.path()).await?;
+    /// let loc = writer.add(&b"block"[..]).await?;
+    /// writer.flush().await?;
+    /// let reader = aiodiskdb::AioDiskDb::builder(dir.path()).read_only().open().await?;
+    /// assert_eq!(reader.read(loc).await?.as_deref(), Some(&b"block"[..]));
+    /// let later = writer.add(&b"next"[..]).await?;
+    /// writer.flush().await?;
+    /// assert_eq!(reader.read(later).await?.as_deref(), Some(&b"next"[..]));
+    /// assert!(matches!(reader.add(&b"x"[..]).await, Err(aiodiskdb::Error::ReadOnly)));
+    /// # reader.stop().await?;
+    /// # writer.stop().await
+    /// # }
+    /// ```
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
     /// Called after each range is persisted, with the time and the range.
     ///
     /// Hooks never slow or block the database, and they miss nothing: every event is
@@ -352,7 +394,12 @@ impl Builder {
         self
     }
 
-    pub(crate) fn validate(self) -> Result<(Config, Hooks)> {
+    /// Checks every option as [`Builder::open`] does, without touching the disk: for a
+    /// binding that reports bad options when they are given rather than at `open`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfiguration`] for the first bad option.
+    pub fn check(&self) -> Result<()> {
         let b = self;
         if b.max_file_size <= HEADER_LEN {
             return Err(Error::config(
@@ -422,6 +469,12 @@ impl Builder {
         if let Some(t) = &b.tiering {
             t.validate()?;
         }
+        Ok(())
+    }
+
+    pub(crate) fn validate(self) -> Result<(Config, Hooks)> {
+        self.check()?;
+        let b = self;
         Ok((
             Config {
                 path: b.path,
@@ -443,6 +496,7 @@ impl Builder {
                 verify_reads: b.verify_reads,
                 #[cfg(feature = "tiering")]
                 tiering: b.tiering,
+                read_only: b.read_only,
             },
             b.hooks,
         ))

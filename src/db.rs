@@ -17,13 +17,15 @@ use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify, Semaphore};
 use tokio::time::Instant;
 
+use crate::catalog::FileInfo;
 use crate::config::{Builder, Config};
 use crate::error::{Error, Result};
 use crate::events::{Event, HookQueue, HookSender, Hooks, HOOK_MERGE_AFTER};
 use crate::flusher::{self, Command, TrimOp};
 use crate::fs::{Fs, RealFs};
 use crate::location::ItemLocation;
-use crate::reader::{Files, ReadCache};
+use crate::reader::{Files, Got, ReadCache};
+use crate::readonly::Follower;
 use crate::registry::{self, Session};
 use crate::shared::{Call, Found, Placed, Shared};
 use crate::transaction::Transaction;
@@ -61,6 +63,8 @@ pub(crate) struct Inner {
     /// The running side of tiering, when configured.
     #[cfg(feature = "tiering")]
     pub(crate) remote: Option<Arc<crate::tiering::Remote>>,
+    /// A read-only handle's view of the writer's commits (`None` for the writer).
+    follower: Option<Follower>,
 }
 
 impl Inner {
@@ -79,6 +83,61 @@ impl Inner {
         }
         // No receiver is not an error.
         let _ = self.events.send(event);
+    }
+
+    /// The state the handles share, for `cfg`, serving `shared` (and following a writer
+    /// with `follower`, for a read-only handle); starts the hooks' task.
+    fn start(
+        fs: Arc<dyn Fs>,
+        cfg: Config,
+        hooks: Hooks,
+        shared: Shared,
+        follower: Option<Follower>,
+    ) -> Arc<Inner> {
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let hook_queue = (!hooks.is_empty()).then(|| Arc::new(HookQueue::new(HOOK_MERGE_AFTER)));
+        let read_cache = ReadCache::new(
+            Files {
+                fs,
+                dir: cfg.path.clone(),
+                naming: cfg.naming.clone(),
+                genesis: cfg.genesis,
+            },
+            cfg.verify_reads,
+        );
+        #[cfg(feature = "tiering")]
+        let remote = cfg
+            .tiering
+            .clone()
+            .map(|t| Arc::new(crate::tiering::Remote::new(t)));
+        let inner = Arc::new(Inner {
+            overwrite: AtomicBool::new(cfg.overwrite),
+            reads: Semaphore::new(cfg.concurrency),
+            cfg,
+            shared: Mutex::new(shared),
+            flusher_wake: Notify::new(),
+            space: Notify::new(),
+            progress: watch::Sender::new(Progress::default()),
+            events,
+            hooks: hook_queue.as_ref().map(|q| HookSender(Arc::clone(q))),
+            read_cache,
+            #[cfg(feature = "tiering")]
+            remote,
+            follower,
+        });
+        if let Some(queue) = hook_queue {
+            tokio::spawn(hooks.dispatch(queue));
+        }
+        inner
+    }
+
+    /// A read-only handle stopped: later calls fail with `NotRunning`.
+    fn stopped(&self) {
+        self.lock().stopped();
+        self.progress.send_modify(|p| p.stopped = true);
+        self.emit(Event::Stopped {
+            at: SystemTime::now(),
+        });
     }
 
     /// Refuses writes from now on, drops what was not persisted, and tells everyone why.
@@ -124,6 +183,9 @@ impl Builder {
     /// data file with a bad header (nothing is changed); [`Error::InvalidDbState`] for
     /// pending recovery with `clean_stale_data(false)`; [`Error::FilesInconsistency`] if
     /// committed data is missing; [`Error::Io`] for I/O failures.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime (see [Runtime](crate#runtime)).
     ///
     /// # Cancel safety
     /// Dropping the future before it completes may leave the directory locked until the
@@ -180,10 +242,42 @@ impl AioDiskDb {
     /// # Errors
     /// As [`Builder::open`].
     ///
+    /// # Panics
+    /// Outside a tokio runtime (see [Runtime](crate#runtime)).
+    ///
     /// # Cancel safety
     /// As [`Builder::open`].
     pub async fn open(path: impl AsRef<Path>) -> Result<AioDiskDb> {
         Builder::new(path).open().await
+    }
+
+    /// Opens the database at `path` read-only, with default options: see
+    /// [`Builder::read_only`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> aiodiskdb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # aiodiskdb::AioDiskDb::open(dir.path()).await?.stop().await?;
+    /// let reader = aiodiskdb::AioDiskDb::open_read_only(dir.path()).await?;
+    /// assert_eq!(reader.locations(0).await?, vec![]);
+    /// # reader.stop().await
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Io`] (`NotFound` when the directory does not exist, `PermissionDenied`
+    /// when it cannot be read); [`Error::InvalidConfiguration`] for another prefix, padding
+    /// or genesis bytes than the directory records; [`Error::InvalidDataFile`] and
+    /// [`Error::FilesInconsistency`] as [`Builder::open`] (damage that recovery would
+    /// refuse too).
+    ///
+    /// # Panics
+    /// Outside a tokio runtime (see [Runtime](crate#runtime)).
+    ///
+    /// # Cancel safety
+    /// Opening read-only changes nothing; dropping the future is harmless.
+    pub async fn open_read_only(path: impl AsRef<Path>) -> Result<AioDiskDb> {
+        Builder::new(path).read_only().open().await
     }
 
     pub(crate) async fn start_with(
@@ -191,6 +285,9 @@ impl AioDiskDb {
         cfg: Config,
         hooks: Hooks,
     ) -> Result<AioDiskDb> {
+        if cfg.read_only {
+            return Self::start_read_only(fs, cfg, hooks).await;
+        }
         let (store, session) = {
             let fs = Arc::clone(&fs);
             let opts = cfg.store_options();
@@ -203,39 +300,7 @@ impl AioDiskDb {
             .map_err(|e| Error::state(format!("open task failed: {e}")))??
         };
         let shared = Shared::new(store.catalog(), cfg.limits(), Instant::now());
-        let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        let hook_queue = (!hooks.is_empty()).then(|| Arc::new(HookQueue::new(HOOK_MERGE_AFTER)));
-        let read_cache = ReadCache::new(
-            Files {
-                fs: Arc::clone(&fs),
-                dir: cfg.path.clone(),
-                naming: cfg.naming.clone(),
-                genesis: cfg.genesis,
-            },
-            cfg.verify_reads,
-        );
-        #[cfg(feature = "tiering")]
-        let remote = cfg
-            .tiering
-            .clone()
-            .map(|t| Arc::new(crate::tiering::Remote::new(t)));
-        let inner = Arc::new(Inner {
-            overwrite: AtomicBool::new(cfg.overwrite),
-            reads: Semaphore::new(cfg.concurrency),
-            cfg,
-            shared: Mutex::new(shared),
-            flusher_wake: Notify::new(),
-            space: Notify::new(),
-            progress: watch::Sender::new(Progress::default()),
-            events,
-            hooks: hook_queue.as_ref().map(|q| HookSender(Arc::clone(q))),
-            read_cache,
-            #[cfg(feature = "tiering")]
-            remote,
-        });
-        if let Some(queue) = hook_queue {
-            tokio::spawn(hooks.dispatch(queue));
-        }
+        let inner = Inner::start(fs, cfg, hooks, shared, None);
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(flusher::run(Arc::clone(&inner), store, rx));
         #[cfg(feature = "tiering")]
@@ -246,16 +311,59 @@ impl AioDiskDb {
                 tx.downgrade(),
             ));
         }
+        Ok(AioDiskDb::started(inner, tx, session))
+    }
+
+    /// A read-only handle (`Builder::read_only`): no lock, no store, no flusher; a small
+    /// task answers the stop.
+    async fn start_read_only(fs: Arc<dyn Fs>, cfg: Config, hooks: Hooks) -> Result<AioDiskDb> {
+        let follower = {
+            let opts = cfg.store_options();
+            let fs = Arc::clone(&fs);
+            tokio::task::spawn_blocking(move || Follower::open(fs, opts))
+                .await
+                .map_err(|e| Error::state(format!("open task failed: {e}")))??
+        };
+        let shared = Shared::new_read_only(follower.catalog(), cfg.limits(), Instant::now());
+        let inner = Inner::start(fs, cfg, hooks, shared, Some(follower));
+        let (tx, mut commands) = mpsc::unbounded_channel();
+        let this = Arc::clone(&inner);
+        tokio::spawn(async move {
+            // Writes are refused before they are sent; only the stop (or the last handle
+            // going) comes here.
+            while let Some(cmd) = commands.recv().await {
+                match cmd {
+                    Command::Stop { reply } => {
+                        this.stopped();
+                        let _ = reply.send(Ok(()));
+                        return;
+                    }
+                    Command::Commit { reply, .. } => drop(reply.send(Err(Error::ReadOnly))),
+                    Command::Trim { reply, .. } => drop(reply.send(Err(Error::ReadOnly))),
+                    #[cfg(feature = "tiering")]
+                    Command::Tier { reply, .. } => drop(reply.send(Err(Error::ReadOnly))),
+                }
+            }
+            this.stopped();
+        });
+        Ok(AioDiskDb::started(inner, tx, None))
+    }
+
+    fn started(
+        inner: Arc<Inner>,
+        commands: mpsc::UnboundedSender<Command>,
+        session: Option<Session>,
+    ) -> AioDiskDb {
         inner.emit(Event::Started {
             at: SystemTime::now(),
         });
-        Ok(AioDiskDb {
+        AioDiskDb {
             handle: Arc::new(Handle {
                 inner,
-                commands: tx,
+                commands,
                 session,
             }),
-        })
+        }
     }
 
     fn inner(&self) -> &Inner {
@@ -359,23 +467,49 @@ impl AioDiskDb {
     ///
     /// # Cancel safety
     /// Reading has no effect; dropping the future is harmless.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> aiodiskdb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = aiodiskdb::AioDiskDb::open(dir.path()).await?;
+    /// let loc = db.add(&b"block"[..]).await?;
+    /// assert_eq!(db.read(loc).await?.as_deref(), Some(&b"block"[..])); // from RAM
+    /// db.flush().await?;
+    /// assert_eq!(db.read(loc).await?.as_deref(), Some(&b"block"[..])); // from disk
+    /// let past = aiodiskdb::ItemLocation { index: 0, position: 5, size: 1 };
+    /// assert_eq!(db.read(past).await?, None);
+    /// db.stop().await
+    /// # }
+    /// ```
     pub async fn read(&self, loc: ItemLocation) -> Result<Option<Bytes>> {
         // A read served from RAM awaits nothing: take part in tokio's cooperative
         // scheduling, or a task reading buffered items in a loop starves the flusher.
         tokio::task::consume_budget().await;
         let inner = self.inner();
-        let info = {
-            let s = inner.lock();
-            s.admit(Call::Read)?;
-            match s.locate(loc) {
-                Found::Ram(bytes) => return Ok(Some(bytes)),
-                Found::Missing => return Ok(None),
-                Found::Disk(info) => info,
-            }
+        if let Some(follower) = &inner.follower {
+            return self.read_following(follower, loc).await;
+        }
+        let info = match Self::find(inner, loc)? {
+            Found::Ram(bytes) => return Ok(Some(bytes)),
+            Found::Missing => return Ok(None),
+            Found::Disk(info) => info,
         };
         if info.remote {
             return self.read_remote(loc, info).await;
         }
+        Ok(self.read_disk(loc, info).await?.map(|(bytes, _)| bytes))
+    }
+
+    /// Where `loc` is, if the handle serves reads.
+    fn find(inner: &Inner, loc: ItemLocation) -> Result<Found> {
+        let s = inner.lock();
+        s.admit(Call::Read)?;
+        Ok(s.locate(loc))
+    }
+
+    /// Reads `loc` from the committed file `info`, and whether a CRC32C vouched for it.
+    async fn read_disk(&self, loc: ItemLocation, info: FileInfo) -> Result<Got> {
+        let inner = self.inner();
         // A page-cache hit of an open file: no thread hop (and no allocation but the bytes).
         if let Some(r) = inner.read_cache.read_cached(loc, info) {
             return r;
@@ -385,6 +519,93 @@ impl AioDiskDb {
         tokio::task::spawn_blocking(move || this.read_cache.read(loc, info))
             .await
             .map_err(|e| Error::state(format!("read task failed: {e}")))?
+    }
+
+    /// Brings a read-only handle's view up to the writer's latest commit.
+    async fn refresh(&self) -> Result<()> {
+        let this = Arc::clone(&self.handle.inner);
+        tokio::task::spawn_blocking(move || {
+            let follower = this.follower.as_ref().expect("a read-only handle");
+            follower.refresh(|catalog| this.lock().adopt(catalog))
+        })
+        .await
+        .map_err(|e| Error::state(format!("refresh task failed: {e}")))?
+    }
+
+    /// A read-only handle's read (`readonly.rs`): refreshes its view when `loc` lies past
+    /// it, when its file is gone or its CRC32C does not match, and keeps bytes no CRC32C
+    /// vouched for only if no trim was recorded while they were read.
+    async fn read_following(
+        &self,
+        follower: &Follower,
+        loc: ItemLocation,
+    ) -> Result<Option<Bytes>> {
+        const ATTEMPTS: u32 = 8;
+        let inner = self.inner();
+        let mut refreshed = false;
+        let mut rechecked = false;
+        if follower.claim_stale() {
+            self.refresh().await?;
+            refreshed = true;
+        }
+        for _ in 0..ATTEMPTS {
+            let info = match Self::find(inner, loc)? {
+                Found::Disk(info) => info,
+                Found::Ram(bytes) => return Ok(Some(bytes)),
+                Found::Missing => {
+                    // Only the head grows, and indexes above it appear: nothing else a
+                    // newer commit could have stored at `loc`.
+                    let past = loc.index >= inner.lock().catalog_head();
+                    if refreshed || !past {
+                        return Ok(None);
+                    }
+                    self.refresh().await?;
+                    refreshed = true;
+                    continue;
+                }
+            };
+            if info.remote {
+                // An object on the store is written once and never changed; a drop the view
+                // has not seen deletes it: judge a failure by the newest commit, once.
+                match self.read_remote(loc, info).await {
+                    Ok(got) => return Ok(got),
+                    Err(e) if refreshed => return Err(e),
+                    Err(_) => {}
+                }
+                self.refresh().await?;
+                refreshed = true;
+                continue;
+            }
+            match self.read_disk(loc, info).await {
+                Ok(Some((bytes, true))) => return Ok(Some(bytes)),
+                Ok(Some((bytes, false))) => {
+                    let this = Arc::clone(&self.handle.inner);
+                    let unchanged = tokio::task::spawn_blocking(move || {
+                        this.follower
+                            .as_ref()
+                            .expect("a read-only handle")
+                            .unchanged()
+                    })
+                    .await
+                    .map_err(|e| Error::state(format!("read task failed: {e}")))??;
+                    if unchanged {
+                        return Ok(Some(bytes));
+                    }
+                }
+                // The file is gone, or shorter: a drop or a trim the view has not seen.
+                Ok(None) if refreshed => return Ok(None),
+                Ok(None) => {}
+                // The writer may have cut the head and written other items there: judge the
+                // bytes by the newest commit, once.
+                Err(Error::Corrupted { .. }) if !rechecked => rechecked = true,
+                Err(e) => return Err(e),
+            }
+            self.refresh().await?;
+            refreshed = true;
+        }
+        Err(Error::state(format!(
+            "{loc} could not be read: the writer kept trimming its file while it was read"
+        )))
     }
 
     /// The items of `index` in order, buffered ones included: each committed item its
@@ -413,6 +634,10 @@ impl AioDiskDb {
     /// Reads only; dropping the future is harmless.
     pub async fn locations(&self, index: u32) -> Result<Vec<ItemLocation>> {
         let inner = self.inner();
+        if inner.follower.is_some() {
+            inner.lock().admit(Call::Read)?;
+            self.refresh().await?;
+        }
         let (info, buffered) = {
             let s = inner.lock();
             s.admit(Call::Read)?;
@@ -488,6 +713,10 @@ impl AioDiskDb {
         mut progress: impl FnMut(u64, u64) + Send + 'static,
     ) -> Result<Verification> {
         let inner = self.inner();
+        if inner.follower.is_some() {
+            inner.lock().admit(Call::Read)?;
+            self.refresh().await?;
+        }
         let catalog = {
             let s = inner.lock();
             s.admit(Call::Read)?;
@@ -529,7 +758,11 @@ impl AioDiskDb {
             .map_err(|e| Error::state(format!("verify task failed: {e}")))??;
             progress = p;
             done += read;
-            // A file trimmed, replaced or dropped meanwhile is not judged by its old record.
+            // A file trimmed, replaced or dropped meanwhile is not judged by its old record
+            // (a read-only handle learns of it from the writer's newest commit).
+            if inner.follower.is_some() && !file_out.problems.is_empty() {
+                self.refresh().await?;
+            }
             let now = inner.lock().catalog().get(index).map(|f| f.generation);
             if now == Some(info.generation) || file_out.problems.is_empty() {
                 out.files += file_out.files;
@@ -553,6 +786,17 @@ impl AioDiskDb {
     ///
     /// # Cancel safety
     /// Dropping the future does not cancel the flush it requested.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> aiodiskdb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = aiodiskdb::AioDiskDb::open(dir.path()).await?;
+    /// db.add(&b"a"[..]).await?;
+    /// db.add(&b"b"[..]).await?;
+    /// db.flush().await?; // both are on disk, fsynced (`Durability::Sync`)
+    /// db.stop().await
+    /// # }
+    /// ```
     pub async fn flush(&self) -> Result<()> {
         let inner = self.inner();
         let persisted = inner.progress.borrow().persisted;
@@ -573,6 +817,19 @@ impl AioDiskDb {
     ///
     /// # Cancel safety
     /// Waiting has no effect; dropping the future is harmless.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> aiodiskdb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = aiodiskdb::AioDiskDb::builder(dir.path())
+    ///     .flush_interval(std::time::Duration::from_millis(10))
+    ///     .open()
+    ///     .await?;
+    /// let loc = db.add(&b"block"[..]).await?;
+    /// db.wait_persisted(loc).await?; // the interval's flush persisted it
+    /// db.stop().await
+    /// # }
+    /// ```
     pub async fn wait_persisted(&self, loc: ItemLocation) -> Result<()> {
         let Some(target) = self.inner().lock().persisted_at(loc)? else {
             return Ok(());
@@ -597,6 +854,19 @@ impl AioDiskDb {
 
     /// Starts a transaction: items staged in it are invisible until
     /// [`Transaction::commit`], then written contiguously, atomically and durably.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> aiodiskdb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = aiodiskdb::AioDiskDb::open(dir.path()).await?;
+    /// let mut tx = db.transaction();
+    /// tx.add(&b"header"[..])?;
+    /// tx.add(&b"body"[..])?;
+    /// let locs = tx.commit().await?; // both durable, or neither
+    /// assert_eq!(db.read(locs[1]).await?.as_deref(), Some(&b"body"[..]));
+    /// db.stop().await
+    /// # }
+    /// ```
     pub fn transaction(&self) -> Transaction {
         Transaction::new(self.clone())
     }
@@ -671,6 +941,9 @@ impl AioDiskDb {
     /// overwritten by a later upload); a file whose record was requested is recorded.
     #[cfg(feature = "tiering")]
     pub async fn tier(&self) -> Result<Vec<crate::tiering::Tiered>> {
+        if self.inner().follower.is_some() {
+            return Err(Error::ReadOnly);
+        }
         let Some(remote) = &self.inner().remote else {
             return Err(Error::config(
                 "tiering",
@@ -715,6 +988,19 @@ impl AioDiskDb {
     ///
     /// # Cancel safety
     /// Dropping the future does not cancel the trim once requested.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> aiodiskdb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = aiodiskdb::AioDiskDb::builder(dir.path()).overwrite(true).open().await?;
+    /// let a = db.add(&b"keep"[..]).await?;
+    /// let b = db.add(&b"undo"[..]).await?;
+    /// assert_eq!(db.rtrim(0, b.position, b"undo").await?, 4);
+    /// assert_eq!(db.read(b).await?, None);
+    /// assert!(db.read(a).await?.is_some());
+    /// db.stop().await
+    /// # }
+    /// ```
     pub async fn rtrim(&self, index: u32, trim_from: u32, safety_check: &[u8]) -> Result<u64> {
         self.check_overwrite()?;
         let check = safety_check.to_vec();
@@ -742,6 +1028,20 @@ impl AioDiskDb {
     ///
     /// # Cancel safety
     /// Dropping the future does not cancel the trim once requested.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> aiodiskdb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = aiodiskdb::AioDiskDb::builder(dir.path()).overwrite(true).open().await?;
+    /// let old = db.add(&b"old"[..]).await?;
+    /// let new = db.add(&b"new"[..]).await?;
+    /// db.flush().await?;
+    /// assert_eq!(db.ltrim(0, new.position, b"old").await?, 3);
+    /// assert_eq!(db.read(old).await?, None);
+    /// assert_eq!(db.read(new).await?.as_deref(), Some(&b"new"[..])); // same location
+    /// db.stop().await
+    /// # }
+    /// ```
     pub async fn ltrim(&self, index: u32, trim_to: u32, safety_check: &[u8]) -> Result<u64> {
         self.check_overwrite()?;
         let check = safety_check.to_vec();
@@ -766,6 +1066,25 @@ impl AioDiskDb {
     ///
     /// # Cancel safety
     /// Dropping the future does not cancel the drop once requested.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> aiodiskdb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = aiodiskdb::AioDiskDb::builder(dir.path())
+    ///     .max_file_size(24 + 8) // 8 item bytes per file
+    ///     .max_buffer_size(8)
+    ///     .overwrite(true)
+    ///     .open()
+    ///     .await?;
+    /// let first = db.add(&b"00000000"[..]).await?;
+    /// let second = db.add(&b"11111111"[..]).await?;
+    /// assert_eq!((first.index, second.index), (0, 1));
+    /// db.flush().await?;
+    /// assert_eq!(db.drop_index(0).await?, 8);
+    /// assert_eq!(db.read(first).await?, None);
+    /// db.stop().await
+    /// # }
+    /// ```
     pub async fn drop_index(&self, index: u32) -> Result<u64> {
         self.check_overwrite()?;
         self.send(|reply| Command::Trim {
@@ -777,6 +1096,21 @@ impl AioDiskDb {
 
     /// A receiver of every [`Event`] from now on. A slow receiver lags (it gets
     /// `RecvError::Lagged`); it never slows the database.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> aiodiskdb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = aiodiskdb::AioDiskDb::open(dir.path()).await?;
+    /// let mut events = db.subscribe();
+    /// let loc = db.add(&b"block"[..]).await?;
+    /// db.flush().await?;
+    /// match events.recv().await {
+    ///     Ok(aiodiskdb::Event::Written { event, .. }) => assert_eq!(event.index, loc.index),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// db.stop().await
+    /// # }
+    /// ```
     #[must_use]
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner().events.subscribe()
@@ -792,6 +1126,19 @@ impl AioDiskDb {
     ///
     /// # Cancel safety
     /// Dropping the future does not cancel the stop once requested.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> aiodiskdb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = aiodiskdb::AioDiskDb::open(dir.path()).await?;
+    /// let loc = db.add(&b"block"[..]).await?;
+    /// db.stop().await?; // persists the buffer first
+    /// assert!(!db.is_running());
+    /// let db = aiodiskdb::AioDiskDb::open(dir.path()).await?;
+    /// assert_eq!(db.read(loc).await?.as_deref(), Some(&b"block"[..]));
+    /// db.stop().await
+    /// # }
+    /// ```
     pub async fn stop(&self) -> Result<()> {
         let inner = self.inner();
         inner.lock().begin_stop()?;

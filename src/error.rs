@@ -47,8 +47,9 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// Trimming and dropping need `overwrite` enabled.
-    #[error("the database is read-only for trims and drops: enable overwrite first")]
+    /// A write on a handle opened with [`read_only`](crate::Builder::read_only), or a trim
+    /// or drop without `overwrite` enabled.
+    #[error("the database is read-only: it was opened read-only, or trims and drops need overwrite enabled")]
     ReadOnly,
     /// The files on disk disagree with what the database committed.
     #[error("files inconsistency in {path}: {reason}")]

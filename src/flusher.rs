@@ -242,7 +242,7 @@ impl Flusher {
                 let head = catalog.head();
                 let moved = {
                     let mut s = self.inner.lock();
-                    let moved = s.head() != head;
+                    let moved = s.catalog_head() != head;
                     s.finish_batch(catalog);
                     moved
                 };

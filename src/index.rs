@@ -404,8 +404,11 @@ pub(crate) fn verify_head(
 ) -> Result<HeadCommit> {
     let mut committed = baseline;
     for c in idx.commits()? {
+        // A commit no newer than the baseline tells nothing more (and a read-only handle,
+        // whose baseline is the commit it knows, does not read its batch again).
         if c.entries < baseline.entries
             || c.end < baseline.end
+            || (c.entries == baseline.entries && c.end == baseline.end)
             || c.end > data_end
             || c.prev_end < data.trim_offset()
         {
@@ -477,6 +480,32 @@ pub(crate) fn verify_head(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_look_up_finds_what_a_scan_finds() {
+        // Tables of every length around the block size, items of sizes 1 to 3, every
+        // range over and around them asked for.
+        for len in [0u32, 1, 2, 15, 16, 17, 31, 32, 33, 100] {
+            let first = 7;
+            let mut entries = Vec::new();
+            let mut end = first;
+            for k in 0..len {
+                end += 1 + (k * 7) % 3;
+                entries.push(Entry { end, crc: k });
+            }
+            let t = ItemTable::from_entries(first, &entries);
+            let items: Vec<_> = t.items().collect();
+            for position in 0..end + 3 {
+                for size in 0..8 {
+                    let want = items
+                        .iter()
+                        .find(|&&(p, s, _)| p == position && s == size)
+                        .map(|&(_, _, crc)| crc);
+                    assert_eq!(t.crc_of(position, size), want, "{len} {position} {size}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn an_item_is_found_only_by_its_exact_range() {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{Builder, Config};
 use crate::error::{Error, IoContext, Result};
 use crate::fs::{Fs, RealFs};
-use crate::recovery::plan::{self, describe, Action, Plan, Session};
+use crate::recovery::plan::{describe, Action, Plan, Session};
 use crate::recovery::survey::{self, Foreign, Survey};
 use crate::store::Options;
 
@@ -133,9 +133,17 @@ pub(crate) fn inspect_with(fs: &dyn Fs, opts: &Options) -> Result<Inspection> {
     }
     let mut out = Inspection::default();
     let state_path = opts.state_path();
-    let raw = read_state(fs, &state_path, &mut out)?;
-    let survey = survey::survey(fs, dir, &opts.format, &raw)?;
-    let plan = plan::plan(opts, &survey, out.locked);
+    // A writer holding the directory may roll over, trim or drop under the survey: it is
+    // taken again until the writer held still across it, as a read-only handle's is (a
+    // file gone between the listing and its reading is not a problem of the directory).
+    let mut state_problem = None;
+    let (survey, plan) = survey::settled(fs, opts, || {
+        let (raw, locked, problem) = read_state(fs, &state_path)?;
+        state_problem = problem;
+        out.locked = locked;
+        Ok((raw, locked))
+    })?;
+    out.problems.extend(state_problem);
     if survey.state_unreadable {
         out.problems.push(problem(
             &state_path,
@@ -159,21 +167,22 @@ pub(crate) fn inspect_with(fs: &dyn Fs, opts: &Options) -> Result<Inspection> {
     Ok(out)
 }
 
-/// Reads the state file and tests the lock (taking it and releasing it at once).
-fn read_state(fs: &dyn Fs, path: &Path, out: &mut Inspection) -> Result<Vec<u8>> {
+/// Reads the state file and tests the lock (taking it and releasing it at once): its
+/// bytes (empty when there is none), whether another process holds it, and why it could
+/// not be opened.
+fn read_state(fs: &dyn Fs, path: &Path) -> Result<(Vec<u8>, bool, Option<Problem>)> {
     let f = match fs.open_ro(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), false, None)),
         Err(e) => {
-            out.problems
-                .push(problem(path, format!("cannot open the state file: {e}")));
-            return Ok(Vec::new());
+            let p = problem(path, format!("cannot open the state file: {e}"));
+            return Ok((Vec::new(), false, Some(p)));
         }
     };
-    out.locked = !f.try_lock().ctx("lock state file", path)?;
-    let raw = survey::read_state(f.as_ref(), path);
+    let locked = !f.try_lock().ctx("lock state file", path)?;
+    let raw = survey::read_state(f.as_ref(), path)?;
     drop(f);
-    raw
+    Ok((raw, locked, None))
 }
 
 /// The valid data files, as they are now (those an interrupted flush created after its

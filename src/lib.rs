@@ -34,7 +34,32 @@
 //! ```
 //!
 //! What it is not: a key-value store (there are no keys, only locations), a database that
-//! deletes single items, or a replicated log. One process owns a directory at a time.
+//! deletes single items, or a replicated log. One process writes a directory at a time;
+//! any number of processes read it beside the writer with
+//! [`open_read_only`](AioDiskDb::open_read_only).
+//!
+//! ## Adding it
+//!
+//! ```toml
+//! [dependencies]
+//! aiodiskdb = "0.1"
+//! tokio = { version = "1", features = ["rt-multi-thread", "macros"] }
+//! ```
+//!
+//! ## Runtime
+//!
+//! Every `async` method needs a tokio runtime, of either flavor: `open` spawns the
+//! flusher task and runs disk I/O on tokio's blocking threads (`spawn_blocking`). Called
+//! outside a runtime they panic, as tokio's `spawn` and `spawn_blocking` do ("must be
+//! called from the context of a Tokio 1.x runtime"). A handle belongs to the runtime that opened it: once that runtime shuts
+//! down, its flusher persists the buffer synchronously and the handle fails every call
+//! with [`Error::NotRunning`].
+//!
+//! ## Platforms
+//!
+//! Unix only (the files are read and written with positioned I/O and locked with
+//! `flock`); tested on Linux, where page-cache reads skip the thread hop
+//! (`preadv2(RWF_NOWAIT)`). Windows is not supported.
 
 mod buffer;
 mod catalog;
@@ -50,6 +75,7 @@ mod index;
 mod inspect;
 mod location;
 mod reader;
+mod readonly;
 mod recovery;
 mod registry;
 mod shared;

@@ -79,9 +79,12 @@ pub(crate) struct ReadCache {
     cache: Mutex<HashMap<u32, Arc<Cached>>>,
 }
 
-/// Whether `bytes`, read at `loc`, are what the table recorded (when `loc` is exactly one
-/// indexed item).
-pub(crate) fn check(table: &ItemTable, loc: ItemLocation, bytes: &[u8]) -> Result<()> {
+/// Bytes read, and whether a CRC32C vouched for them.
+pub(crate) type Got = Option<(Bytes, bool)>;
+
+/// Whether `bytes`, read at `loc`, are what the table recorded: `Ok(true)` when `loc` is
+/// exactly one indexed item and they match, `Ok(false)` when no CRC covers `loc`.
+pub(crate) fn check(table: &ItemTable, loc: ItemLocation, bytes: &[u8]) -> Result<bool> {
     match table.crc_of(loc.position, loc.size) {
         Some(crc) if crc32c::crc32c(bytes) != crc => Err(Error::Corrupted {
             location: loc,
@@ -90,7 +93,8 @@ pub(crate) fn check(table: &ItemTable, loc: ItemLocation, bytes: &[u8]) -> Resul
                 crc32c::crc32c(bytes)
             ),
         }),
-        _ => Ok(()),
+        Some(_) => Ok(true),
+        None => Ok(false),
     }
 }
 
@@ -174,11 +178,7 @@ impl ReadCache {
     /// Reads `loc` without blocking if its file is open here, its table is loaded and the
     /// page cache holds all of its bytes. `None` when that is not so: the caller goes to
     /// [`ReadCache::read`] on a blocking thread.
-    pub(crate) fn read_cached(
-        &self,
-        loc: ItemLocation,
-        info: FileInfo,
-    ) -> Option<Result<Option<Bytes>>> {
+    pub(crate) fn read_cached(&self, loc: ItemLocation, info: FileInfo) -> Option<Result<Got>> {
         let cached = self.get(loc.index, info.generation)?;
         if loc.position < cached.file.trim_offset() {
             return Some(Ok(None));
@@ -198,11 +198,9 @@ impl ReadCache {
         }
     }
 
-    fn checked(&self, cached: &Cached, loc: ItemLocation, buf: Vec<u8>) -> Result<Option<Bytes>> {
-        if self.verify {
-            check(&cached.table.read().expect("table lock"), loc, &buf)?;
-        }
-        Ok(Some(Bytes::from(buf)))
+    fn checked(&self, cached: &Cached, loc: ItemLocation, buf: Vec<u8>) -> Result<Got> {
+        let vouched = self.verify && check(&cached.table.read().expect("table lock"), loc, &buf)?;
+        Ok(Some((Bytes::from(buf), vouched)))
     }
 
     /// The handle (and table) of `index` at `info`'s generation; `None` when the file is
@@ -237,7 +235,7 @@ impl ReadCache {
     /// Reads `loc` from its data file, checking it against its item index; blocking.
     /// `None` when the bytes are not stored (the file is gone, shorter, or trimmed past
     /// the position).
-    pub(crate) fn read(&self, loc: ItemLocation, info: FileInfo) -> Result<Option<Bytes>> {
+    pub(crate) fn read(&self, loc: ItemLocation, info: FileInfo) -> Result<Got> {
         let Some(cached) = self.cached(loc.index, info)? else {
             return Ok(None);
         };

@@ -91,6 +91,8 @@ pub(crate) struct Shared {
     exclusive: bool,
     last_flush: Instant,
     limits: Limits,
+    /// A read-only handle: every call but reads (and the stop) is refused.
+    read_only: bool,
 }
 
 impl Shared {
@@ -107,6 +109,15 @@ impl Shared {
             exclusive: false,
             last_flush: now,
             limits,
+            read_only: false,
+        }
+    }
+
+    /// The state of a read-only handle: it serves `catalog` and refuses writes.
+    pub(crate) fn new_read_only(catalog: Catalog, limits: Limits, now: Instant) -> Shared {
+        Shared {
+            read_only: true,
+            ..Shared::new(catalog, limits, now)
         }
     }
 
@@ -117,6 +128,9 @@ impl Shared {
     /// (naming its cause) once a write failed, except for reads.
     #[inline]
     pub(crate) fn admit(&self, call: Call) -> Result<()> {
+        if self.read_only && call != Call::Read {
+            return Err(Error::ReadOnly);
+        }
         match (&self.status, call) {
             (Status::Running, _)
             | (Status::Stopping, Call::Flush | Call::Persist | Call::Wait | Call::Read)
@@ -189,8 +203,8 @@ impl Shared {
         (info, buffered)
     }
 
-    /// The committed head's index.
-    pub(crate) fn head(&self) -> u32 {
+    /// The head of the committed catalog.
+    pub(crate) fn catalog_head(&self) -> u32 {
         self.catalog.head()
     }
 

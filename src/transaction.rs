@@ -93,6 +93,21 @@ impl Transaction {
     /// # Cancel safety
     /// Once the commit was handed to the flusher, dropping the future does not cancel it:
     /// it completes (or fails) as a whole, and the locations are lost to the caller.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> aiodiskdb::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = aiodiskdb::AioDiskDb::open(dir.path()).await?;
+    /// let mut tx = db.transaction();
+    /// for block in [&b"a"[..], &b"b"[..], &b"c"[..]] {
+    ///     tx.add(block)?;
+    /// }
+    /// let locs = tx.commit().await?;
+    /// assert_eq!(locs.len(), 3);
+    /// assert_eq!(locs[2].position, 2); // contiguous
+    /// db.stop().await
+    /// # }
+    /// ```
     pub async fn commit(self) -> Result<Vec<ItemLocation>> {
         if self.items.is_empty() {
             return Err(Error::EmptyTransaction);

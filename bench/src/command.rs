@@ -35,6 +35,13 @@ pub const BENCH_HELP: &str = r#"Workloads (sizes scale with --total-mb, --items,
   verify      writes 1000 MB (--total-mb) of random 1..64 KiB items, then a durable stop;
               times `verify` of a fresh instance: cold (the page cache dropped before
               each pass; needs root, skipped otherwise), then warm: MB/s
+  read-other-process
+              writes 100,000 items of 1 KiB (--items) durably, then keeps appending (add +
+              flush of 1 KiB, then 10 ms pause) while random reads of those items run in
+              turns in this process (the writer's) and from a read-only handle in another
+              process (this binary again), with 1 and with 32 concurrent readers (as many
+              reads as items), in 3 rounds: reads/s of each, vs_writer = the other
+              process's reads/s / the writer's
   all         every workload above, in this order
 
 Each workload also measures, in the same run and directory, the limit it is compared with:
@@ -86,8 +93,17 @@ secs); a figure not known is n/a (null in JSON). With --json, one object per wor
   verify:  {"workload": "verify", "items": int, "bytes": int, "files": int,
             "runs": [{"cache": "cold"|"warm", "secs": f64, "mb_per_s": f64,
                       "limit_secs": f64, "limit_mb_per_s": f64, "ratio": f64}]}
+  read-other-process:
+           {"workload": "read-other-process", "items": int, "item_bytes": 1024,
+            "appends": int, "appends_per_s": f64,
+            "runs": [{"readers": int, "process": "writer"|"reader", "reads": int (all
+                      rounds), "secs": f64, "reads_per_s": f64,
+                      "vs_writer": f64 (reader runs only)}]}
 MB is 10^6 bytes. Every workload uses the default configuration (durable: fsync) unless
 said above."#;
+
+/// Items written (and reads per run) of `read` and `read-other-process`.
+const READ_ITEMS: u64 = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Workload {
@@ -107,12 +123,15 @@ enum Workload {
     Open,
     /// `verify` of 1000 MB of 1..64 KiB items, cold and warm.
     Verify,
+    /// Random 1 KiB reads from a read-only handle in another process while the writer
+    /// appends, against the same reads in the writer's process.
+    ReadOtherProcess,
     /// Every workload, in the order above.
     All,
 }
 
 impl Workload {
-    const EACH: [Workload; 8] = [
+    const EACH: [Workload; 9] = [
         Workload::SeedLarge,
         Workload::SeedSmall,
         Workload::Append,
@@ -121,6 +140,7 @@ impl Workload {
         Workload::Durable,
         Workload::Open,
         Workload::Verify,
+        Workload::ReadOtherProcess,
     ];
 
     fn name(self) -> &'static str {
@@ -133,6 +153,7 @@ impl Workload {
             Workload::Durable => "durable",
             Workload::Open => "open",
             Workload::Verify => "verify",
+            Workload::ReadOtherProcess => "read-other-process",
             Workload::All => "all",
         }
     }
@@ -154,8 +175,8 @@ pub struct BenchArgs {
     #[arg(long, value_name = "MB")]
     total_mb: Option<u64>,
     /// Items: adds for `append` [default: 1000000], items written and reads per run for
-    /// `read` [default: 100000], durable adds in all for `durable` [default: run for
-    /// --seconds].
+    /// `read` and `read-other-process` [default: 100000], durable adds in all for
+    /// `durable` [default: run for --seconds].
     #[arg(long, value_name = "N")]
     items: Option<u64>,
     /// Concurrent tasks for `durable`.
@@ -176,6 +197,10 @@ pub struct BenchArgs {
     /// No progress output on stderr.
     #[arg(long, short)]
     quiet: bool,
+    /// The reader process of `read-other-process`, started by the bench itself: opens DIR
+    /// read-only and runs the reads asked for on stdin.
+    #[arg(long, value_name = "DIR", hide = true)]
+    read_only_child: Option<PathBuf>,
 }
 
 impl BenchArgs {
@@ -198,6 +223,11 @@ impl BenchArgs {
 /// # Errors
 /// A bad option, a `--dir` that is not empty, a workload that failed, or stdout closed.
 pub async fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if let Some(dir) = &args.read_only_child {
+        let items = args.items.unwrap_or(READ_ITEMS);
+        workloads::read_only_child(dir, items).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     workloads::check_options(args.tasks, args.seconds)?;
     ensure!(args.files > 0, "--files must be at least 1");
     let workloads: &[Workload] = if args.workload == Workload::All {
@@ -270,7 +300,7 @@ async fn run_one(
                 .await
         }
         Workload::Read => {
-            let items = args.items.unwrap_or(100_000);
+            let items = args.items.unwrap_or(READ_ITEMS);
             workloads::read_with::<Db>(b, dir, items, args.seed, workloads::read_configs()).await
         }
         Workload::Durable => {
@@ -280,6 +310,10 @@ async fn run_one(
         Workload::Open => workloads::open_dirs(b, dir, args.files).await,
         Workload::Verify => {
             workloads::verify(b, dir, args.total_mb.unwrap_or(1000), args.seed).await
+        }
+        Workload::ReadOtherProcess => {
+            let items = args.items.unwrap_or(READ_ITEMS);
+            workloads::read_other_process(b, dir, items, args.seed).await
         }
         Workload::All => unreachable!("expanded by `run_bench`"),
     }

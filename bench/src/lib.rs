@@ -29,7 +29,8 @@ pub use exec::{block_on, Exec};
 pub use ours::Tuning;
 pub use raw::Target;
 pub use report::{
-    AppendReport, DurableReport, OpenReport, ReadReport, Report, SeedReport, VerifyReport,
+    AppendReport, DurableReport, OpenReport, OtherProcessReport, ReadReport, Report, SeedReport,
+    VerifyReport,
 };
 pub use root::Root;
 pub use ui::Ui;

@@ -26,6 +26,8 @@ pub enum Report {
     Open(OpenReport),
     /// `verify`.
     Verify(VerifyReport),
+    /// `read-other-process`.
+    OtherProcess(OtherProcessReport),
     /// The workload failed: no figure.
     Failed {
         /// The engine it ran against.
@@ -252,6 +254,32 @@ pub(crate) struct VerifyRun {
     pub(crate) ratio: f64,
 }
 
+/// The figures of `read-other-process` (aiodiskdb only).
+#[derive(Debug, Serialize)]
+pub struct OtherProcessReport {
+    pub(crate) workload: &'static str,
+    pub(crate) items: u64,
+    pub(crate) item_bytes: u64,
+    /// Durable appends (add + flush) of the writer while the reads ran.
+    pub(crate) appends: u64,
+    pub(crate) appends_per_s: f64,
+    pub(crate) runs: Vec<OtherProcessRun>,
+}
+
+/// Random reads in the writer's process (`writer`) or from a read-only handle in another
+/// process (`reader`).
+#[derive(Debug, Serialize)]
+pub(crate) struct OtherProcessRun {
+    pub(crate) readers: usize,
+    pub(crate) process: &'static str,
+    pub(crate) reads: u64,
+    pub(crate) secs: f64,
+    pub(crate) reads_per_s: f64,
+    /// For the reader: its reads/s divided by the writer's with as many readers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) vs_writer: Option<f64>,
+}
+
 /// One text line of `key=value` pairs separated by single spaces: the keys are those of
 /// the JSON object, in its order; figures are rounded; a value that could hold a space or
 /// a quote is quoted as a Rust string literal (`error="..."`).
@@ -406,6 +434,7 @@ impl Report {
                 }
                 Ok(())
             }
+            Report::OtherProcess(r) => r.write_text(out),
             Report::Failed {
                 engine,
                 workload,
@@ -468,6 +497,26 @@ impl AppendReport {
                 .kv_opt(limit.map(|(secs, _)| ("limit_secs", format!("{secs:.3}"))))
                 .kv_opt(limit.map(|(_, rate)| ("limit_adds_per_s", format!("{rate:.0}"))))
                 .kv("close", self.close)
+                .write(out)?;
+        }
+        Ok(())
+    }
+}
+
+impl OtherProcessReport {
+    fn write_text(&self, out: &mut impl io::Write) -> io::Result<()> {
+        for run in &self.runs {
+            Line::new(None, self.workload)
+                .kv("items", self.items)
+                .kv("item_bytes", self.item_bytes)
+                .kv("appends", self.appends)
+                .kv("appends_per_s", format_args!("{:.1}", self.appends_per_s))
+                .kv("readers", run.readers)
+                .kv("process", run.process)
+                .kv("reads", run.reads)
+                .kv("secs", format_args!("{:.3}", run.secs))
+                .kv("reads_per_s", format_args!("{:.0}", run.reads_per_s))
+                .kv_opt(run.vs_writer.map(|v| ("vs_writer", format!("{v:.3}"))))
                 .write(out)?;
         }
         Ok(())

@@ -85,10 +85,12 @@ enum Command {
     #[command(after_help = inspect::CHECK_HELP)]
     Check(inspect::CheckArgs),
     /// Read every stored byte and check each item against its CRC32C, without changing
-    /// anything; exit 3 with one line per corrupt, missing or inconsistent location.
+    /// anything (read-only, also beside a writer); exit 3 with one line per corrupt,
+    /// missing or inconsistent location.
     #[command(after_help = verify::VERIFY_HELP)]
     Verify(verify::VerifyArgs),
-    /// List the location of every item, in order, as INDEX:POSITION:SIZE (read-only).
+    /// List the location of every item, in order, as INDEX:POSITION:SIZE (read-only, also
+    /// beside a writer).
     #[command(after_help = verify::SCAN_HELP)]
     Scan(verify::ScanArgs),
     /// Recover a directory a crashed writer left (finish or undo its interrupted flush or
@@ -98,7 +100,8 @@ enum Command {
     /// as INDEX:POSITION:SIZE.
     #[command(after_help = ops::ADD_HELP)]
     Add(ops::AddArgs),
-    /// Write the bytes of the item at LOCATION to stdout (or their hex, with --hex).
+    /// Write the bytes of the item at LOCATION to stdout (or their hex, with --hex);
+    /// read-only: beside a writer that holds the directory, creating nothing.
     Read(ops::ReadArgs),
     /// Cut index INDEX from logical position POSITION to its end (needs --yes).
     #[command(after_help = ops::TRIM_HELP)]

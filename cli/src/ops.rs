@@ -1,5 +1,6 @@
-//! `add`, `read`, `rtrim`, `ltrim`, `drop`: open the database, do one operation, stop it
-//! (everything durable, the directory marked cleanly stopped).
+//! `add`, `rtrim`, `ltrim`, `drop`: open the database, do one operation, stop it
+//! (everything durable, the directory marked cleanly stopped). `read`: a read-only handle,
+//! beside any writer.
 
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -213,8 +214,11 @@ pub(crate) async fn recover(db: Db) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Reads through a read-only handle: no lock (a service may hold the directory), nothing
+/// written or created, no write permission needed; a directory that needs recovery is
+/// read as recovery will keep it.
 pub(crate) async fn read(db: Db, args: ReadArgs) -> anyhow::Result<ExitCode> {
-    let handle = db.builder().create_if_missing(false).open().await?;
+    let handle = db.builder().read_only().open().await?;
     let loc = args.location;
     let bytes = with_db(handle.clone(), handle.read(loc))
         .await?

@@ -1,7 +1,7 @@
-//! `verify` and `scan`: open the directory without recovering it, read, stop. Neither
-//! changes anything: a session that changes nothing writes nothing, a directory that needs
-//! recovery is refused (exit 3, its problems as `check` prints them), and so is one that
-//! the open itself would write to (exit 1).
+//! `verify` and `scan`: open the directory read-only (no lock, no recovery, nothing
+//! written: they run beside a writer in another process), read, stop. A directory that
+//! needs recovery and that no writer holds is refused (exit 3, its problems as `check`
+//! prints them).
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
@@ -27,11 +27,12 @@ checksum: `read` refuses them), missing (committed bytes no longer stored) or in
 `damaged: ...`, and exits 3 when anything is wrong. Bytes no item index covers (written by
 the Python library) are read and counted as unindexed: they cannot be checked.
 A progress bar on stderr when it is a terminal (not with -q).
-verify opens the directory without recovering it. With a recovery pending (or a directory
-the open refuses, as `check` reports it) it prints the problems as `check` does and exits 3:
-`aiodiskdb recover` finishes a pending recovery. A directory that opening would write to is
-refused (exit 1): one without our commit record (written only by the Python library, or
-empty), or whose empty head file is gone; `aiodiskdb recover` prepares it.
+verify opens the directory read-only: it takes no lock, writes nothing and needs no write
+permission, so it runs while a service writes to the directory (it checks what was
+committed when it started; a file the writer trims or drops meanwhile is not judged by its
+old record). With a recovery pending and no writer holding the directory (or a directory
+the open refuses, as `check` reports it) it prints the problems as `check` does and exits
+3: `aiodiskdb recover` finishes a pending recovery.
 With --json, prints one object:
   {"dir": str, "ok": bool, "files": int, "items_checked": int, "bytes_checked": int,
    "unindexed_bytes": int,
@@ -46,10 +47,10 @@ pub(crate) const SCAN_HELP: &str = r#"Prints the location of every item, in orde
 INDEX:POSITION:SIZE, as `read` takes it. The items are those of the item indexes; a range
 no item index covers (written by the Python library) is one location spanning it. With
 --index, only the items of that index (an index without a data file is an error).
-scan opens the directory without recovering it and changes nothing. With a recovery
-pending (or a directory the open refuses) it prints the problems as `check` does, on
-stderr, and exits 3: `aiodiskdb recover` finishes a pending recovery. A directory that
-opening would write to is refused (exit 1), as by `verify`.
+scan opens the directory read-only, as `verify` does: it runs beside a writer (an index
+the writer drops meanwhile is skipped) and changes nothing. With a recovery pending and no
+writer holding the directory (or a directory the open refuses) it prints the problems as
+`check` does, on stderr, and exits 3: `aiodiskdb recover` finishes a pending recovery.
 With --json, prints one object per location, one per line:
   {"location": "INDEX:POSITION:SIZE", "index": int, "position": int, "size": int}"#;
 
@@ -134,68 +135,33 @@ impl Refusal {
     }
 }
 
-/// What opening the directory would write, when recovery is not pending, and how
-/// `aiodiskdb recover` does it instead: the open writes our commit record where there is
-/// none, and creates a head file that is gone (an empty one: a head file with committed
-/// bytes gone is an error of the open).
-fn open_would_write(db: &Db, ins: &Inspection) -> Option<(String, &'static str)> {
-    let Some(state) = ins.state else {
-        return Some((
-            "it has no commit record of ours (only the Python library wrote it, or it is \
-             empty): opening it writes one"
-                .to_owned(),
-            "writes it (the Python library ignores it)",
-        ));
-    };
-    let head = ins.files.iter().map(|f| f.index).fold(state.head, u32::max);
-    let name = db.data_file_name(head);
-    (state.head_end == 0 && !db.dir.join(&name).exists()).then(|| {
-        (
-            format!("its head file {name} is gone: opening it creates it (empty)"),
-            "creates it",
-        )
-    })
-}
-
-/// Opens the directory for `command`, which must change nothing: without recovering it,
-/// and only when the open itself writes nothing. Returns the handle and what `inspect`
-/// found just before, or why the directory was not opened.
+/// Opens the directory for `command`, which changes nothing, through a read-only handle:
+/// no lock (a service may hold the directory and keep writing: the handle follows its
+/// commits), nothing written or created, no write permission needed. A directory whose
+/// last writer crashed, that no writer holds, is refused: its pending recovery is a
+/// problem as `check` reports it. Returns the handle and what `inspect` found just before,
+/// or why the directory was not opened.
 ///
 /// # Errors
-/// The directory cannot be inspected, opening it would write (see [`open_would_write`]),
-/// or the open failed for another reason than the problems `inspect` reports.
+/// The directory cannot be inspected, or the open failed for another reason than the
+/// problems `inspect` reports.
 async fn open_unchanged(
     db: &Db,
     command: &str,
 ) -> anyhow::Result<Result<(AioDiskDb, Inspection), Refusal>> {
     let ins = db.builder().inspect().await?;
     let dir = db.dir.display();
-    // Held by another process: nothing is pending for us, and the open says who holds it.
-    if !ins.locked {
-        if !ins.pending_recovery.is_empty() {
-            return Ok(Err(Refusal {
-                reason: format!(
-                    "recovery is pending in {dir}: run `aiodiskdb recover`, then {command} \
-                     again ({command} changes nothing, so it does not recover)"
-                ),
-                ins,
-            }));
-        }
-        if let Some((why, fix)) = open_would_write(db, &ins) {
-            let reason = format!("{dir}: {why}, and {command} changes nothing");
-            if ins.is_sound() {
-                bail!("{reason}; `aiodiskdb recover` {fix}, then run {command} again");
-            }
-            return Ok(Err(Refusal { reason, ins }));
-        }
+    // Held by another process: a live session, nothing is pending.
+    if !ins.locked && !ins.pending_recovery.is_empty() {
+        return Ok(Err(Refusal {
+            reason: format!(
+                "recovery is pending in {dir}: run `aiodiskdb recover`, then {command} \
+                 again ({command} changes nothing, so it does not recover)"
+            ),
+            ins,
+        }));
     }
-    let opened = db
-        .builder()
-        .create_if_missing(false)
-        .clean_stale_data(false)
-        .open()
-        .await;
-    match opened {
+    match db.builder().read_only().open().await {
         Ok(handle) => Ok(Ok((handle, ins))),
         // What the open refuses is what `inspect` reports as problems (the same plan).
         Err(
@@ -370,10 +336,17 @@ pub(crate) async fn scan(db: Db, args: ScanArgs) -> anyhow::Result<ExitCode> {
             None => ins.files.iter().map(|f| f.index).collect(),
         };
         for index in indexes {
-            let locations = handle
-                .locations(index)
-                .await
-                .with_context(|| format!("list the items of index {index}"))?;
+            let locations = match handle.locations(index).await {
+                Ok(l) => l,
+                // Dropped by the writer since `inspect` listed it.
+                Err(
+                    aiodiskdb::Error::IndexDoesNotExist { .. }
+                    | aiodiskdb::Error::FilesInconsistency { .. },
+                ) if ins.locked && args.index.is_none() => continue,
+                Err(e) => {
+                    return Err(e).with_context(|| format!("list the items of index {index}"))
+                }
+            };
             print_locations(&locations, args.json)?;
         }
         Ok(())

@@ -123,6 +123,9 @@ fn format_flags(expected: &Value) -> Vec<String> {
     ]
 }
 
+#[path = "cli/readers.rs"]
+mod readers;
+
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes.iter().fold(String::new(), |mut s, b| {
@@ -473,9 +476,18 @@ fn info_and_check_see_a_lock_held_by_another_handle() -> Result<()> {
     );
     let c = run(&["check", "--dir", s(&db)])?.expect_code(0)?;
     ensure!(c.text().contains("note: another process"), "{}", c.text());
-    run(&["read", "--dir", s(&db), "0:0:5"])?.expect_error("locked")?;
-    run(&["verify", "--dir", s(&db)])?.expect_error("locked")?;
-    run(&["scan", "--dir", s(&db)])?.expect_error("locked")?;
+    // The reading commands open it read-only, beside the writer.
+    assert_eq!(
+        run(&["read", "--dir", s(&db), "0:0:5"])?
+            .expect_code(0)?
+            .stdout,
+        b"hello"
+    );
+    run(&["verify", "--dir", s(&db)])?.expect_code(0)?;
+    assert_eq!(
+        run(&["scan", "--dir", s(&db)])?.expect_code(0)?.text(),
+        "0:0:5\n"
+    );
     rt.block_on(handle.stop())?;
     run(&["read", "--dir", s(&db), "0:0:5"])?.expect_code(0)?;
     Ok(())
@@ -570,10 +582,10 @@ fn python_fixtures() -> Result<()> {
                 r.expect_error(&format!("location {loc} is not stored"))?;
             }
         }
-        // The open by `read` recovered a crashed directory.
+        // `read` opens read-only: a crashed directory is read as recovery will keep it,
+        // and left as it was.
         let after = call(with(&["info", "--json"]))?.json()?;
-        assert_eq!(after["pending_recovery"], serde_json::json!([]), "{name}");
-        assert_eq!(after["state"]["clean"], true, "{name}");
+        assert_eq!(after, info, "{name}: read changed the directory");
     }
     Ok(())
 }
@@ -622,18 +634,10 @@ fn bench_runs_every_workload_tiny() -> Result<()> {
         .map(|o| o["workload"].as_str().unwrap_or(""))
         .collect();
     assert_eq!(
-        names,
-        [
-            "seed-large",
-            "seed-small",
-            "append",
-            "append-large",
-            "read",
-            "durable",
-            "open",
-            "verify"
-        ]
+        names.join(" "),
+        "seed-large seed-small append append-large read durable open verify read-other-process"
     );
+    check_read_other_process(&objects[8])?;
     assert_eq!(objects[2]["items"], 200);
     assert_eq!(objects[3]["items"], 1);
     assert_eq!(objects[3]["item_bytes"], 1 << 20);
@@ -698,6 +702,37 @@ fn bench_runs_every_workload_tiny() -> Result<()> {
         "{}",
         r.stderr
     );
+    Ok(())
+}
+
+/// `read-other-process` of 200 items: the writer's run then the reader's, with 1 then 32
+/// readers, over 3 rounds; the writer appended meanwhile.
+fn check_read_other_process(o: &Value) -> Result<()> {
+    assert_eq!(o["items"], 200);
+    ensure!(o["appends"].as_u64().is_some_and(|a| a >= 1), "{o}");
+    let runs = o["runs"].as_array().context("runs")?;
+    let shape: Vec<(u64, &str)> = runs
+        .iter()
+        .map(|r| {
+            (
+                r["readers"].as_u64().unwrap_or(0),
+                r["process"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [(1, "writer"), (1, "reader"), (32, "writer"), (32, "reader")]
+    );
+    for r in runs {
+        assert_eq!(r["reads"], 600, "{r}");
+        ensure!(r["reads_per_s"].as_f64().is_some_and(|x| x > 0.0), "{r}");
+        let reader = r["process"] == "reader";
+        ensure!(
+            r["vs_writer"].as_f64().is_some_and(|x| x > 0.0) == reader,
+            "vs_writer only for the reader: {r}"
+        );
+    }
     Ok(())
 }
 
@@ -1305,13 +1340,13 @@ fn bench_text_lines_are_key_value_pairs() -> Result<()> {
         if workloads.last() != Some(&pairs[0].1) {
             workloads.push(pairs[0].1);
         }
-        // Figures are numbers (or n/a); config, close and cache are words, verify_reads
-        // a bool.
+        // Figures are numbers (or n/a); config, close, cache and process are words,
+        // verify_reads a bool.
         for (k, v) in &pairs[1..] {
             ensure!(
                 v.parse::<f64>().is_ok()
                     || *v == "n/a"
-                    || ["config", "close", "cache"].contains(k)
+                    || ["config", "close", "cache", "process"].contains(k)
                     || (*k == "verify_reads" && ["true", "false"].contains(v)),
                 "{k}={v} in {line}"
             );
@@ -1327,7 +1362,8 @@ fn bench_text_lines_are_key_value_pairs() -> Result<()> {
             "read",
             "durable",
             "open",
-            "verify"
+            "verify",
+            "read-other-process"
         ]
     );
     let open = text
@@ -1614,26 +1650,14 @@ fn verify_and_scan_refuse_a_pending_recovery_and_change_nothing() -> Result<()> 
     Ok(())
 }
 
-/// A directory without our commit record (the Python library's, or an empty one) would be
-/// written to by the open: `verify` and `scan` refuse it (exit 1); after `recover` they run.
+/// A directory without our commit record (the Python library's, or an empty one): `verify`
+/// and `scan` read it read-only and write nothing (they refused it before read-only opens,
+/// as the open wrote a commit record).
 #[test]
-fn verify_and_scan_refuse_a_directory_the_open_would_write() -> Result<()> {
+fn verify_and_scan_read_a_directory_without_our_commit_record_unchanged() -> Result<()> {
     let (t, dir, expected) = fixture("basic")?;
     let d = s(&dir);
     let before = snapshot(&dir)?;
-    run(&["verify", d])?.expect_error("has no commit record of ours")?;
-    run(&["scan", d, "--json"])?.expect_error("`aiodiskdb recover` writes it")?;
-    assert_eq!(
-        snapshot(&dir)?,
-        before,
-        "a refused verify changed the directory"
-    );
-    let empty = t.path().join("empty");
-    std::fs::create_dir(&empty)?;
-    run(&["verify", s(&empty)])?.expect_error("has no commit record of ours")?;
-    ensure!(snapshot(&empty)?.is_empty());
-
-    run(&["recover", d])?.expect_code(0)?;
     let j = run(&["verify", d, "--json"])?.expect_code(0)?.json()?;
     let stored: u64 = expected["items"]
         .as_array()
@@ -1651,6 +1675,16 @@ fn verify_and_scan_refuse_a_directory_the_open_would_write() -> Result<()> {
         run(&["scan", d])?.expect_code(0)?.text(),
         format!("0:0:{stored}\n")
     );
+    assert_eq!(
+        snapshot(&dir)?,
+        before,
+        "verify or scan changed the directory"
+    );
+    let empty = t.path().join("empty");
+    std::fs::create_dir(&empty)?;
+    run(&["verify", s(&empty)])?.expect_code(0)?;
+    run(&["scan", s(&empty)])?.expect_code(0)?;
+    ensure!(snapshot(&empty)?.is_empty());
     Ok(())
 }
 

@@ -108,7 +108,7 @@ pub(crate) fn open(fs: Arc<dyn Fs>, opts: Options) -> Result<Store> {
 
 /// Refuses a directory whose manifest records files on object storage when tiering is not
 /// configured, or configured with another key prefix: never read as missing data.
-fn check_remote(opts: &Options, plan: &Plan) -> Result<()> {
+pub(crate) fn check_remote(opts: &Options, plan: &Plan) -> Result<()> {
     if plan.remote.is_empty() {
         return Ok(());
     }

@@ -16,6 +16,9 @@ use crate::format::{
 };
 use crate::fs::Fs;
 use crate::index::{verify_head, HeadCommit, IndexFile};
+use crate::store::Options;
+
+use super::plan::{self, Plan};
 
 /// Names that are not ours but that the Python library would take for its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -333,6 +336,44 @@ fn aliases(
         }
     }
     Ok(pairs)
+}
+
+/// How many times [`settled`] surveys again when a writer moved under the survey.
+const SETTLE_ATTEMPTS: u32 = 20;
+
+/// Surveys and plans the directory of `opts` beside a writer that may be changing it (for
+/// a read-only handle and for `inspect`), until the writer held still across the survey:
+/// `read_state` (the state file's bytes, and whether a writer holds the directory: the
+/// plan's `live`) reads the same before and after, and no file vanished between the
+/// listing and its reading (a rename or removal of the writer's in progress, recorded in
+/// the state just before or after it). After the last attempt, what that one found.
+///
+/// # Errors
+/// Those of `read_state` and of [`survey`] (the last attempt's).
+pub(crate) fn settled(
+    fs: &dyn Fs,
+    opts: &Options,
+    mut read_state: impl FnMut() -> Result<(Vec<u8>, bool)>,
+) -> Result<(Survey, Plan)> {
+    let gone = |e: &Error| matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let before = read_state()?;
+        let outcome = survey(fs, &opts.dir, &opts.format, &before.0)
+            .map(|s| (plan::plan(opts, &s, before.1), s));
+        let after = read_state()?;
+        let vanished = match &outcome {
+            Err(e) => gone(e),
+            Ok((plan, _)) => plan.errors.iter().chain(&plan.warnings).any(gone),
+        };
+        if (before != after || vanished) && attempt < SETTLE_ATTEMPTS {
+            // The writer moved on while the directory was read: read it again.
+            std::thread::sleep(std::time::Duration::from_millis(u64::from(attempt)));
+            continue;
+        }
+        return outcome.map(|(plan, s)| (s, plan));
+    }
 }
 
 /// The content of a state file: the two slots, or fewer bytes.

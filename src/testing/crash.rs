@@ -457,7 +457,7 @@ pub(crate) fn read_checked(
     };
     ReadCache::new(files, true)
         .read(loc, info)
-        .map(|b| b.map(|b| b.to_vec()))
+        .map(|b| b.map(|(b, _)| b.to_vec()))
 }
 
 /// Opens (recovers) the directory of the simulated configuration on `fs`.

@@ -1009,6 +1009,65 @@ mod tests {
         });
     }
 
+    /// A read-only handle on a tiered directory: refused without tiering (the writer's
+    /// error), and with it every item read, local or remote, also files the writer tiers
+    /// and drops while the handle is open; `tier` refused with `ReadOnly`.
+    #[test]
+    fn a_read_only_handle_reads_remote_files() {
+        let rt = rt();
+        rt.block_on(async {
+            let fs = SimFs::new();
+            let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+            let db = open_tiered(&fs, Arc::clone(&store), false).await.unwrap();
+            let mut items = fill(&db, 3, 3).await;
+            assert_eq!(db.tier().await.unwrap().len(), 2);
+            let plain = Builder::new("/db").read_only().validate().unwrap().0;
+            let e = AioDiskDb::start_with(Arc::new(fs.clone()), plain, Hooks::default())
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(e, crate::Error::InvalidConfiguration { .. }),
+                "{e:?}"
+            );
+            assert!(e.to_string().contains("data00000.dat"), "{e}");
+            let ro = Builder::new("/db")
+                .read_only()
+                .tiering(Tiering::new(Arc::clone(&store), PREFIX))
+                .validate()
+                .unwrap()
+                .0;
+            let reader = AioDiskDb::start_with(Arc::new(fs.clone()), ro, Hooks::default())
+                .await
+                .unwrap();
+            for (loc, data) in &items {
+                assert_eq!(reader.read(*loc).await.unwrap().as_deref(), Some(&data[..]));
+            }
+            assert!(matches!(reader.tier().await, Err(crate::Error::ReadOnly)));
+            // The writer seals and tiers more while the reader is open.
+            let before = db.handle_catalog().head();
+            loop {
+                let more = fill(&db, 1, 9).await;
+                items.extend(more);
+                if db.handle_catalog().head() >= before + 2 {
+                    break;
+                }
+            }
+            assert!(!db.tier().await.unwrap().is_empty());
+            for (loc, data) in &items {
+                assert_eq!(reader.read(*loc).await.unwrap().as_deref(), Some(&data[..]));
+            }
+            // A remote index the writer drops reads None.
+            db.drop_index(1).await.unwrap();
+            tokio::time::sleep(crate::readonly::REFRESH_AFTER * 2).await;
+            for (loc, data) in &items {
+                let want = (loc.index != 1).then_some(&data[..]);
+                assert_eq!(reader.read(*loc).await.unwrap().as_deref(), want, "{loc}");
+            }
+            reader.stop().await.unwrap();
+            db.stop().await.unwrap();
+        });
+    }
+
     #[test]
     fn remote_reads_are_checked_cached_and_dropped_with_their_object() {
         let rt = rt();

@@ -7,8 +7,17 @@ use aiodiskdb::{AioDiskDb, Builder, Error};
 
 use crate::common::{data_files, file_bytes, header, TestResult};
 
-/// Opens `builder` and returns the option an `InvalidConfiguration` names.
+/// Opens `builder` and returns the option an `InvalidConfiguration` names; `check`, which
+/// touches nothing, names the same option.
 async fn rejected_option(builder: Builder) -> Result<&'static str, String> {
+    let checked = match builder.check() {
+        Err(Error::InvalidConfiguration { option, .. }) => option,
+        other => {
+            return Err(format!(
+                "check: expected InvalidConfiguration, got {other:?}"
+            ))
+        }
+    };
     match builder.open().await {
         Err(Error::InvalidConfiguration {
             option,
@@ -16,6 +25,7 @@ async fn rejected_option(builder: Builder) -> Result<&'static str, String> {
             reason,
         }) => {
             assert!(!reason.is_empty() && !value.is_empty());
+            assert_eq!(checked, option, "check and open disagree");
             Ok(option)
         }
         Err(e) => Err(format!("expected InvalidConfiguration, got {e}")),
@@ -118,6 +128,7 @@ async fn boundary_values_are_accepted() -> TestResult {
         ),
     ];
     for (what, builder) in cases {
+        builder.check().map_err(|e| format!("{what}: check: {e}"))?;
         let db = builder.open().await.map_err(|e| format!("{what}: {e}"))?;
         let l = db.add(&b"x"[..]).await?;
         db.flush().await?;

@@ -18,5 +18,7 @@ mod lifecycle;
 mod load;
 mod model;
 mod nospace;
+mod readers;
+mod readonly;
 mod transactions;
 mod trims;

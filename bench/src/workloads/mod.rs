@@ -5,6 +5,7 @@
 mod append;
 mod durable;
 mod open;
+mod other_process;
 mod read;
 mod seed;
 mod verify;
@@ -19,6 +20,7 @@ pub(crate) use append::{append_configs, append_with};
 pub use durable::durable;
 pub use open::open;
 pub(crate) use open::open_dirs;
+pub(crate) use other_process::{read_only_child, read_other_process};
 pub use read::read;
 pub(crate) use read::{read_configs, read_with};
 pub use seed::{seed, SeedSpec};

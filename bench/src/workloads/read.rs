@@ -21,7 +21,7 @@ use crate::report::{ReadConfig, ReadLimit, ReadReport, ReadRun, Report};
 use crate::ui::{Bar, Unit};
 
 /// The reader counts of each run.
-const READERS: [usize; 2] = [1, 32];
+pub(crate) const READERS: [usize; 2] = [1, 32];
 
 /// Rounds with limits: the configurations and the limit take turns, each in every position
 /// once, so that a machine whose speed drifts weighs on all alike; the figures are sums.
@@ -192,7 +192,7 @@ fn read_runs(
 }
 
 /// `items` random reads of `locs` from `readers` concurrent workers: seconds.
-async fn read_run<E: Engine>(
+pub(crate) async fn read_run<E: Engine>(
     db: &E,
     locs: &Arc<Vec<E::Loc>>,
     items: u64,
