@@ -549,6 +549,7 @@ impl AioDiskDb {
             refreshed = true;
         }
         for _ in 0..ATTEMPTS {
+            let token = follower.token();
             let info = match Self::find(inner, loc)? {
                 Found::Disk(info) => info,
                 Found::Ram(bytes) => return Ok(Some(bytes)),
@@ -579,16 +580,7 @@ impl AioDiskDb {
             match self.read_disk(loc, info).await {
                 Ok(Some((bytes, true))) => return Ok(Some(bytes)),
                 Ok(Some((bytes, false))) => {
-                    let this = Arc::clone(&self.handle.inner);
-                    let unchanged = tokio::task::spawn_blocking(move || {
-                        this.follower
-                            .as_ref()
-                            .expect("a read-only handle")
-                            .unchanged()
-                    })
-                    .await
-                    .map_err(|e| Error::state(format!("read task failed: {e}")))??;
-                    if unchanged {
+                    if self.unchanged_since(token).await? {
                         return Ok(Some(bytes));
                     }
                 }
@@ -606,6 +598,20 @@ impl AioDiskDb {
         Err(Error::state(format!(
             "{loc} could not be read: the writer kept trimming its file while it was read"
         )))
+    }
+
+    /// Whether a read-only handle's state record is still the one of `token`
+    /// ([`Follower::token`], taken before a look-up): what was read since was not cut.
+    async fn unchanged_since(&self, token: u64) -> Result<bool> {
+        let this = Arc::clone(&self.handle.inner);
+        tokio::task::spawn_blocking(move || {
+            this.follower
+                .as_ref()
+                .expect("a read-only handle")
+                .unchanged_since(token)
+        })
+        .await
+        .map_err(|e| Error::state(format!("read task failed: {e}")))?
     }
 
     /// The items of `index` in order, buffered ones included: each committed item its
@@ -633,11 +639,32 @@ impl AioDiskDb {
     /// # Cancel safety
     /// Reads only; dropping the future is harmless.
     pub async fn locations(&self, index: u32) -> Result<Vec<ItemLocation>> {
+        const ATTEMPTS: u32 = 8;
         let inner = self.inner();
-        if inner.follower.is_some() {
+        let Some(follower) = inner.follower.as_ref() else {
+            return self.locations_once(index).await;
+        };
+        // A read-only handle: the item index read must be the one of the view's commit.
+        // A writer records a trim (which cuts the index) before it cuts, so a listing made
+        // while the state record held still is the view's; otherwise it is made again.
+        for _ in 0..ATTEMPTS {
             inner.lock().admit(Call::Read)?;
             self.refresh().await?;
+            let token = follower.token();
+            // A file dropped meanwhile fails the listing: judged by the state too.
+            let listed = self.locations_once(index).await;
+            if self.unchanged_since(token).await? {
+                return listed;
+            }
         }
+        Err(Error::state(format!(
+            "the items of index {index} could not be listed: the writer kept trimming it"
+        )))
+    }
+
+    /// [`AioDiskDb::locations`] from the catalog as it is.
+    async fn locations_once(&self, index: u32) -> Result<Vec<ItemLocation>> {
+        let inner = self.inner();
         let (info, buffered) = {
             let s = inner.lock();
             s.admit(Call::Read)?;

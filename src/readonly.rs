@@ -164,7 +164,10 @@ impl Follower {
         let same_session =
             matches!((state, view.state), (Some(now), Some(was)) if now.seq == was.seq);
         let grown = if same_session {
-            view.grown_head()?
+            // A writer that cuts the head records it in the state before the bytes go, but
+            // a read of the head may still meet the cut: the survey, which waits for the
+            // state to hold still, settles it (and reports what persists).
+            view.grown_head().unwrap_or(Grown::Survey)
         } else {
             Grown::Survey
         };
@@ -176,23 +179,32 @@ impl Follower {
                 let changed = [view.catalog.head(), fresh.head()];
                 let catalog = view.catalog.carry_over(&fresh, &changed);
                 view.state = state;
-                self.seq.store(seq_of(state), Ordering::SeqCst);
                 catalog
             }
         };
         view.catalog = catalog.clone();
         adopt(catalog);
+        // After the catalog is handed over: a token taken before a listing is never newer
+        // than the catalog the listing comes from.
+        self.seq.store(seq_of(view.state), Ordering::SeqCst);
         Ok(())
     }
 
-    /// Whether the state record is still the one the view comes from: bytes read meanwhile
-    /// were not cut by a trim (a writer records a trim before it cuts). Blocking, but the
-    /// state file is in the page cache.
+    /// The view's state token: taken before a caller looks a location up in the catalog,
+    /// and given to [`Follower::unchanged_since`] once it has read what it looked up.
+    pub(crate) fn token(&self) -> u64 {
+        self.seq.load(Ordering::SeqCst)
+    }
+
+    /// Whether the state record is still the one of `token` (taken before the look-up):
+    /// bytes read since were not cut by a trim (a writer records a trim before it cuts a
+    /// byte of a data file or of its item index). Blocking, but the state file is in the
+    /// page cache.
     ///
     /// # Errors
     /// [`Error::Io`] when the state file cannot be read.
-    pub(crate) fn unchanged(&self) -> Result<bool> {
-        let seq = self.seq.load(Ordering::SeqCst);
+    pub(crate) fn unchanged_since(&self, token: u64) -> Result<bool> {
+        let seq = token;
         let Some(file) = self.state_file.get() else {
             // No state record: a directory of the Python library, whose appends are
             // judged by the next survey.

@@ -355,7 +355,11 @@ pub(crate) fn settled(
     opts: &Options,
     mut read_state: impl FnMut() -> Result<(Vec<u8>, bool)>,
 ) -> Result<(Survey, Plan)> {
-    let gone = |e: &Error| matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
+    // A file removed, or cut short, between the listing and its reading.
+    let gone = |e: &Error| {
+        matches!(e, Error::Io { source, .. }
+            if matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::UnexpectedEof))
+    };
     let mut attempt = 0;
     loop {
         attempt += 1;

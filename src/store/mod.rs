@@ -327,6 +327,31 @@ impl Store {
         self.write_state(clean, head, info.end, info.entries, pending)
     }
 
+    /// Gives the head a fresh, empty item index from its committed end on (a head without
+    /// one, or whose items an rtrim all cut): nothing before that end is indexed. The
+    /// caller records it in a state.
+    fn restart_head_index(&mut self) -> Result<()> {
+        let (index, info) = (self.catalog.head(), self.catalog.head_info());
+        let header = IndexHeader {
+            index,
+            first: info.end,
+            genesis: self.opts.format.genesis,
+        };
+        let path = self.opts.index_path(index);
+        crate::fs::remove_if_exists(self.fs.as_ref(), &path).ctx("remove index file", &path)?;
+        self.head.idx = Some(IndexFile::create(
+            self.fs.as_ref(),
+            &path,
+            header,
+            self.opts.sync,
+        )?);
+        self.head.seq = 0;
+        self.sync_dir()?;
+        self.catalog.set_head_end(info.end, 0);
+        self.head_sums = None;
+        Ok(())
+    }
+
     /// Before the first change of the session: gives the head an item index if it has
     /// none (from its committed end on), brings the manifest in line with the files below
     /// the head (a directory of an older version, or one another writer added files to),
@@ -338,24 +363,7 @@ impl Store {
             return Ok(());
         }
         if self.head.idx.is_none() {
-            let (index, info) = (self.catalog.head(), self.catalog.head_info());
-            let header = IndexHeader {
-                index,
-                first: info.end,
-                genesis: self.opts.format.genesis,
-            };
-            let path = self.opts.index_path(index);
-            crate::fs::remove_if_exists(self.fs.as_ref(), &path).ctx("remove index file", &path)?;
-            self.head.idx = Some(IndexFile::create(
-                self.fs.as_ref(),
-                &path,
-                header,
-                self.opts.sync,
-            )?);
-            self.head.seq = 0;
-            self.sync_dir()?;
-            self.catalog.set_head_end(info.end, 0);
-            self.head_sums = None;
+            self.restart_head_index()?;
         }
         if seeded!(self.fs, NoDirtyMarkBeforeFirstWrite) {
             return Ok(());

@@ -179,8 +179,10 @@ impl Store {
                 self.catalog.set_head_end(new_end, n);
                 self.write_head_state(false, Pending::None)?;
             } else {
+                // The fresh index starts at the new end.
                 self.catalog.set_head_end(new_end, 0);
-                self.reindex_head()?;
+                self.restart_head_index()?;
+                self.write_head_state(false, Pending::None)?;
             }
         } else {
             self.commit_older(index, Some(cut), Pending::Rtrim { index })?;
@@ -197,28 +199,6 @@ impl Store {
             dropped: None,
             remote: false,
         })
-    }
-
-    /// Gives the head a fresh item index from its committed end (after an rtrim cut all
-    /// its items): nothing before is indexed.
-    fn reindex_head(&mut self) -> Result<()> {
-        let (index, info) = (self.catalog.head(), self.catalog.head_info());
-        let path = self.opts.index_path(index);
-        remove_if_exists(self.fs.as_ref(), &path).ctx("remove index file", &path)?;
-        let header = IndexHeader {
-            index,
-            first: info.end,
-            genesis: self.opts.format.genesis,
-        };
-        self.head.idx = Some(IndexFile::create(
-            self.fs.as_ref(),
-            &path,
-            header,
-            self.opts.sync,
-        )?);
-        self.head.seq = 0;
-        self.sync_dir()?;
-        self.write_head_state(false, Pending::None)
     }
 
     /// Removes the bytes of `index` before logical position `to`. See `AioDiskDb::ltrim`.
