@@ -113,6 +113,48 @@ impl Tiering {
         }
     }
 
+    /// Tiering to the S3 (or S3-compatible) bucket and key prefix of `url`,
+    /// `s3://bucket/prefix`, with the endpoint, region and credentials from the standard
+    /// variables, as `object_store` reads them: `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT`),
+    /// `AWS_ALLOW_HTTP=true` for a plain-HTTP endpoint, `AWS_REGION`,
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`). This is what
+    /// the CLI's `--store` does.
+    ///
+    /// ```
+    /// # fn main() -> aiodiskdb::Result<()> {
+    /// let tiering = aiodiskdb::tiering::Tiering::from_s3_url("s3://archive/node-1/blocks")?;
+    /// assert_eq!(tiering.prefix(), "node-1/blocks");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfiguration`] if `url` is not `s3://bucket[/prefix]` or the
+    /// variables do not make a valid S3 configuration.
+    pub fn from_s3_url(url: &str) -> Result<Tiering> {
+        let bad = |why: String| Error::InvalidConfiguration {
+            option: "store",
+            value: url.to_string(),
+            reason: why,
+        };
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| bad("the store must be s3://bucket[/prefix]".into()))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(bad("the URL names no bucket".into()));
+        }
+        let s3 = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .build()
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(Tiering::new(Arc::new(s3), prefix.trim_matches('/')))
+    }
+
+    /// The key prefix of every object.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// How many of the newest sealed files stay on the local disk (the head always does).
     /// Default 4; 0 uploads every sealed file.
     #[must_use]
