@@ -427,19 +427,29 @@ async fn trim(db: &AioDiskDb, m: &mut Model, rng: &mut StdRng, r: u32) -> Step {
 }
 
 fn read(
-    fs: &SimFs,
-    cfg: &Config,
+    reader: &ReadCache,
     catalog: &Catalog,
     loc: ItemLocation,
 ) -> Result<Option<Vec<u8>>, String> {
-    read_checked(fs, cfg, catalog, loc).map_err(|e| format!("read {loc}: {e}"))
+    read_checked(reader, catalog, loc).map_err(|e| format!("read {loc}: {e}"))
+}
+
+/// A reader of `fs` as the engine's (one per recovered catalog: it caches each file's
+/// handle and item table, as a handle does).
+pub(crate) fn reader(fs: &SimFs, cfg: &Config) -> ReadCache {
+    let files = Files {
+        fs: Arc::new(fs.clone()),
+        dir: cfg.path.clone(),
+        naming: cfg.naming.clone(),
+        genesis: cfg.genesis,
+    };
+    ReadCache::new(files, true)
 }
 
 /// Reads `loc` as `read` would after recovery to `catalog`: through the reader, which
 /// checks each item against its item index.
 pub(crate) fn read_checked(
-    fs: &SimFs,
-    cfg: &Config,
+    reader: &ReadCache,
     catalog: &Catalog,
     loc: ItemLocation,
 ) -> crate::Result<Option<Vec<u8>>> {
@@ -449,15 +459,7 @@ pub(crate) fn read_checked(
     if loc.size == 0 || loc.position < info.trim_offset || loc.end() > u64::from(info.end) {
         return Ok(None);
     }
-    let files = Files {
-        fs: Arc::new(fs.clone()),
-        dir: cfg.path.clone(),
-        naming: cfg.naming.clone(),
-        genesis: cfg.genesis,
-    };
-    ReadCache::new(files, true)
-        .read(loc, info)
-        .map(|b| b.map(|(b, _)| b.to_vec()))
+    reader.read(loc, info).map(|b| b.map(|(b, _)| b.to_vec()))
 }
 
 /// Opens (recovers) the directory of the simulated configuration on `fs`.
@@ -476,8 +478,9 @@ pub(crate) fn check(image: &SimFs, m: &Model) -> Result<(), String> {
 
 fn check_catalog(image: &SimFs, cfg: &Config, catalog: &Catalog, m: &Model) -> Result<(), String> {
     let mut present = vec![false; m.items.len()];
+    let reader = reader(image, cfg);
     for (n, it) in m.items.iter().enumerate() {
-        let got = read(image, cfg, catalog, it.loc)?;
+        let got = read(&reader, catalog, it.loc)?;
         let exact = got.as_deref() == Some(&it.data[..]);
         present[n] = exact;
         match it.st {
@@ -598,7 +601,7 @@ pub(crate) fn check_append(image: &SimFs, m: &Model) -> Result<(), String> {
     let store = open_store(image).map_err(|e| format!("reopen failed: {e}"))?;
     let catalog = store.catalog();
     drop(store);
-    if read(image, &cfg, &catalog, loc)?.as_deref() != Some(&data[..]) {
+    if read(&reader(image, &cfg), &catalog, loc)?.as_deref() != Some(&data[..]) {
         return Err(format!("append after recovery at {loc} does not read back"));
     }
     // Unacknowledged items that recovery discarded may have their space reused.

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use super::crash::{open_store, read_checked, sim_config, Model, St};
+use super::crash::{open_store, read_checked, reader, sim_config, Model, St};
 use super::sim::SimFs;
 use crate::format::{Commit, State, COMMIT_BYTES, HEADER_BYTES, SLOT_BYTES};
 use crate::fs::Fs;
@@ -166,11 +166,12 @@ pub(crate) fn check(
     let (head, end) = (catalog.head(), catalog.head_info().end);
     let dropped = |l: ItemLocation| l.index == head && l.position >= end;
     let tail_dropped = altered.is_some_and(dropped);
+    let reader = reader(image, &cfg);
     for it in &m.items {
         if tail_dropped && dropped(it.loc) {
             continue;
         }
-        match (read_checked(image, &cfg, &catalog, it.loc), it.st) {
+        match (read_checked(&reader, &catalog, it.loc), it.st) {
             (Ok(Some(got)), _) if got == it.data => {}
             (Ok(Some(_)), St::Durable | St::Pending | St::MaybeGone) => {
                 let idx = cfg.naming.index_file(it.loc.index);

@@ -22,10 +22,13 @@ enum Change {
     SetLen(u64),
 }
 
+/// A file's bytes are shared (copy on write) between a file system and the crash images
+/// taken of it: an image copies only the files it changes, which is most of the crash
+/// enumeration's cost otherwise.
 #[derive(Debug, Clone, Default)]
 struct Inode {
-    durable: Vec<u8>,
-    live: Vec<u8>,
+    durable: Arc<Vec<u8>>,
+    live: Arc<Vec<u8>>,
     /// Changes since the last sync, in order.
     pending: Vec<Change>,
     locked: bool,
@@ -304,18 +307,18 @@ impl SimFs {
                 continue;
             };
             let data = match damage {
-                Damage::SyncedOnly => node.durable.clone(),
-                Damage::All | Damage::LostDir => node.live.clone(),
+                Damage::SyncedOnly => Arc::clone(&node.durable),
+                Damage::All | Damage::LostDir => Arc::clone(&node.live),
                 Damage::Prefix => {
                     let keep = usize::try_from(next() % (node.pending.len() as u64 + 1)).unwrap();
-                    let mut d = node.durable.clone();
+                    let mut d = Arc::clone(&node.durable);
                     for c in &node.pending[..keep] {
-                        apply(&mut d, c);
+                        apply(Arc::make_mut(&mut d), c);
                     }
                     d
                 }
                 Damage::Zeros | Damage::Garbage => {
-                    let mut d = node.live.clone();
+                    let mut d = (*node.live).clone();
                     // Bytes not known to be synced are lost.
                     let mut fresh = vec![false; d.len()];
                     for c in &node.pending {
@@ -334,13 +337,13 @@ impl SimFs {
                             };
                         }
                     }
-                    d
+                    Arc::new(d)
                 }
             };
             inodes.insert(
                 *ino,
                 Inode {
-                    durable: data.clone(),
+                    durable: Arc::clone(&data),
                     live: data,
                     pending: Vec::new(),
                     locked: false,
@@ -554,7 +557,7 @@ impl FsFile for SimFile {
                     offset,
                     data: part.to_vec(),
                 };
-                apply(&mut node.live, &c);
+                apply(Arc::make_mut(&mut node.live), &c);
                 node.pending.push(c);
                 return Err(io::Error::from_raw_os_error(5));
             }
@@ -566,7 +569,7 @@ impl FsFile for SimFile {
             offset,
             data: buf.to_vec(),
         };
-        apply(&mut node.live, &c);
+        apply(Arc::make_mut(&mut node.live), &c);
         node.pending.push(c);
         Ok(buf.len())
     }
@@ -581,7 +584,7 @@ impl FsFile for SimFile {
         let mut s = self.fs.state.lock().unwrap();
         let node = s.inodes.get_mut(&self.ino).unwrap();
         let c = Change::SetLen(len);
-        apply(&mut node.live, &c);
+        apply(Arc::make_mut(&mut node.live), &c);
         node.pending.push(c);
         Ok(())
     }
@@ -614,7 +617,7 @@ impl FsFile for SimFile {
         }
         let node = s.inodes.get_mut(&self.ino).unwrap();
         for c in std::mem::take(&mut node.pending) {
-            apply(&mut node.durable, &c);
+            apply(Arc::make_mut(&mut node.durable), &c);
         }
         Ok(())
     }
