@@ -30,7 +30,7 @@ use object_store::{
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::crash::{read_checked, Item, St};
+use super::crash::{read_checked, reader, Item, St};
 use super::sim::{Bug, Damage, SimFs};
 use crate::catalog::Catalog;
 use crate::config::{Builder, Config};
@@ -38,7 +38,7 @@ use crate::db::AioDiskDb;
 use crate::events::{Event, Hooks};
 use crate::fs::Fs;
 use crate::location::ItemLocation;
-use crate::reader::Files;
+use crate::reader::ReadCache;
 use crate::tiering::{Remote, Tiering};
 
 /// The key prefix of every simulated tiering.
@@ -574,11 +574,11 @@ fn count_tiered(rx: &mut tokio::sync::broadcast::Receiver<Event>) -> u64 {
     n
 }
 
-/// Reads `loc` after recovery to `catalog`: from the image, or from the object store.
+/// Reads `loc` after recovery to `catalog`: from the image (through `reader`, one per
+/// checked catalog), or from the object store.
 fn read_any(
     rt: &tokio::runtime::Runtime,
-    image: &SimFs,
-    cfg: &Config,
+    reader: &ReadCache,
     remote: &Remote,
     catalog: &Catalog,
     loc: ItemLocation,
@@ -587,18 +587,12 @@ fn read_any(
         return Ok(None);
     };
     if !info.remote {
-        return read_checked(image, cfg, catalog, loc);
+        return read_checked(reader, catalog, loc);
     }
     if loc.size == 0 || !info.holds(loc.position, loc.end()) {
         return Ok(None);
     }
-    let files = Files {
-        fs: Arc::new(image.clone()),
-        dir: cfg.path.clone(),
-        naming: cfg.naming.clone(),
-        genesis: cfg.genesis,
-    };
-    rt.block_on(remote.read(&files, true, loc, info))
+    rt.block_on(remote.read(reader.files(), true, loc, info))
         .map(|b| b.map(|b| b.to_vec()))
 }
 
@@ -619,8 +613,9 @@ pub(crate) fn check_tiered(
         .enable_all()
         .build()
         .unwrap();
+    let reader = reader(image, &cfg);
     for it in &m.items {
-        let got = read_any(&rt, image, &cfg, &remote, &catalog, it.loc)
+        let got = read_any(&rt, &reader, &remote, &catalog, it.loc)
             .map_err(|e| format!("read {}: {e}", it.loc))?;
         let exact = got.as_deref() == Some(&it.data[..]);
         match it.st {
