@@ -4,9 +4,11 @@
 //! This module owns everything that talks to the object store: the configuration
 //! ([`Tiering`]), the upload and its verification (`upload.rs`), the background uploader
 //! task, remote reads through a RAM cache of items (`cache.rs`) within a bound on
-//! concurrent requests. Recording a file as remote (a new manifest generation, named by a
-//! state record, and only then the local copy deleted) is the store's, run by the flusher
-//! (`store/tier.rs`); recovery resolves what a crash left (`recovery/checks.rs`).
+//! concurrent requests, and hydrate, which brings every file back (`hydrate.rs`).
+//! Recording a file as remote or local again (a new manifest generation, named by a state
+//! record; the local copy deleted after it, or the downloaded one renamed into place
+//! before it) is the store's, run by the flusher (`store/tier.rs`); recovery resolves what
+//! a crash left (`recovery/checks.rs`).
 //!
 //! An object is the whole data file, header included, under `{prefix}/{file name}`, so
 //! the item at logical position `p` is at byte `24 + p - trim offset` of the object, as in
@@ -15,9 +17,10 @@
 //! request.
 
 mod cache;
+mod hydrate;
 mod upload;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
@@ -37,7 +40,10 @@ use crate::index::ItemTable;
 use crate::location::ItemLocation;
 use crate::reader::Files;
 use crate::shared::Call;
+use crate::store::{FileCopy, Place};
 
+pub(crate) use hydrate::hydrate;
+pub use hydrate::Hydrated;
 pub(crate) use upload::upload;
 
 /// How many item tables of remote files are kept in memory.
@@ -151,6 +157,7 @@ impl Tiering {
     }
 
     /// The key prefix of every object.
+    #[must_use]
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
@@ -241,6 +248,19 @@ pub(crate) fn remote_error(key: &ObjectPath, cause: &dyn fmt::Display) -> Error 
     }
 }
 
+/// The size of the object at `key` (a HEAD).
+async fn object_size(store: &dyn ObjectStore, key: &ObjectPath) -> Result<u64> {
+    let opts = GetOptions {
+        head: true,
+        ..GetOptions::default()
+    };
+    let got = store
+        .get_opts(key, opts)
+        .await
+        .map_err(|e| remote_error(key, &e))?;
+    Ok(got.meta.size)
+}
+
 /// A ranged GET.
 async fn get_range(store: &dyn ObjectStore, key: &ObjectPath, range: Range<u64>) -> Result<Bytes> {
     let want = range.end - range.start;
@@ -272,26 +292,11 @@ pub(crate) struct Remote {
     requests: Semaphore,
     /// Item tables of remote files, by index: `(catalog generation, table)`. Taken alone.
     tables: Mutex<HashMap<u32, (u64, Arc<ItemTable>)>>,
-    /// Indexes being uploaded (by the background task or `tier`). Taken alone.
-    claimed: Mutex<BTreeSet<u32>>,
+    /// Held by a pass (of the background task or `tier`) and by `hydrate`: one at a time,
+    /// so that no file is uploaded twice at once, nor uploaded while it is brought back.
+    passes: tokio::sync::Mutex<()>,
     /// Wakes the background uploader: the head moved, so a file may have been sealed.
     pub(crate) wake: Notify,
-}
-
-/// An index claimed for upload, released on drop.
-struct Claim<'a> {
-    remote: &'a Remote,
-    index: u32,
-}
-
-impl Drop for Claim<'_> {
-    fn drop(&mut self) {
-        self.remote
-            .claimed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&self.index);
-    }
 }
 
 impl Remote {
@@ -303,7 +308,7 @@ impl Remote {
             prefix,
             cfg,
             tables: Mutex::default(),
-            claimed: Mutex::default(),
+            passes: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
         }
     }
@@ -311,20 +316,6 @@ impl Remote {
     /// The object key of data file `index`.
     pub(crate) fn key(&self, naming: &Naming, index: u32) -> ObjectPath {
         self.prefix.clone().join(naming.data_file(index))
-    }
-
-    fn claim(&self, index: u32) -> Option<Claim<'_>> {
-        let fresh = self
-            .claimed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(index);
-        // The guard is gone: a claim not taken is never built (its drop would release
-        // the other pass's claim, under this lock).
-        fresh.then(|| Claim {
-            remote: self,
-            index,
-        })
     }
 
     /// The item table of remote file `index` as committed at `info` (its index file is
@@ -436,6 +427,20 @@ pub struct Tiered {
     pub size: u64,
 }
 
+/// Asks the flusher (through `commands`) to record `copy` at `to`; whether it did.
+async fn record(
+    commands: &(dyn Fn() -> Option<mpsc::UnboundedSender<Command>> + Sync),
+    copy: FileCopy,
+    to: Place,
+) -> Result<bool> {
+    let (reply, recorded) = oneshot::channel();
+    commands()
+        .ok_or(Error::NotRunning)?
+        .send(Command::Place { copy, to, reply })
+        .map_err(|_| Error::NotRunning)?;
+    recorded.await.map_err(|_| Error::NotRunning)?
+}
+
 /// Uploads, verifies and records every candidate file, one at a time, oldest first.
 /// `commands` reaches the flusher, which records each upload. Returns what was tiered;
 /// the first failure ends the pass (the file stays local).
@@ -444,6 +449,8 @@ pub(crate) async fn pass(
     remote: &Remote,
     commands: &(dyn Fn() -> Option<mpsc::UnboundedSender<Command>> + Sync),
 ) -> Result<Vec<Tiered>> {
+    inner.lock().admit(Call::Write)?;
+    let _turn = remote.passes.lock().await;
     let catalog = {
         let s = inner.lock();
         s.admit(Call::Write)?;
@@ -452,9 +459,6 @@ pub(crate) async fn pass(
     let files = inner.read_cache.files();
     let mut done = Vec::new();
     for (index, info) in candidates(&catalog, remote.cfg.keep_local) {
-        let Some(_claim) = remote.claim(index) else {
-            continue;
-        };
         let up = match upload(remote, files, index, info).await {
             Ok(up) => up,
             // Trimmed, dropped or replaced while it was read: not a failure; a later pass
@@ -462,15 +466,7 @@ pub(crate) async fn pass(
             Err(_) if inner.lock().catalog().get(index) != Some(info) => continue,
             Err(e) => return Err(e),
         };
-        let (reply, recorded) = oneshot::channel();
-        commands()
-            .ok_or(Error::NotRunning)?
-            .send(Command::Tier {
-                uploaded: up,
-                reply,
-            })
-            .map_err(|_| Error::NotRunning)?;
-        if recorded.await.map_err(|_| Error::NotRunning)?? {
+        if record(commands, up, Place::Remote).await? {
             done.push(Tiered {
                 index,
                 size: up.size,
@@ -533,21 +529,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_index_is_claimed_by_one_pass_at_a_time() {
+    fn an_object_key_is_the_prefix_and_the_file_name() {
         let remote = Remote::new(Tiering::new(
             Arc::new(object_store::memory::InMemory::new()),
             "p",
         ));
-        let first = remote.claim(3).expect("free");
-        assert!(remote.claim(3).is_none(), "claimed");
-        assert!(
-            remote.claim(3).is_none(),
-            "a refused claim releases nothing"
-        );
-        let other = remote.claim(4).expect("another index");
-        drop(first);
-        assert!(remote.claim(3).is_some(), "released");
-        drop(other);
         assert_eq!(
             remote
                 .key(
