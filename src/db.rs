@@ -773,6 +773,10 @@ impl AioDiskDb {
         for (index, info) in files {
             if info.remote {
                 out.remote_files += 1;
+                #[cfg(feature = "tiering")]
+                if let Some(d) = self.remote_damage(index, info).await? {
+                    out.problems.push(d);
+                }
                 continue;
             }
             let this = Arc::clone(&self.handle.inner);
@@ -814,6 +818,28 @@ impl AioDiskDb {
         out.problems
             .sort_by_key(|d| (d.index, d.location.map_or(0, |l| l.position)));
         Ok(out)
+    }
+
+    /// What is wrong with the object of remote file `index` (committed at `info`), judged
+    /// by the newest commit: a file dropped or hydrated meanwhile is not.
+    #[cfg(feature = "tiering")]
+    async fn remote_damage(
+        &self,
+        index: u32,
+        info: FileInfo,
+    ) -> Result<Option<crate::verify::Damage>> {
+        let inner = self.inner();
+        let Some(remote) = &inner.remote else {
+            return Ok(None);
+        };
+        let Some(d) = remote.damage(&inner.cfg.naming, index, info).await? else {
+            return Ok(None);
+        };
+        if inner.follower.is_some() {
+            self.refresh().await?;
+        }
+        let now = inner.lock().catalog().get(index).map(|f| f.generation);
+        Ok((now == Some(info.generation)).then_some(d))
     }
 
     /// Persists everything added before this call; returns once it is durable. Concurrent

@@ -1102,7 +1102,7 @@ mod tests {
                 .validate()
                 .unwrap()
                 .0;
-            let e = AioDiskDb::start_with(Arc::new(fs.clone()), plain, Hooks::default())
+            let e = AioDiskDb::start_with(Arc::new(fs.clone()), plain.clone(), Hooks::default())
                 .await
                 .unwrap_err();
             let msg = e.to_string();
@@ -1110,9 +1110,55 @@ mod tests {
                 matches!(e, crate::Error::InvalidConfiguration { .. }),
                 "{e:?}"
             );
-            for want in ["InMemory", PREFIX, "data00000.dat", "data00001.dat"] {
+            for want in [
+                "InMemory",
+                PREFIX,
+                "data00000.dat",
+                "data00001.dat",
+                "--store s3://BUCKET/node-1/blocks",
+            ] {
                 assert!(msg.contains(want), "{want} in {msg}");
             }
+            // Inspected: where each index lives; with the tiering, each object checked.
+            let opts = plain.store_options();
+            let ins = crate::inspect::inspect_with(&fs, &opts).unwrap();
+            assert!(ins.is_sound(), "{:?}", ins.problems);
+            let remote: Vec<(u32, &str)> = ins
+                .remote_files
+                .iter()
+                .map(|f| (f.index, f.key.as_str()))
+                .collect();
+            assert_eq!(
+                remote,
+                [
+                    (0, "node-1/blocks/data00000.dat"),
+                    (1, "node-1/blocks/data00001.dat")
+                ]
+            );
+            assert!(ins.files.iter().all(|f| f.index >= 2), "{:?}", ins.files);
+            let at = ins.remote_store.clone().unwrap();
+            assert_eq!(
+                (at.store.as_str(), at.prefix.as_str(), at.url.as_str()),
+                ("InMemory", PREFIX, "s3://BUCKET/node-1/blocks")
+            );
+            let tiering = Tiering::new(Arc::clone(&store), PREFIX);
+            let checked = crate::tiering::check_objects(ins.clone(), &tiering, &opts).await;
+            assert!(checked.is_sound(), "{:?}", checked.problems);
+            let key1 = ObjectPath::from(format!("{PREFIX}/data00001.dat"));
+            let kept = get_object(&store, &key1).await;
+            crate::tiering::delete(store.as_ref(), &key1).await.unwrap();
+            let checked = crate::tiering::check_objects(ins.clone(), &tiering, &opts).await;
+            assert_eq!(checked.problems.len(), 1, "{:?}", checked.problems);
+            assert!(checked.problems[0].path.ends_with("data00001.dat"));
+            assert!(checked.problems[0].message.contains("is missing"));
+            put_object(&store, &key1, kept[..30].to_vec()).await;
+            let checked = crate::tiering::check_objects(ins, &tiering, &opts).await;
+            assert!(
+                checked.problems[0].message.contains("30 bytes long"),
+                "{:?}",
+                checked.problems
+            );
+            put_object(&store, &key1, kept).await;
             let other = Builder::new("/db")
                 .max_file_size(1024)
                 .max_buffer_size(1000)
@@ -1210,7 +1256,12 @@ mod tests {
             for (loc, data) in &items {
                 assert_eq!(db.read(*loc).await.unwrap().as_deref(), Some(&data[..]));
             }
-            assert!(db.hydrate().await.unwrap().is_empty(), "nothing left to do");
+            // Spawned (its future is `Send`): nothing left to do.
+            let again = tokio::spawn({
+                let db = db.clone();
+                async move { db.hydrate().await }
+            });
+            assert!(again.await.unwrap().unwrap().is_empty());
             let loc = db.add(&b"after hydrate"[..]).await.unwrap();
             db.stop().await.unwrap();
             let ro = Builder::new("/db")
@@ -1375,6 +1426,20 @@ mod tests {
             let v = db.verify().await.unwrap();
             assert_eq!(v.remote_files, 1);
             assert!(v.is_ok(), "{v:?}");
+            // Its object gone: a problem of the file, by HEAD (nothing downloaded).
+            let object = get_object(&backing, &key).await;
+            crate::tiering::delete(backing.as_ref(), &key)
+                .await
+                .unwrap();
+            let v = db.verify().await.unwrap();
+            assert_eq!(v.problems.len(), 1, "{v:?}");
+            let d = &v.problems[0];
+            assert_eq!(
+                (d.index, d.location, d.kind),
+                (0, None, crate::DamageKind::Missing)
+            );
+            assert!(d.message.contains("data00000.dat"), "{}", d.message);
+            put_object(&backing, &key, object).await;
             assert_eq!(
                 db.locations(0).await.unwrap().len(),
                 items.iter().filter(|(l, _)| l.index == 0).count()

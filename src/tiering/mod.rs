@@ -388,6 +388,34 @@ impl Remote {
         Ok(Some(bytes))
     }
 
+    /// What is wrong with the object of remote file `index` as committed at `info` (a
+    /// HEAD, within `concurrency`), for `verify`.
+    ///
+    /// # Errors
+    /// [`Error::Remote`] when the store fails.
+    pub(crate) async fn damage(
+        &self,
+        naming: &Naming,
+        index: u32,
+        info: FileInfo,
+    ) -> Result<Option<crate::Damage>> {
+        let key = self.key(naming, index);
+        let _permit = self
+            .requests
+            .acquire()
+            .await
+            .map_err(|_| Error::NotRunning)?;
+        let size = crate::format::HEADER_LEN + info.data_len();
+        Ok(check_object(self.cfg.store.as_ref(), &key, size)
+            .await?
+            .map(|(kind, message)| crate::Damage {
+                index,
+                location: None,
+                kind,
+                message,
+            }))
+    }
+
     /// Deletes the object of `index`, best effort (an upload that was not recorded).
     async fn forget(&self, naming: &Naming, index: u32) {
         let key = self.key(naming, index);
@@ -405,6 +433,78 @@ pub(crate) async fn delete(store: &dyn ObjectStore, key: &ObjectPath) -> Result<
         Some(Err(object_store::Error::NotFound { .. }) | Ok(_)) | None => Ok(()),
         Some(Err(e)) => Err(remote_error(key, &e)),
     }
+}
+
+/// What is wrong with the object at `key`, which should be `size` bytes long (one HEAD):
+/// `None` when nothing is; a missing object, or one of another length, as a kind of
+/// damage and a message naming the key.
+///
+/// # Errors
+/// [`Error::Remote`] when the store fails otherwise.
+pub(crate) async fn check_object(
+    store: &dyn ObjectStore,
+    key: &ObjectPath,
+    size: u64,
+) -> Result<Option<(crate::DamageKind, String)>> {
+    let head = GetOptions {
+        head: true,
+        ..GetOptions::default()
+    };
+    match store.get_opts(key, head).await {
+        Ok(got) if got.meta.size == size => Ok(None),
+        Ok(got) => Ok(Some((
+            crate::DamageKind::Inconsistent,
+            format!(
+                "on object storage: the object {key} is {} bytes long, the file {size}",
+                got.meta.size
+            ),
+        ))),
+        Err(object_store::Error::NotFound { .. }) => Ok(Some((
+            crate::DamageKind::Missing,
+            format!("on object storage: the object {key} is missing"),
+        ))),
+        Err(e) => Err(remote_error(key, &e)),
+    }
+}
+
+/// `ins` with a problem for each remote file whose object is missing, of another length
+/// than the manifest records, or that the store fails to describe (one HEAD each, at most
+/// `concurrency` at once).
+pub(crate) async fn check_objects(
+    mut ins: crate::Inspection,
+    cfg: &Tiering,
+    opts: &crate::store::Options,
+) -> crate::Inspection {
+    use futures_util::StreamExt;
+    let prefix = ObjectPath::from(cfg.prefix.as_str());
+    // Owned values: a closure over references would make the future not `Send`.
+    let wanted: Vec<(u32, u64, ObjectPath)> = ins
+        .remote_files
+        .iter()
+        .map(|f| {
+            let key = prefix.clone().join(opts.format.naming.data_file(f.index));
+            (f.index, f.size, key)
+        })
+        .collect();
+    let found: Vec<_> = futures_util::stream::iter(wanted)
+        .map(|(index, size, key)| {
+            let store = Arc::clone(&cfg.store);
+            async move { (index, check_object(store.as_ref(), &key, size).await) }
+        })
+        .buffer_unordered(cfg.concurrency.max(1))
+        .collect()
+        .await;
+    for (index, got) in found {
+        let message = match got {
+            Ok(None) => continue,
+            Ok(Some((_, message))) => message,
+            Err(e) => format!("on object storage: could not check the object: {e}"),
+        };
+        ins.problems
+            .push(crate::inspect::problem(&opts.data_path(index), message));
+    }
+    ins.problems.sort_by(|a, b| a.path.cmp(&b.path));
+    ins
 }
 
 /// The sealed files still local beyond the newest `keep_local`, oldest first.
