@@ -341,7 +341,7 @@ impl AioDiskDb {
                     Command::Commit { reply, .. } => drop(reply.send(Err(Error::ReadOnly))),
                     Command::Trim { reply, .. } => drop(reply.send(Err(Error::ReadOnly))),
                     #[cfg(feature = "tiering")]
-                    Command::Tier { reply, .. } => drop(reply.send(Err(Error::ReadOnly))),
+                    Command::Place { reply, .. } => drop(reply.send(Err(Error::ReadOnly))),
                 }
             }
             this.stopped();
@@ -495,7 +495,19 @@ impl AioDiskDb {
             Found::Disk(info) => info,
         };
         if info.remote {
-            return self.read_remote(loc, info).await;
+            let got = self.read_remote(loc, info).await;
+            // A hydrate or a drop may have moved the file (and deleted its object) while
+            // it was read: judge a failure by the catalog as it is now, once.
+            if got.is_err() {
+                match Self::find(inner, loc)? {
+                    Found::Disk(now) if !now.remote => {
+                        return Ok(self.read_disk(loc, now).await?.map(|(bytes, _)| bytes));
+                    }
+                    Found::Missing => return Ok(None),
+                    Found::Disk(_) | Found::Ram(_) => {}
+                }
+            }
+            return got;
         }
         Ok(self.read_disk(loc, info).await?.map(|(bytes, _)| bytes))
     }
@@ -761,6 +773,10 @@ impl AioDiskDb {
         for (index, info) in files {
             if info.remote {
                 out.remote_files += 1;
+                #[cfg(feature = "tiering")]
+                if let Some(d) = self.remote_damage(index, info).await? {
+                    out.problems.push(d);
+                }
                 continue;
             }
             let this = Arc::clone(&self.handle.inner);
@@ -802,6 +818,28 @@ impl AioDiskDb {
         out.problems
             .sort_by_key(|d| (d.index, d.location.map_or(0, |l| l.position)));
         Ok(out)
+    }
+
+    /// What is wrong with the object of remote file `index` (committed at `info`), judged
+    /// by the newest commit: a file dropped or hydrated meanwhile is not.
+    #[cfg(feature = "tiering")]
+    async fn remote_damage(
+        &self,
+        index: u32,
+        info: FileInfo,
+    ) -> Result<Option<crate::verify::Damage>> {
+        let inner = self.inner();
+        let Some(remote) = &inner.remote else {
+            return Ok(None);
+        };
+        let Some(d) = remote.damage(&inner.cfg.naming, index, info).await? else {
+            return Ok(None);
+        };
+        if inner.follower.is_some() {
+            self.refresh().await?;
+        }
+        let now = inner.lock().catalog().get(index).map(|f| f.generation);
+        Ok((now == Some(info.generation)).then_some(d))
     }
 
     /// Persists everything added before this call; returns once it is durable. Concurrent
@@ -980,6 +1018,74 @@ impl AioDiskDb {
         };
         let commands = self.handle.commands.clone();
         crate::tiering::pass(&self.handle.inner, remote, &move || Some(commands.clone())).await
+    }
+
+    /// Brings every remote file back into the directory, oldest first, and ends tiering:
+    /// each object is downloaded (ranged GETs within
+    /// [`concurrency`](crate::tiering::Tiering::concurrency)) to a temp file, checked (its
+    /// length, its header, and the CRC32C of its data against the one the manifest
+    /// records), synced, renamed into place, recorded durably as local, and only then
+    /// deleted; objects under the prefix that nothing names any more (left by an
+    /// interrupted hydrate, an upload never recorded, a drop whose delete failed) are
+    /// deleted at the end. Returns the files brought back. Afterwards the directory opens
+    /// without tiering, and after a clean stop the Python library opens it.
+    ///
+    /// The handle must be opened with
+    /// [`upload_in_background(false)`](crate::tiering::Tiering::upload_in_background) (the
+    /// uploader would tier the files again); [`AioDiskDb::tier`] waits while it runs.
+    /// Appends and reads go on meanwhile; a file is read from the object store until its
+    /// record, and from the directory after it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfiguration`] without tiering, or with the background uploader on;
+    /// [`Error::ReadOnly`] on a read-only handle; [`Error::Remote`] when the object store
+    /// fails or an object is not the file the manifest records (that file stays remote,
+    /// those brought back before stay local; calling it again goes on); [`Error::Io`] (the
+    /// handle is then poisoned); [`Error::NotRunning`] after `stop`.
+    ///
+    /// # Cancel safety
+    /// Dropping the future abandons the download in flight (its temp file is removed by the
+    /// next `hydrate` or open); a file whose record was requested is recorded, and its
+    /// object is deleted by the next `hydrate`.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn f() -> aiodiskdb::Result<()> {
+    /// use aiodiskdb::{tiering::Tiering, AioDiskDb};
+    ///
+    /// let db = AioDiskDb::builder("./blocks")
+    ///     .tiering(Tiering::from_s3_url("s3://archive/node-1/blocks")?.upload_in_background(false))
+    ///     .open()
+    ///     .await?;
+    /// for file in db.hydrate().await? {
+    ///     println!("index {} is local again ({} bytes)", file.index, file.size);
+    /// }
+    /// db.stop().await?;
+    /// // A plain directory again.
+    /// let db = AioDiskDb::open("./blocks").await?;
+    /// # db.stop().await }
+    /// ```
+    #[cfg(feature = "tiering")]
+    pub async fn hydrate(&self) -> Result<Vec<crate::tiering::Hydrated>> {
+        if self.inner().follower.is_some() {
+            return Err(Error::ReadOnly);
+        }
+        let Some(remote) = &self.inner().remote else {
+            return Err(Error::config(
+                "tiering",
+                &"none",
+                "hydrate needs Builder::tiering with the store the files are on",
+            ));
+        };
+        if remote.cfg.background {
+            return Err(Error::config(
+                "tiering upload_in_background",
+                &true,
+                "hydrate brings every file back for good: open with \
+                 Tiering::upload_in_background(false), or the uploader would tier them again",
+            ));
+        }
+        crate::tiering::hydrate(&self.handle.inner, remote, &self.handle.commands).await
     }
 
     /// Allows `rtrim`, `ltrim` and `drop_index`.

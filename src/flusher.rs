@@ -36,11 +36,13 @@ pub(crate) enum Command {
     Stop {
         reply: oneshot::Sender<Result<()>>,
     },
-    /// Record a verified upload as remote and delete the local copy (`false`: the file
-    /// changed meanwhile, nothing recorded).
+    /// Record a sealed file's copy at `to`, moving the file: a verified upload as remote
+    /// (the local copy deleted), or a download as local (renamed into place). `false`:
+    /// the file changed meanwhile, nothing recorded.
     #[cfg(feature = "tiering")]
-    Tier {
-        uploaded: crate::store::Uploaded,
+    Place {
+        copy: crate::store::FileCopy,
+        to: crate::store::Place,
         reply: oneshot::Sender<Result<bool>>,
     },
 }
@@ -190,8 +192,8 @@ async fn run_loop(
                     let _ = reply.send(f.trim(op).await);
                 }
                 #[cfg(feature = "tiering")]
-                Some(Command::Tier { uploaded, reply }) => {
-                    let _ = reply.send(f.record_remote(uploaded).await);
+                Some(Command::Place { copy, to, reply }) => {
+                    let _ = reply.send(f.record_place(copy, to).await);
                 }
             },
             () = f.inner.flusher_wake.notified() => {}
@@ -393,17 +395,21 @@ impl Flusher {
         }
     }
 
-    /// Records a verified upload as remote (`store/tier.rs`), then serves the file from
-    /// the object store and fires `Tiered`. An I/O failure poisons the handle.
+    /// Records a sealed file's copy at `to` (`store/tier.rs`), then serves the file from
+    /// its new place; a file tiered fires `Tiered`. An I/O failure poisons the handle.
     #[cfg(feature = "tiering")]
-    async fn record_remote(&self, up: crate::store::Uploaded) -> Result<bool> {
+    async fn record_place(
+        &self,
+        copy: crate::store::FileCopy,
+        to: crate::store::Place,
+    ) -> Result<bool> {
         let id = match &self.inner.remote {
             Some(r) => r.cfg.id(),
             None => return Ok(false),
         };
         self.inner.lock().admit(Call::Persist)?;
         let outcome = blocking(&self.store, move |st| {
-            let recorded = st.record_remote(&up, &id)?;
+            let recorded = st.record_place(&copy, to, &id)?;
             Ok((recorded, st.catalog()))
         })
         .await;
@@ -411,12 +417,14 @@ impl Flusher {
             Ok((recorded, catalog)) => {
                 if recorded {
                     self.inner.lock().adopt(catalog);
-                    self.inner.read_cache.evict(up.index);
-                    self.inner.emit(Event::Tiered {
-                        at: SystemTime::now(),
-                        index: up.index,
-                        size: up.size,
-                    });
+                    self.inner.read_cache.evict(copy.index);
+                    if to == crate::store::Place::Remote {
+                        self.inner.emit(Event::Tiered {
+                            at: SystemTime::now(),
+                            index: copy.index,
+                            size: copy.size,
+                        });
+                    }
                 }
                 Ok(recorded)
             }

@@ -31,6 +31,38 @@ pub struct DataFileInfo {
     pub item_bytes: u64,
 }
 
+/// A data file on object storage (tiering), as the manifest records it; its item index
+/// is in the directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RemoteFileInfo {
+    /// The file's index.
+    pub index: u32,
+    /// Its object's key: the key prefix, `/`, the data file's name.
+    pub key: String,
+    /// The object's size in bytes, header included.
+    pub size: u64,
+    /// Logical position of the first stored byte.
+    pub trim_offset: u32,
+    /// Logical end: one past the last stored position.
+    pub end: u64,
+    /// Item bytes stored (`size - 24`).
+    pub item_bytes: u64,
+}
+
+/// Where the remote files of a directory are, as its manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RemoteStore {
+    /// The object store, as it names itself (`AmazonS3(bucket)` for S3).
+    pub store: String,
+    /// The key prefix of every object.
+    pub prefix: String,
+    /// The store as the CLI's `--store` takes it, `s3://bucket/prefix` (`BUCKET` when the
+    /// store is not named as an S3 bucket).
+    pub url: String,
+}
+
 /// The commit record of the state file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -59,8 +91,12 @@ pub struct Problem {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Inspection {
-    /// Valid data files, by index.
+    /// Valid data files in the directory, by index.
     pub files: Vec<DataFileInfo>,
+    /// Data files on object storage (tiering), by index; empty without any.
+    pub remote_files: Vec<RemoteFileInfo>,
+    /// Where the remote files are; `None` without any.
+    pub remote_store: Option<RemoteStore>,
     /// Our commit record, if the directory has one (a Python directory has none).
     pub state: Option<CommitState>,
     /// Another process (or handle) holds the directory.
@@ -72,13 +108,13 @@ pub struct Inspection {
 }
 
 impl Inspection {
-    /// Sum of the data files' sizes.
+    /// Sum of the sizes of the data files in the directory.
     #[must_use]
     pub fn total_size(&self) -> u64 {
         self.files.iter().map(|f| f.size).sum()
     }
 
-    /// Sum of the item bytes stored.
+    /// Sum of the item bytes stored in the directory.
     #[must_use]
     pub fn total_item_bytes(&self) -> u64 {
         self.files.iter().map(|f| f.item_bytes).sum()
@@ -91,7 +127,7 @@ impl Inspection {
     }
 }
 
-fn problem(path: &Path, message: impl Into<String>) -> Problem {
+pub(crate) fn problem(path: &Path, message: impl Into<String>) -> Problem {
     Problem {
         path: path.to_path_buf(),
         message: message.into(),
@@ -99,9 +135,13 @@ fn problem(path: &Path, message: impl Into<String>) -> Problem {
 }
 
 impl Builder {
-    /// Looks at the directory without opening it: its data files, commit state, pending
-    /// recovery, problems, and whether another process holds it. Changes nothing (no lock
-    /// is kept, no recovery runs, no file is created).
+    /// Looks at the directory without opening it: its data files (in the directory and on
+    /// object storage), commit state, pending recovery, problems, and whether another
+    /// process holds it. Changes nothing (no lock is kept, no recovery runs, no file is
+    /// created). With `Builder::tiering` (feature `tiering`), each remote file's object is
+    /// also checked: one HEAD each, within the tiering's `concurrency`; an object missing,
+    /// of another length than the file's, or that the store fails to describe is a
+    /// problem. Without it, remote files are listed as the manifest records them.
     ///
     /// # Errors
     /// [`Error::InvalidConfiguration`] for a bad option; [`Error::Io`] if the directory
@@ -111,9 +151,17 @@ impl Builder {
     /// Inspecting has no effect; dropping the future is harmless.
     pub async fn inspect(self) -> Result<Inspection> {
         let (config, _) = self.validate()?;
-        tokio::task::spawn_blocking(move || inspect(&config))
+        #[cfg(feature = "tiering")]
+        let objects = config.tiering.clone().map(|t| (t, config.store_options()));
+        let out = tokio::task::spawn_blocking(move || inspect(&config))
             .await
-            .map_err(|e| Error::state(format!("inspect task failed: {e}")))?
+            .map_err(|e| Error::state(format!("inspect task failed: {e}")))??;
+        #[cfg(feature = "tiering")]
+        let out = match objects {
+            Some((tiering, opts)) => crate::tiering::check_objects(out, &tiering, &opts).await,
+            None => out,
+        };
+        Ok(out)
     }
 }
 
@@ -157,6 +205,7 @@ pub(crate) fn inspect_with(fs: &dyn Fs, opts: &Options) -> Result<Inspection> {
         seq: s.seq,
     });
     render_files(opts, &survey, &plan, &mut out);
+    render_remote(opts, &plan, &mut out);
     render_session(opts, &plan, &mut out);
     for e in plan.errors.iter().chain(&plan.warnings) {
         let (path, message) = describe(e, &state_path);
@@ -194,7 +243,9 @@ fn render_files(opts: &Options, survey: &Survey, plan: &Plan, out: &mut Inspecti
             .actions
             .iter()
             .any(|a| matches!(a, Action::RemoveUncommitted { index: i } if *i == index));
-        if let (Ok(e), false) = (extent, uncommitted) {
+        // A leftover local copy of a remote file is listed as a pending deletion.
+        let remote = plan.remote.contains(&index);
+        if let (Ok(e), false, false) = (extent, uncommitted, remote) {
             out.files.push(DataFileInfo {
                 index,
                 path: opts.dir.join(naming.data_file(index)),
@@ -205,6 +256,36 @@ fn render_files(opts: &Options, survey: &Survey, plan: &Plan, out: &mut Inspecti
             });
         }
     }
+}
+
+/// The files on object storage, as the manifest records them.
+fn render_remote(opts: &Options, plan: &Plan, out: &mut Inspection) {
+    if plan.remote.is_empty() {
+        return;
+    }
+    let id = plan.manifest.remote.clone().unwrap_or_default();
+    for &index in &plan.remote {
+        let (trim_offset, end) = plan.files.get(&index).copied().unwrap_or_default();
+        let name = opts.format.naming.data_file(index);
+        let item_bytes = u64::from(end.saturating_sub(trim_offset));
+        out.remote_files.push(RemoteFileInfo {
+            index,
+            key: if id.prefix.is_empty() {
+                name
+            } else {
+                format!("{}/{name}", id.prefix)
+            },
+            size: crate::format::HEADER_LEN + item_bytes,
+            trim_offset,
+            end: u64::from(end),
+            item_bytes,
+        });
+    }
+    out.remote_store = Some(RemoteStore {
+        url: crate::recovery::store_url(&id),
+        store: id.store,
+        prefix: id.prefix,
+    });
 }
 
 /// The recovery an open would carry out, one line a step, and the interrupted session as

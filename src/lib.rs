@@ -89,7 +89,7 @@ pub use config::{Builder, Durability};
 pub use db::AioDiskDb;
 pub use error::{Error, Result};
 pub use events::{Event, WriteEvent};
-pub use inspect::{CommitState, DataFileInfo, Inspection, Problem};
+pub use inspect::{CommitState, DataFileInfo, Inspection, Problem, RemoteFileInfo, RemoteStore};
 pub use location::ItemLocation;
 pub use transaction::Transaction;
 pub use verify::{Damage, DamageKind, Verification};

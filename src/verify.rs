@@ -31,9 +31,10 @@ pub struct Verification {
     /// Stored bytes no item index covers (written by the Python library, or by a version
     /// of ours from before item indexes): read, but not checkable.
     pub unindexed_bytes: u64,
-    /// Data files on object storage (feature `tiering`), not read: each was checked
+    /// Data files on object storage (feature `tiering`), not downloaded (each was checked
     /// against its recorded checksum when it was uploaded, and every remote read checks
-    /// its item's CRC32C.
+    /// its item's CRC32C): each object's presence and length are checked (one HEAD), a
+    /// missing object or one of another length being a problem of the file.
     pub remote_files: u64,
     /// Everything wrong, in file and position order.
     pub problems: Vec<Damage>,

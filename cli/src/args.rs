@@ -11,6 +11,12 @@ use std::path::PathBuf;
 use aiodiskdb::{AioDiskDb, Builder, ItemLocation};
 use clap::error::ErrorKind;
 
+/// What `--store` takes, in the help of every command.
+const STORE_HELP: &str =
+    "The object store of a tiered directory, s3://BUCKET/PREFIX (endpoint, region and \
+     keys from AWS_ENDPOINT_URL, AWS_ALLOW_HTTP, AWS_REGION, AWS_ACCESS_KEY_ID, \
+     AWS_SECRET_ACCESS_KEY); needs a CLI built with the feature `tiering`";
+
 /// The default `--max-file-size` (the library's): 128 MiB.
 pub(crate) const DEFAULT_MAX_FILE_SIZE: u64 = 128 << 20;
 
@@ -49,6 +55,8 @@ pub(crate) struct TopArgs {
     /// and what bounds the item it takes (`add` only) [default: 134217728]
     #[arg(long, value_name = "BYTES")]
     max_file_size: Option<u64>,
+    #[arg(long, value_name = "URL", help = STORE_HELP)]
+    store: Option<String>,
 }
 
 /// The data directory and the format options of a command that opens one.
@@ -62,6 +70,8 @@ pub(crate) struct DbArgs {
     dir: Option<PathBuf>,
     #[command(flatten, next_help_heading = "Data directory")]
     format: FormatArgs,
+    #[arg(long, value_name = "URL", help = STORE_HELP, help_heading = "Data directory")]
+    store: Option<String>,
 }
 
 /// The data directory and format a command works on, once the options before and after
@@ -72,15 +82,57 @@ pub(crate) struct Db {
     pub(crate) prefix: String,
     pub(crate) padding: usize,
     pub(crate) genesis: [u8; 4],
+    /// `--store`: the object store of a tiered directory, `s3://bucket/prefix`.
+    pub(crate) store: Option<String>,
+}
+
+/// The error of `what` (`--store`, `tier`, `hydrate`) in a CLI built without tiering.
+#[cfg_attr(feature = "tiering", expect(dead_code, reason = "built with tiering"))]
+pub(crate) fn without_tiering(what: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{what} needs tiered storage, and this aiodiskdb was built without it: build it with \
+         the feature `tiering` (`cargo build -p aiodiskdb-cli --features tiering`, or \
+         `cargo install --path cli --features tiering` in the repository)"
+    )
 }
 
 impl Db {
-    /// A builder for the directory with these format options.
-    pub(crate) fn builder(&self) -> Builder {
+    /// A builder for the directory with these format options (and `--store`'s tiering,
+    /// with no background uploads: the CLI uploads only when told, by `tier`).
+    ///
+    /// # Errors
+    /// `--store` in a CLI built without tiering; a `--store` URL or `AWS_*` variables
+    /// that make no S3 configuration.
+    pub(crate) fn builder(&self) -> anyhow::Result<Builder> {
+        let local = self.local_builder();
+        match &self.store {
+            None => Ok(local),
+            #[cfg(feature = "tiering")]
+            Some(_) => Ok(local.tiering(self.tiering()?.upload_in_background(false))),
+            #[cfg(not(feature = "tiering"))]
+            Some(_) => Err(without_tiering("--store")),
+        }
+    }
+
+    /// A builder for the directory with these format options, without `--store`.
+    pub(crate) fn local_builder(&self) -> Builder {
         AioDiskDb::builder(&self.dir)
             .file_prefix(self.prefix.clone())
             .file_padding(self.padding)
             .genesis_bytes(self.genesis)
+    }
+
+    /// The tiering `--store` names (the library's defaults but the background uploads).
+    ///
+    /// # Errors
+    /// No `--store`; a URL or `AWS_*` variables that make no S3 configuration.
+    #[cfg(feature = "tiering")]
+    pub(crate) fn tiering(&self) -> anyhow::Result<aiodiskdb::tiering::Tiering> {
+        let url = self
+            .store
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("--store is missing"))?;
+        Ok(aiodiskdb::tiering::Tiering::from_s3_url(url)?.upload_in_background(false))
     }
 
     /// Whether `name` is a data file name of this naming: `{prefix}{padding digits}.dat`.
@@ -165,6 +217,7 @@ impl TopArgs {
                 .unwrap_or(5),
             genesis: one_of(command, "--genesis", b.genesis.as_ref(), a.genesis.as_ref())?
                 .unwrap_or(DEFAULT_GENESIS),
+            store: one_of(command, "--store", self.store.as_ref(), own.store.as_ref())?,
         })
     }
 
@@ -201,6 +254,7 @@ impl TopArgs {
             ("--padding", f.padding.is_some()),
             ("--genesis", f.genesis.is_some()),
             ("--max-file-size", self.max_file_size.is_some()),
+            ("--store", self.store.is_some()),
         ] {
             if given {
                 return Err(usage(
@@ -322,6 +376,7 @@ mod tests {
             prefix: "blk".to_owned(),
             padding: 8,
             genesis: [0; 4],
+            store: None,
         };
         assert_eq!(db.data_file_name(3), "blk00000003.dat");
         assert!(db.is_data_file_name("blk00000003.dat"));

@@ -29,11 +29,39 @@ pub(crate) fn error_line(e: &anyhow::Error) -> String {
                 option,
                 value,
                 reason,
-            }) => format!("{} {}: {}", flag(option), unquote(value), in_flags(reason)),
+            }) => config_line(option, value, reason),
             _ => in_flags(&cause.to_string()),
         })
         .collect::<Vec<_>>()
         .join(": ")
+}
+
+/// An `InvalidConfiguration` error on one line, naming the CLI's flags. The tiering ones
+/// (a directory with files on object storage opened without `--store`, or with another key
+/// prefix) end with the `--store` to give, which the library names.
+fn config_line(option: &str, value: &str, reason: &str) -> String {
+    match option {
+        "store" => format!("--store {value}: {reason}"),
+        "tiering" if value == "none" => format!("no --store given: {}", store_hint(reason)),
+        "tiering prefix" => format!(
+            "--store with key prefix {}: {}",
+            unquote(value),
+            store_hint(reason)
+        ),
+        _ => format!("{} {}: {}", flag(option), unquote(value), in_flags(reason)),
+    }
+}
+
+/// The library's `WHEREABOUTS: open with ...; with the CLI, give --store URL` as
+/// `WHEREABOUTS: give --store URL`.
+fn store_hint(reason: &str) -> String {
+    match (
+        reason.split_once(": open with"),
+        reason.rsplit_once("; with the CLI, "),
+    ) {
+        (Some((whereabouts, _)), Some((_, cli))) => format!("{whereabouts}: {cli}"),
+        _ => in_flags(reason),
+    }
 }
 
 /// `text` with each option name of the library that stands as a word turned into its
@@ -167,6 +195,41 @@ mod tests {
             error_line(&config("file_prefix", "\"a b\"", "letters")),
             "--prefix \"a b\": letters",
             "a value that needs its quotes keeps them"
+        );
+    }
+
+    #[test]
+    fn tiering_errors_name_the_store_to_give() {
+        let whereabouts = "index(es) 0 (data00000.dat) are on object storage AmazonS3(b) \
+                           under prefix \"p\"";
+        assert_eq!(
+            error_line(&config(
+                "tiering",
+                "none",
+                &format!(
+                    "{whereabouts}: open with Builder::tiering(Tiering::new(store, \"p\")); \
+                     with the CLI, give --store s3://b/p"
+                )
+            )),
+            format!("no --store given: {whereabouts}: give --store s3://b/p")
+        );
+        assert_eq!(
+            error_line(&config(
+                "tiering prefix",
+                "\"q\"",
+                &format!(
+                    "{whereabouts}: open with that prefix; with the CLI, give --store s3://b/p"
+                )
+            )),
+            format!("--store with key prefix q: {whereabouts}: give --store s3://b/p")
+        );
+        assert_eq!(
+            error_line(&config(
+                "store",
+                "s3:/x",
+                "the store must be s3://bucket[/prefix]"
+            )),
+            "--store s3:/x: the store must be s3://bucket[/prefix]"
         );
     }
 

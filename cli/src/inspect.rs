@@ -16,9 +16,19 @@ pub(crate) const INFO_HELP: &str = r#"With --json, prints one object:
    "files": [{"index": int, "name": str, "size": int, "trim_offset": int, "end": int,
               "item_bytes": int}],
    "total_files": int, "total_size": int, "total_item_bytes": int,
+   "remote_files": [{"index": int, "key": str, "size": int, "trim_offset": int, "end": int,
+                     "item_bytes": int}],
+   "remote": {"store": str, "prefix": str, "url": str} | null,
    "state": {"clean": bool, "head": int, "head_end": int, "seq": int} | null,
    "locked": bool, "pending_recovery": [str], "problems": [{"path": str, "message": str}],
    "other_dat_files": [str], "sound": bool}
+`files` are the data files in the directory (`total_*` are theirs); `remote_files` those
+on object storage (tiered: `aiodiskdb tier`), each with its object's key, and `remote`
+where they are: the store as the manifest names it, the key prefix, and the --store URL
+(BUCKET when the store is not an S3 bucket). In the table, a tiered directory has a
+`where` column, `local` or the object's key, and its total row counts both. info reads the directory only: it needs no
+--store; with --store, each remote file's object is also checked (a HEAD: there, and of
+the file's length), a problem otherwise.
 Sizes are bytes (also with -H); positions are logical (`end` = trim_offset + item_bytes).
 With -H, the table shows sizes (size, item_bytes, totals) in B, KiB, MiB, GiB; positions
 (trim_offset, end, the head's end) stay exact, as locations and trims take them. `state` is null
@@ -32,10 +42,15 @@ when the directory is sound. A session of ours that did not stop cleanly is a pr
 library) must not be handed the directory before. The steps of a pending recovery, a
 Python checkpoint (the Python library applies it itself), a lock held by another process
 and `.dat` files of another naming are `note:` lines.
+A tiered directory: with --store, each remote file's object is checked too (a HEAD: there,
+and of the file's length; a problem otherwise); without it, its remote files are a note
+(not checked).
 With --json, prints one object:
-  {"dir": str, "sound": bool, "files": int, "total_item_bytes": int, "locked": bool,
-   "pending_recovery": [str], "problems": [{"path": str, "message": str}],
-   "other_dat_files": [str]}"#;
+  {"dir": str, "sound": bool, "files": int, "total_item_bytes": int, "remote_files": int,
+   "remote_checked": bool, "locked": bool, "pending_recovery": [str],
+   "problems": [{"path": str, "message": str}], "other_dat_files": [str]}
+`files` and `total_item_bytes` are those of the directory; `remote_checked` says whether
+the remote files' objects were checked (--store)."#;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct InfoArgs {
@@ -69,6 +84,23 @@ struct FileJson {
 }
 
 #[derive(Serialize)]
+struct RemoteFileJson {
+    index: u32,
+    key: String,
+    size: u64,
+    trim_offset: u32,
+    end: u64,
+    item_bytes: u64,
+}
+
+#[derive(Serialize)]
+struct RemoteJson {
+    store: String,
+    prefix: String,
+    url: String,
+}
+
+#[derive(Serialize)]
 struct StateJson {
     clean: bool,
     head: u32,
@@ -92,6 +124,8 @@ struct InfoJson {
     total_files: usize,
     total_size: u64,
     total_item_bytes: u64,
+    remote_files: Vec<RemoteFileJson>,
+    remote: Option<RemoteJson>,
     state: Option<StateJson>,
     locked: bool,
     pending_recovery: Vec<String>,
@@ -106,6 +140,8 @@ struct CheckJson {
     sound: bool,
     files: usize,
     total_item_bytes: u64,
+    remote_files: usize,
+    remote_checked: bool,
     locked: bool,
     pending_recovery: Vec<String>,
     problems: Vec<ProblemJson>,
@@ -179,7 +215,7 @@ fn file_name(path: &std::path::Path) -> String {
 }
 
 pub(crate) async fn info(db: Db, args: InfoArgs) -> anyhow::Result<ExitCode> {
-    let ins = db.builder().inspect().await?;
+    let ins = db.builder()?.inspect().await?;
     let other = other_dat_files(&db, &ins);
     if args.json {
         out::json_line(&InfoJson {
@@ -202,6 +238,23 @@ pub(crate) async fn info(db: Db, args: InfoArgs) -> anyhow::Result<ExitCode> {
             total_files: ins.files.len(),
             total_size: ins.total_size(),
             total_item_bytes: ins.total_item_bytes(),
+            remote_files: ins
+                .remote_files
+                .iter()
+                .map(|f| RemoteFileJson {
+                    index: f.index,
+                    key: f.key.clone(),
+                    size: f.size,
+                    trim_offset: f.trim_offset,
+                    end: f.end,
+                    item_bytes: f.item_bytes,
+                })
+                .collect(),
+            remote: ins.remote_store.as_ref().map(|r| RemoteJson {
+                store: r.store.clone(),
+                prefix: r.prefix.clone(),
+                url: r.url.clone(),
+            }),
             state: ins.state.map(|s| StateJson {
                 clean: s.clean,
                 head: s.head,
@@ -281,7 +334,50 @@ fn print_info(
         ),
     };
     outln!("state      {state}")?;
+    if let Some(r) = &ins.remote_store {
+        let n = ins.remote_files.len();
+        let bytes: u64 = ins.remote_files.iter().map(|f| f.size).sum();
+        outln!(
+            "tiering    {n} file{}, size {}, on object storage {}, key prefix {:?} (--store {})",
+            plural(n),
+            size(bytes),
+            r.store,
+            r.prefix,
+            r.url
+        )?;
+    }
     outln!()?;
+    if ins.remote_files.is_empty() {
+        print_table(&local_rows(ins, size), 2)?;
+    } else {
+        print_table(&tiered_rows(ins, size), 3)?;
+    }
+    outln!()?;
+    if ins.pending_recovery.is_empty() {
+        outln!("pending recovery: none")?;
+    } else {
+        outln!("pending recovery (the next open does it):")?;
+        for line in &ins.pending_recovery {
+            outln!("  {line}")?;
+        }
+    }
+    if ins.problems.is_empty() {
+        outln!("problems: none")?;
+    } else {
+        outln!("problems ({}):", ins.problems.len())?;
+        for p in &ins.problems {
+            outln!("  {}", problem_line(p))?;
+        }
+    }
+    if !other.is_empty() {
+        outln!("note: {}", other_note(db, other))?;
+    }
+    Ok(())
+}
+
+/// The table of a directory without remote files: `index`, `file`, `size`,
+/// `trim_offset`, `end`, `item_bytes`, and the totals.
+fn local_rows(ins: &Inspection, size: fn(u64) -> String) -> Vec<[String; 6]> {
     let mut rows = vec![[
         "index".to_owned(),
         "file".to_owned(),
@@ -308,32 +404,67 @@ fn print_info(
         String::new(),
         size(ins.total_item_bytes()),
     ]);
-    print_table(&rows)?;
-    outln!()?;
-    if ins.pending_recovery.is_empty() {
-        outln!("pending recovery: none")?;
-    } else {
-        outln!("pending recovery (the next open does it):")?;
-        for line in &ins.pending_recovery {
-            outln!("  {line}")?;
-        }
-    }
-    if ins.problems.is_empty() {
-        outln!("problems: none")?;
-    } else {
-        outln!("problems ({}):", ins.problems.len())?;
-        for p in &ins.problems {
-            outln!("  {}", problem_line(p))?;
-        }
-    }
-    if !other.is_empty() {
-        outln!("note: {}", other_note(db, other))?;
-    }
-    Ok(())
+    rows
 }
 
-/// Prints rows with the first two columns left-aligned and the others right-aligned.
-fn print_table<const N: usize>(rows: &[[String; N]]) -> std::io::Result<()> {
+/// The table of a tiered directory: a `where` column after the file (`local`, or the
+/// object's key), the files in index order, the totals of both places.
+fn tiered_rows(ins: &Inspection, size: fn(u64) -> String) -> Vec<[String; 7]> {
+    let mut files: Vec<[String; 7]> = ins
+        .files
+        .iter()
+        .map(|f| {
+            [
+                f.index.to_string(),
+                file_name(&f.path),
+                "local".to_owned(),
+                size(f.size),
+                f.trim_offset.to_string(),
+                f.end.to_string(),
+                size(f.item_bytes),
+            ]
+        })
+        .chain(ins.remote_files.iter().map(|f| {
+            [
+                f.index.to_string(),
+                f.key.rsplit('/').next().unwrap_or(&f.key).to_owned(),
+                f.key.clone(),
+                size(f.size),
+                f.trim_offset.to_string(),
+                f.end.to_string(),
+                size(f.item_bytes),
+            ]
+        }))
+        .collect();
+    files.sort_by_key(|r| r[0].parse::<u32>().unwrap_or(u32::MAX));
+    let n = files.len();
+    let all_size = ins.total_size() + ins.remote_files.iter().map(|f| f.size).sum::<u64>();
+    let all_items =
+        ins.total_item_bytes() + ins.remote_files.iter().map(|f| f.item_bytes).sum::<u64>();
+    let mut rows = vec![[
+        "index".to_owned(),
+        "file".to_owned(),
+        "where".to_owned(),
+        "size".to_owned(),
+        "trim_offset".to_owned(),
+        "end".to_owned(),
+        "item_bytes".to_owned(),
+    ]];
+    rows.extend(files);
+    rows.push([
+        "total".to_owned(),
+        format!("{n} file{}", plural(n)),
+        format!("{} remote", ins.remote_files.len()),
+        size(all_size),
+        String::new(),
+        String::new(),
+        size(all_items),
+    ]);
+    rows
+}
+
+/// Prints rows with the first `left` columns left-aligned and the others right-aligned.
+fn print_table<const N: usize>(rows: &[[String; N]], left: usize) -> std::io::Result<()> {
     use std::fmt::Write as _;
     let mut widths = [0usize; N];
     for row in rows {
@@ -348,7 +479,7 @@ fn print_table<const N: usize>(rows: &[[String; N]]) -> std::io::Result<()> {
                 line.push_str("  ");
             }
             // Writing to a String cannot fail.
-            let _ = if i < 2 {
+            let _ = if i < left {
                 write!(line, "{cell:<w$}")
             } else {
                 write!(line, "{cell:>w$}")
@@ -360,7 +491,8 @@ fn print_table<const N: usize>(rows: &[[String; N]]) -> std::io::Result<()> {
 }
 
 pub(crate) async fn check(db: Db, args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let ins = db.builder().inspect().await?;
+    let ins = db.builder()?.inspect().await?;
+    let remote_checked = db.store.is_some() && !ins.remote_files.is_empty();
     let other = other_dat_files(&db, &ins);
     let code = if ins.is_sound() {
         ExitCode::SUCCESS
@@ -373,6 +505,8 @@ pub(crate) async fn check(db: Db, args: CheckArgs) -> anyhow::Result<ExitCode> {
             sound: ins.is_sound(),
             files: ins.files.len(),
             total_item_bytes: ins.total_item_bytes(),
+            remote_files: ins.remote_files.len(),
+            remote_checked,
             locked: ins.locked,
             pending_recovery: ins.pending_recovery.clone(),
             problems: problems_json(&ins.problems),
@@ -392,9 +526,25 @@ pub(crate) async fn check(db: Db, args: CheckArgs) -> anyhow::Result<ExitCode> {
     if !other.is_empty() {
         outln!("note: {}", other_note(&db, &other))?;
     }
-    if ins.is_sound() {
+    let remote = ins.remote_files.len();
+    if let Some(r) = ins.remote_store.as_ref().filter(|_| !remote_checked) {
         outln!(
-            "ok: {} data file{}, {} item bytes, no problems",
+            "note: {remote} file{} on object storage {} (key prefix {:?}) not checked: give \
+             --store {} to check their objects",
+            plural(remote),
+            r.store,
+            r.prefix,
+            r.url
+        )?;
+    }
+    if ins.is_sound() {
+        let tiered = match remote {
+            0 => String::new(),
+            n if remote_checked => format!(" and {n} on object storage"),
+            n => format!(" ({n} more on object storage, not checked)"),
+        };
+        outln!(
+            "ok: {} data file{}{tiered}, {} item bytes, no problems",
             ins.files.len(),
             plural(ins.files.len()),
             ins.total_item_bytes()

@@ -9,6 +9,7 @@ mod flags;
 mod inspect;
 mod ops;
 mod out;
+mod tier;
 mod verify;
 
 use std::process::ExitCode;
@@ -45,6 +46,11 @@ command's last argument, after its own. These are the same:
   aiodiskdb read --dir /srv/blocks --prefix blk 0:11:12
   aiodiskdb read 0:11:12 /srv/blocks --prefix blk
 Each command's --help lists the options it takes (--max-file-size: `add` only).
+A tiered directory (some files on S3-compatible object storage: `tier`, `hydrate`) needs
+--store s3://BUCKET/PREFIX, placed as --dir is, with the endpoint and keys in the standard
+AWS_* variables (`aiodiskdb tier --help`); `info` shows where each index lives without
+it. --store, `tier` and `hydrate` need a CLI built with the feature `tiering`
+(`cargo build -p aiodiskdb-cli --features tiering`).
 A location is INDEX:POSITION:SIZE, or the 24 hex digits of the 12 bytes of the Python
 library's ItemLocation.serialize() (index, position, size: u32 little endian).";
 
@@ -113,6 +119,15 @@ enum Command {
     /// Delete the data file of index INDEX (needs --yes).
     #[command(after_help = ops::DROP_HELP)]
     Drop(ops::DropArgs),
+    /// Upload the sealed files beyond the newest --keep-local to the object store of --store
+    /// now, each verified, recorded as remote and deleted locally; print what was tiered
+    /// (feature `tiering`).
+    #[command(after_help = tier::TIER_HELP)]
+    Tier(tier::TierArgs),
+    /// Bring every file on object storage back into the directory, then delete their
+    /// objects: afterwards it opens without --store (feature `tiering`).
+    #[command(after_help = tier::HYDRATE_HELP)]
+    Hydrate(tier::HydrateArgs),
     /// Run benchmark workloads (on a temporary directory unless --dir is given).
     #[command(after_help = aiodiskdb_bench::BENCH_HELP)]
     Bench(aiodiskdb_bench::BenchArgs),
@@ -179,6 +194,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Rtrim(a) => ops::trim(top.db("rtrim", &a.db)?, ops::Trim::Right, a).await,
             Command::Ltrim(a) => ops::trim(top.db("ltrim", &a.db)?, ops::Trim::Left, a).await,
             Command::Drop(a) => ops::drop_index(top.db("drop", &a.db)?, a).await,
+            Command::Tier(a) => tier::tier(top.db("tier", &a.db)?, a).await,
+            Command::Hydrate(a) => tier::hydrate(top.db("hydrate", &a.db)?, a).await,
             Command::Bench(mut a) => {
                 let dir = top.bench_dir(a.dir())?;
                 a.set_dir(dir);

@@ -130,7 +130,7 @@ pub(crate) enum Trim {
 /// Opens an existing database with trimming allowed.
 async fn open_for_trim(db: &Db) -> anyhow::Result<AioDiskDb> {
     Ok(db
-        .builder()
+        .builder()?
         .create_if_missing(false)
         .overwrite(true)
         .open()
@@ -175,7 +175,7 @@ pub(crate) async fn add(db: Db, max_file_size: u64, args: AddArgs) -> anyhow::Re
         );
     }
     let handle = db
-        .builder()
+        .builder()?
         .max_file_size(max_file_size)
         .max_buffer_size(max_file_size)
         .open()
@@ -199,8 +199,9 @@ pub(crate) async fn add(db: Db, max_file_size: u64, args: AddArgs) -> anyhow::Re
 /// Opens the directory (which recovers it) and stops it cleanly; prints what the open
 /// recovered, as `inspect` planned it just before.
 pub(crate) async fn recover(db: Db) -> anyhow::Result<ExitCode> {
-    let plan = db.builder().inspect().await?;
-    let handle = db.builder().create_if_missing(false).open().await?;
+    let builder = db.builder()?;
+    let plan = db.local_builder().inspect().await?;
+    let handle = builder.create_if_missing(false).open().await?;
     handle.stop().await.context("stop the database")?;
     let dir = db.dir.display();
     if plan.pending_recovery.is_empty() {
@@ -218,7 +219,7 @@ pub(crate) async fn recover(db: Db) -> anyhow::Result<ExitCode> {
 /// written or created, no write permission needed; a directory that needs recovery is
 /// read as recovery will keep it.
 pub(crate) async fn read(db: Db, args: ReadArgs) -> anyhow::Result<ExitCode> {
-    let handle = db.builder().read_only().open().await?;
+    let handle = db.builder()?.read_only().open().await?;
     let loc = args.location;
     let bytes = with_db(handle.clone(), handle.read(loc))
         .await?

@@ -35,18 +35,24 @@ the open refuses, as `check` reports it) it prints the problems as `check` does 
 3: `aiodiskdb recover` finishes a pending recovery.
 With --json, prints one object:
   {"dir": str, "ok": bool, "files": int, "items_checked": int, "bytes_checked": int,
-   "unindexed_bytes": int,
+   "unindexed_bytes": int, "remote_files": int,
    "problems": [{"index": int, "location": "INDEX:POSITION:SIZE" | null,
                  "kind": "corrupt" | "missing" | "inconsistent", "message": str}],
    "refused": null | {"reason": str, "pending_recovery": [str],
                       "problems": [{"path": str, "message": str}]}}
 `location` is null for a problem of a whole file; `refused` says why the directory was not
-opened (then nothing was verified, and the counts are 0)."#;
+opened (then nothing was verified, and the counts are 0).
+A tiered directory needs --store: the files on object storage (`remote_files`) are not
+downloaded (each was checked when it was tiered, and every read checks its item), but each
+object is checked to be there, of the file's length (a HEAD): `missing` or `inconsistent`
+otherwise."#;
 
 pub(crate) const SCAN_HELP: &str = r#"Prints the location of every item, in order (by index, then position), one per line as
 INDEX:POSITION:SIZE, as `read` takes it. The items are those of the item indexes; a range
 no item index covers (written by the Python library) is one location spanning it. With
---index, only the items of that index (an index without a data file is an error).
+--index, only the items of that index (an index without a data file is an error). The
+items of a file on object storage are listed from its item index, which stays in the
+directory (a tiered directory needs --store).
 scan opens the directory read-only, as `verify` does: it runs beside a writer (an index
 the writer drops meanwhile is skipped) and changes nothing. With a recovery pending and no
 writer holding the directory (or a directory the open refuses) it prints the problems as
@@ -102,6 +108,7 @@ struct VerifyJson {
     items_checked: u64,
     bytes_checked: u64,
     unindexed_bytes: u64,
+    remote_files: u64,
     problems: Vec<DamageJson>,
     refused: Option<RefusedJson>,
 }
@@ -149,7 +156,9 @@ async fn open_unchanged(
     db: &Db,
     command: &str,
 ) -> anyhow::Result<Result<(AioDiskDb, Inspection), Refusal>> {
-    let ins = db.builder().inspect().await?;
+    // The objects of remote files are checked by `verify` itself, not here.
+    let builder = db.builder()?;
+    let ins = db.local_builder().inspect().await?;
     let dir = db.dir.display();
     // Held by another process: a live session, nothing is pending.
     if !ins.locked && !ins.pending_recovery.is_empty() {
@@ -161,7 +170,7 @@ async fn open_unchanged(
             ins,
         }));
     }
-    match db.builder().read_only().open().await {
+    match builder.read_only().open().await {
         Ok(handle) => Ok(Ok((handle, ins))),
         // What the open refuses is what `inspect` reports as problems (the same plan).
         Err(
@@ -245,7 +254,7 @@ pub(crate) async fn verify(db: Db, args: VerifyArgs) -> anyhow::Result<ExitCode>
     for d in &v.problems {
         outln!("{}", damage_line(d))?;
     }
-    let counts = format!(
+    let mut counts = format!(
         "{} data file{}, {} item{} checked, {} byte{} checked, {} unindexed byte{}",
         v.files,
         s(v.files),
@@ -256,6 +265,16 @@ pub(crate) async fn verify(db: Db, args: VerifyArgs) -> anyhow::Result<ExitCode>
         v.unindexed_bytes,
         s(v.unindexed_bytes),
     );
+    if v.remote_files > 0 {
+        use std::fmt::Write as _;
+        // Writing to a String cannot fail.
+        let _ = write!(
+            counts,
+            ", {} file{} on object storage (objects checked, not downloaded)",
+            v.remote_files,
+            s(v.remote_files)
+        );
+    }
     let n = v.problems.len();
     if v.is_ok() {
         outln!("ok: {counts}, no problems")?;
@@ -278,6 +297,7 @@ fn verify_json(db: &Db, v: &Verification) -> VerifyJson {
         items_checked: v.items_checked,
         bytes_checked: v.bytes_checked,
         unindexed_bytes: v.unindexed_bytes,
+        remote_files: v.remote_files,
         problems: v
             .problems
             .iter()
@@ -327,13 +347,13 @@ pub(crate) async fn scan(db: Db, args: ScanArgs) -> anyhow::Result<ExitCode> {
     };
     let listed = async {
         let indexes: Vec<u32> = match args.index {
-            Some(n) if !ins.files.iter().any(|f| f.index == n) => bail!(
+            Some(n) if !indexes_of(&ins).contains(&n) => bail!(
                 "index {n} does not exist: there is no data file {} in {}",
                 db.data_file_name(n),
                 db.dir.display()
             ),
             Some(n) => vec![n],
-            None => ins.files.iter().map(|f| f.index).collect(),
+            None => indexes_of(&ins),
         };
         for index in indexes {
             let locations = match handle.locations(index).await {
@@ -356,6 +376,18 @@ pub(crate) async fn scan(db: Db, args: ScanArgs) -> anyhow::Result<ExitCode> {
     listed?;
     stopped.context("stop the database")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every index of the directory, in the directory or on object storage, in order.
+fn indexes_of(ins: &Inspection) -> Vec<u32> {
+    let mut v: Vec<u32> = ins
+        .files
+        .iter()
+        .map(|f| f.index)
+        .chain(ins.remote_files.iter().map(|f| f.index))
+        .collect();
+    v.sort_unstable();
+    v
 }
 
 /// Prints locations, one per line, as `INDEX:POSITION:SIZE` or JSON.

@@ -163,6 +163,34 @@ fn help_documents_exit_codes_and_json() -> Result<()> {
     Ok(())
 }
 
+/// Built without the feature `tiering`: `--store`, `tier` and `hydrate` fail on one line
+/// that says how to build the CLI with it (nothing is created).
+#[cfg(not(feature = "tiering"))]
+#[test]
+fn without_tiering_store_tier_and_hydrate_say_how_to_build_it() -> Result<()> {
+    let (_t, db) = temp_db()?;
+    let d = s(&db);
+    add(&db, b"hello")?;
+    for args in [
+        vec!["info", "--store", "s3://bucket/prefix", d],
+        vec!["--store", "s3://bucket/prefix", "read", "0:0:5", d],
+        vec!["tier", "--store", "s3://bucket/prefix", d],
+        vec!["tier", d],
+        vec!["hydrate", d],
+    ] {
+        let r = run(&args)?.expect_error("built without it")?;
+        ensure!(
+            r.stderr
+                .contains("cargo build -p aiodiskdb-cli --features tiering"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    // Without --store the other commands are as before.
+    run(&["read", "0:0:5", d])?.expect_code(0)?;
+    Ok(())
+}
+
 #[test]
 fn add_then_read_round_trip() -> Result<()> {
     let (t, db) = temp_db()?;
@@ -421,6 +449,8 @@ fn info_and_check_json_shapes() -> Result<()> {
         "total_files",
         "total_size",
         "total_item_bytes",
+        "remote_files",
+        "remote",
         "state",
         "locked",
         "pending_recovery",
@@ -451,6 +481,7 @@ fn info_and_check_json_shapes() -> Result<()> {
     assert_eq!(
         c,
         serde_json::json!({"dir": s(&db), "sound": true, "files": 1, "total_item_bytes": 5,
+                           "remote_files": 0, "remote_checked": false,
                            "locked": false, "pending_recovery": [], "problems": [],
                            "other_dat_files": []})
     );
@@ -1475,8 +1506,8 @@ fn verify_checks_every_item_of_a_healthy_directory() -> Result<()> {
     assert_eq!(
         j,
         serde_json::json!({"dir": d, "ok": true, "files": 1, "items_checked": 3,
-                           "bytes_checked": 21, "unindexed_bytes": 0, "problems": [],
-                           "refused": null})
+                           "bytes_checked": 21, "unindexed_bytes": 0, "remote_files": 0,
+                           "problems": [], "refused": null})
     );
     run(&["verify", "-q", "--dir", d])?.expect_code(0)?;
     assert_eq!(snapshot(&db)?, before, "verify changed the directory");

@@ -123,22 +123,39 @@ pub(crate) fn check_remote(opts: &Options, plan: &Plan) -> Result<()> {
         "index(es) {files} are on object storage {} under prefix {:?}",
         recorded.store, recorded.prefix
     );
+    let url = store_url(&recorded);
     match &opts.remote {
         None => Err(Error::config(
             "tiering",
             &"none",
             format!(
-                "{whereabouts}: open with Builder::tiering(Tiering::new(store, {:?})) (CLI: \
-                 --store s3://bucket/{})",
-                recorded.prefix, recorded.prefix
+                "{whereabouts}: open with Builder::tiering(Tiering::new(store, {:?})); with the \
+                 CLI, give --store {url}",
+                recorded.prefix
             ),
         )),
         Some(ours) if ours.prefix != recorded.prefix => Err(Error::config(
             "tiering prefix",
             &format!("{:?}", ours.prefix),
-            format!("{whereabouts}: open with that prefix"),
+            format!("{whereabouts}: open with that prefix; with the CLI, give --store {url}"),
         )),
         Some(_) => Ok(()),
+    }
+}
+
+/// The `s3://bucket/prefix` URL of the remote files of a manifest, as the CLI's `--store`
+/// takes it: the bucket from the store's name (`AmazonS3(bucket)`, as `object_store`
+/// names an S3 store), else `BUCKET`.
+pub(crate) fn store_url(id: &crate::format::RemoteId) -> String {
+    let bucket = id
+        .store
+        .strip_prefix("AmazonS3(")
+        .and_then(|b| b.strip_suffix(')'))
+        .unwrap_or("BUCKET");
+    if id.prefix.is_empty() {
+        format!("s3://{bucket}")
+    } else {
+        format!("s3://{bucket}/{}", id.prefix)
     }
 }
 

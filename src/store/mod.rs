@@ -30,7 +30,7 @@ mod tier;
 mod trim;
 
 #[cfg(feature = "tiering")]
-pub(crate) use tier::Uploaded;
+pub(crate) use tier::{FileCopy, Place};
 pub(crate) use trim::TrimOutcome;
 
 /// What the storage core needs to know of the configuration.

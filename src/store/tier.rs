@@ -1,13 +1,18 @@
-//! Recording a sealed file as remote, after its upload was verified (feature `tiering`
-//! uploads; the record itself is plain storage and always compiled, so that recovery and
-//! the crash enumeration share it).
+//! Moving a sealed file between the directory and object storage: recording it as remote
+//! after its upload was verified, and as local again after its download (feature
+//! `tiering` transfers; the records themselves are plain storage and always compiled, so
+//! that recovery and the crash enumeration share them).
 //!
-//! The protocol (`docs/design.md`, "Tiering"): the first change of the session marks the
-//! state dirty; a new manifest generation records the file as remote (with the data
-//! checksum the upload was verified against), synced; a state record names it, synced:
-//! **that state record is the commit point**; then the local data file is deleted and the
-//! directory synced. A crash before the commit point leaves the file local (the upload is
-//! redone, the object overwritten); after it, recovery deletes a local copy still there.
+//! The protocols (`docs/design.md`, "Tiering" and "Hydrate"): the first change of the
+//! session marks the state dirty; a new manifest generation records where the file is (with
+//! the data checksum the copy was checked against), synced; a state record names it,
+//! synced: **that state record is the commit point**. To remote: the local data file is
+//! deleted after it, and the directory synced; a crash before leaves the file local (the
+//! upload is redone, the object overwritten), after it recovery deletes a local copy still
+//! there. To local: the downloaded copy, synced under a temp name, is renamed into place and
+//! the directory synced before it; a crash before leaves the file remote (recovery deletes
+//! the temp file or the renamed copy, and the object is still there), after it the caller
+//! deletes the object.
 
 use crate::error::{Error, IoContext, Result};
 use crate::format::{Pending, RemoteId, Sealed};
@@ -15,82 +20,114 @@ use crate::fs::seeded;
 
 use super::Store;
 
-/// A sealed file uploaded and verified: the object holds its header and its data bytes
-/// `[trim_offset, end)`, whose CRC32C is `data_crc`.
+/// A copy of a sealed file, on the other side: the object (or the downloaded temp file)
+/// holds its header and its data bytes `[trim_offset, end)`, whose CRC32C is `data_crc`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Uploaded {
+pub(crate) struct FileCopy {
     pub(crate) index: u32,
     pub(crate) trim_offset: u32,
     pub(crate) end: u32,
     pub(crate) data_crc: u32,
-    /// The object's size: the header and the data bytes.
+    /// The copy's size: the header and the data bytes.
     pub(crate) size: u64,
 }
 
+/// Where a record puts a sealed file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// On object storage: the copy is the verified object, the local file goes.
+    Remote,
+    /// In the directory again: the copy is the downloaded temp file
+    /// (`Naming::temp_file`), synced, renamed into place.
+    Local,
+}
+
+#[cfg_attr(
+    not(feature = "tiering"),
+    expect(dead_code, reason = "only tiering moves files")
+)]
 impl Store {
-    /// Records `up` as remote under `id` and deletes the local copy. `Ok(false)`, with
-    /// nothing changed, when the file is no longer what was uploaded (trimmed, dropped or
-    /// already remote meanwhile).
+    /// Records `copy` at `to` (the key prefix and store `id`, for a remote file), moving
+    /// the file (deleting the local copy, or renaming the downloaded one into place).
+    /// `Ok(false)`, with nothing changed, when the file is no longer what was copied
+    /// (trimmed, dropped, or already at `to` meanwhile).
     ///
     /// # Errors
     /// [`Error::FilesInconsistency`] when the manifest records another checksum for the
-    /// file than the upload's (the local copy is damaged: it is not tiered, and `verify`
-    /// reports it), nothing changed; [`Error::Io`], after which the handle must be
-    /// reopened (recovery finishes or forgets the record).
-    #[cfg_attr(
-        not(feature = "tiering"),
-        expect(dead_code, reason = "only tiering uploads files")
-    )]
-    pub(crate) fn record_remote(&mut self, up: &Uploaded, id: &RemoteId) -> Result<bool> {
-        let Some(info) = self.catalog.get(up.index) else {
+    /// file than the copy's (a local copy damaged since it was sealed, which is not tiered;
+    /// or a downloaded object that differs, which is not recorded), nothing changed but the
+    /// session's dirty record; [`Error::Io`], after which the handle must be reopened
+    /// (recovery finishes or forgets the record).
+    pub(crate) fn record_place(
+        &mut self,
+        copy: &FileCopy,
+        to: Place,
+        id: &RemoteId,
+    ) -> Result<bool> {
+        let Some(info) = self.catalog.get(copy.index) else {
             return Ok(false);
         };
-        if up.index >= self.catalog.head()
-            || info.remote
-            || info.trim_offset != up.trim_offset
-            || info.end != up.end
+        if copy.index >= self.catalog.head()
+            || info.remote == (to == Place::Remote)
+            || info.trim_offset != copy.trim_offset
+            || info.end != copy.end
         {
             return Ok(false);
         }
-        let path = self.data_path(up.index);
-        if seeded!(self.fs, DeleteLocalBeforeRecord) {
+        let path = self.data_path(copy.index);
+        let temp = self
+            .dir()
+            .join(self.opts.format.naming.temp_file(copy.index));
+        if to == Place::Remote && seeded!(self.fs, DeleteLocalBeforeRecord) {
             crate::fs::remove_if_exists(self.fs.as_ref(), &path).ctx("remove data file", &path)?;
             self.sync_dir()?;
         }
         // The manifest lists every sealed file from here on.
         self.mark_dirty()?;
-        let Some(rec) = self.manifest.get(up.index).copied() else {
+        let Some(rec) = self.manifest.get(copy.index).copied() else {
             return Err(Error::state(format!(
                 "{} is sealed but not in the manifest",
                 path.display()
             )));
         };
-        if rec.data_crc.is_some_and(|c| c != up.data_crc) {
+        if let Some(recorded) = rec.data_crc.filter(|c| *c != copy.data_crc) {
+            let (path, what) = match to {
+                Place::Remote => (path, "the local copy is damaged, and is not tiered"),
+                Place::Local => (temp, "the downloaded object differs, and is not hydrated"),
+            };
             return Err(Error::FilesInconsistency {
                 path,
                 reason: format!(
-                    "its data have CRC32C {:08x}, the manifest records {:08x}: the local copy \
-                     is damaged, and is not tiered",
-                    up.data_crc,
-                    rec.data_crc.unwrap_or_default()
+                    "its data have CRC32C {:08x}, the manifest records {recorded:08x}: {what}",
+                    copy.data_crc
                 ),
             });
         }
+        if to == Place::Local {
+            self.fs
+                .rename(&temp, &path)
+                .ctx("rename temp file", &temp)?;
+            self.sync_dir()?;
+        }
         let mut next = self.manifest.with(
-            up.index,
+            copy.index,
             Some(Sealed {
-                remote: true,
-                data_crc: Some(up.data_crc),
+                remote: to == Place::Remote,
+                data_crc: Some(copy.data_crc),
                 ..rec
             }),
         );
-        next.remote = Some(id.clone());
+        if to == Place::Remote {
+            next.remote = Some(id.clone());
+        }
         self.publish_manifest(next)?;
         self.write_head_state(false, Pending::None)?;
         self.forget_old_manifest()?;
-        crate::fs::remove_if_exists(self.fs.as_ref(), &path).ctx("remove data file", &path)?;
-        self.sync_dir()?;
-        self.catalog.set_remote(up.index, true);
+        if to == Place::Remote {
+            crate::fs::remove_if_exists(self.fs.as_ref(), &path).ctx("remove data file", &path)?;
+            self.sync_dir()?;
+        }
+        self.catalog.set_remote(copy.index, to == Place::Remote);
         Ok(true)
     }
 }

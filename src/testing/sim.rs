@@ -76,6 +76,13 @@ pub(crate) enum Bug {
     /// and checksum unchecked).
     #[cfg(feature = "tiering")]
     TrustUnverifiedUpload,
+    /// Hydrate deletes the object before the record that makes the file local again is
+    /// durable.
+    #[cfg(feature = "tiering")]
+    DeleteObjectBeforeRecord,
+    /// Hydrate renames its downloaded copy into place (and records it) without syncing it.
+    #[cfg(feature = "tiering")]
+    HydrateUnsynced,
 }
 
 impl Bug {
@@ -97,6 +104,10 @@ impl Bug {
     /// The bugs of tiering, caught by its own crash enumeration (`testing/tiering.rs`).
     #[cfg(feature = "tiering")]
     pub(crate) const TIERING: [Bug; 2] = [Bug::DeleteLocalBeforeRecord, Bug::TrustUnverifiedUpload];
+
+    /// The bugs of hydrate, caught by the crash enumeration of its workload.
+    #[cfg(feature = "tiering")]
+    pub(crate) const HYDRATE: [Bug; 2] = [Bug::DeleteObjectBeforeRecord, Bug::HydrateUnsynced];
 }
 
 /// What a crash keeps of the unsynced changes.

@@ -6,9 +6,11 @@
 //! - [`FaultStore`], an object store that fails its n-th call (once or from then on) with
 //!   a timeout, an HTTP 500, a 403, or a truncated body;
 //! - the crash enumeration of tiering workloads (adds, flushes, `tier`, drops of local and
-//!   remote indexes, reopens), checked against the model: every acknowledged item reads
-//!   back exactly, from the directory or from the object store, after recovery; then a
-//!   new session finishes the tiering and everything still reads back;
+//!   remote indexes, reopens, and `hydrate` in the second mix), checked against the model:
+//!   every acknowledged item reads back exactly, from the directory or from the object
+//!   store, after recovery, and no temp file is left; then a new session finishes the
+//!   tiering and everything still reads back (in the hydrate mix it also hydrates: no
+//!   object is left, and the directory opens and reads back without tiering);
 //! - the seeded bugs of tiering, each caught;
 //! - the fault countdown over every request of the store.
 
@@ -437,12 +439,34 @@ pub(crate) fn tier_config(store: Arc<dyn ObjectStore>, background: bool) -> Conf
         .0
 }
 
+/// The simulated configuration without tiering (what a hydrated directory opens with).
+fn plain_config() -> Config {
+    Builder::new("/db")
+        .max_file_size(1024)
+        .max_buffer_size(1000)
+        .validate()
+        .expect("valid")
+        .0
+}
+
+/// Which operations a tiering workload runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mix {
+    /// Adds, flushes, `tier`, drops, stops and reopens; it ends with a `tier`.
+    Tier,
+    /// The same with `hydrate` among them (in place of some `tier`s); it ends with a
+    /// `tier` and a `hydrate`.
+    Hydrate,
+}
+
 /// What a tiering workload was told.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct TierModel {
     pub(crate) items: Vec<Item>,
     /// Files the workload saw tiered.
     pub(crate) tiered: u64,
+    /// Files the workload saw hydrated.
+    pub(crate) hydrated: u64,
 }
 
 impl TierModel {
@@ -460,13 +484,15 @@ fn payload(rng: &mut StdRng) -> Vec<u8> {
     (0..n).map(|_| rng.gen()).collect()
 }
 
-/// Runs one seeded tiering workload on `fs` and `store` until its end or its first
-/// failure: adds, flushes, `tier`, drops (of remote and local indexes), stop and reopen.
+/// Runs one seeded tiering workload of `mix` on `fs` and `store` until its end or its
+/// first failure: adds, flushes, `tier`, drops (of remote and local indexes), stop and
+/// reopen; `hydrate`.
 pub(crate) async fn tier_workload(
     fs: SimFs,
     store: Arc<dyn ObjectStore>,
     seed: u64,
     steps: usize,
+    mix: Mix,
 ) -> TierModel {
     let cfg = tier_config(store, false);
     let open = || {
@@ -509,8 +535,7 @@ pub(crate) async fn tier_workload(
                 Err(_) => false,
             }
         } else if r < 92 {
-            // The object store failing changes nothing: go on.
-            matches!(db.tier().await, Ok(_) | Err(crate::Error::Remote { .. }))
+            move_files(&db, &mut m, mix == Mix::Hydrate && r >= 86).await
         } else if r < 95 {
             // Flush first, so that the model knows which items the drop takes.
             pending = 0;
@@ -558,11 +583,30 @@ pub(crate) async fn tier_workload(
     }
     if db.flush().await.is_ok() {
         m.settle(St::Pending, St::Durable);
-        let _ = db.tier().await;
+        move_files(&db, &mut m, false).await;
+        if mix == Mix::Hydrate {
+            move_files(&db, &mut m, true).await;
+        }
         let _ = db.stop().await;
     }
     m.tiered += count_tiered(&mut events);
     m
+}
+
+/// `tier`, or `hydrate`; whether the workload goes on (the object store failing changes
+/// nothing).
+async fn move_files(db: &AioDiskDb, m: &mut TierModel, hydrate: bool) -> bool {
+    if hydrate {
+        match db.hydrate().await {
+            Ok(files) => {
+                m.hydrated += files.len() as u64;
+                true
+            }
+            Err(e) => matches!(e, crate::Error::Remote { .. }),
+        }
+    } else {
+        matches!(db.tier().await, Ok(_) | Err(crate::Error::Remote { .. }))
+    }
 }
 
 /// How many `Tiered` events wait in `rx`.
@@ -597,7 +641,7 @@ fn read_any(
 }
 
 /// Recovers `image` (tiering configured) and checks every item of the model, local or
-/// remote.
+/// remote, and that no temp file is left.
 pub(crate) fn check_tiered(
     image: &SimFs,
     backing: &Arc<dyn ObjectStore>,
@@ -608,6 +652,9 @@ pub(crate) fn check_tiered(
         .map_err(|e| format!("recovery failed: {e}"))?;
     let catalog = store.catalog();
     drop(store);
+    if let Some(temp) = image.names().iter().find(|n| n.starts_with(".tmp.")) {
+        return Err(format!("temp file {temp} left after recovery"));
+    }
     let remote = Remote::new(cfg.tiering.clone().expect("tiering"));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -645,11 +692,14 @@ pub(crate) fn check_tiered(
 }
 
 /// A new session on the recovered image finishes the tiering (uploads redone, local
-/// copies deleted) and every acknowledged item still reads back, through the handle.
+/// copies deleted) and every acknowledged item still reads back, through the handle. In
+/// the hydrate mix it then hydrates: every file is local, no object is left under the
+/// prefix, and after a stop the directory opens without tiering and reads back.
 pub(crate) fn check_redo(
     image: &SimFs,
     backing: &Arc<dyn ObjectStore>,
     m: &TierModel,
+    mix: Mix,
 ) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -683,9 +733,44 @@ pub(crate) fn check_redo(
                 "{local} sealed files still local after tier (keep_local 1)"
             ));
         }
+        if mix == Mix::Hydrate {
+            db.hydrate()
+                .await
+                .map_err(|e| format!("hydrate after recovery failed: {e}"))?;
+            if let Some((index, _)) = db.handle_catalog().older().iter().find(|(_, f)| f.remote) {
+                return Err(format!("index {index} still remote after hydrate"));
+            }
+            let left: Vec<_> = backing
+                .list(Some(&ObjectPath::from(PREFIX)))
+                .map(|o| o.map(|o| o.location.to_string()))
+                .collect::<Vec<_>>()
+                .await;
+            if !left.is_empty() {
+                return Err(format!("objects left after hydrate: {left:?}"));
+            }
+        }
         db.stop()
             .await
-            .map_err(|e| format!("stop after redo failed: {e}"))
+            .map_err(|e| format!("stop after redo failed: {e}"))?;
+        if mix == Mix::Hydrate {
+            let db =
+                AioDiskDb::start_with(Arc::new(image.clone()), plain_config(), Hooks::default())
+                    .await
+                    .map_err(|e| format!("open without tiering after hydrate failed: {e}"))?;
+            for it in m.items.iter().filter(|i| i.st == St::Durable) {
+                let got = db
+                    .read(it.loc)
+                    .await
+                    .map_err(|e| format!("read {} without tiering: {e}", it.loc))?;
+                if got.as_deref() != Some(&it.data[..]) {
+                    return Err(format!("acknowledged item {} lost after hydrate", it.loc));
+                }
+            }
+            db.stop()
+                .await
+                .map_err(|e| format!("stop without tiering failed: {e}"))?;
+        }
+        Ok(())
     })
 }
 
@@ -695,6 +780,7 @@ pub(crate) struct TierTally {
     pub(crate) states: AtomicU64,
     pub(crate) runs: AtomicU64,
     pub(crate) tiered: AtomicU64,
+    pub(crate) hydrated: AtomicU64,
 }
 
 /// The object store of one run: corrupting one put in four silently.
@@ -703,11 +789,12 @@ fn sim_store(fs: &SimFs) -> SimStore {
 }
 
 /// Enumerates every crash point (of the file system and of the object store) of one
-/// tiering workload. Returns the first violation.
+/// tiering workload of `mix`. Returns the first violation.
 pub(crate) fn enumerate_tiering(
     seed: u64,
     steps: usize,
     bug: Option<Bug>,
+    mix: Mix,
     tally: &TierTally,
 ) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -717,7 +804,7 @@ pub(crate) fn enumerate_tiering(
     let full = SimFs::new();
     full.set_bug(bug);
     let store = Arc::new(sim_store(&full));
-    rt.block_on(tier_workload(full.clone(), store, seed, steps));
+    rt.block_on(tier_workload(full.clone(), store, seed, steps, mix));
     let total = full.ops();
     for n in 0..=total {
         let fs = SimFs::new();
@@ -725,9 +812,10 @@ pub(crate) fn enumerate_tiering(
         fs.freeze_at(n);
         let store = Arc::new(sim_store(&fs));
         let backing = store.backing();
-        let m = rt.block_on(tier_workload(fs.clone(), store, seed, steps));
+        let m = rt.block_on(tier_workload(fs.clone(), store, seed, steps, mix));
         tally.runs.fetch_add(1, Ordering::Relaxed);
         tally.tiered.fetch_add(m.tiered, Ordering::Relaxed);
+        tally.hydrated.fetch_add(m.hydrated, Ordering::Relaxed);
         for (v, damage) in Damage::ALL.into_iter().enumerate() {
             let image = fs.crash_image(damage, seed ^ n.rotate_left(17) ^ v as u64);
             tally.states.fetch_add(1, Ordering::Relaxed);
@@ -751,7 +839,7 @@ pub(crate) fn enumerate_tiering(
                 format!("seed {seed} crash at op {n}, again at recovery op {k}: {e}")
             })?;
         }
-        check_redo(&image.crash_image(Damage::All, 0), &backing, &m)
+        check_redo(&image.crash_image(Damage::All, 0), &backing, &m, mix)
             .map_err(|e| format!("seed {seed} crash at op {n}, then a session: {e}"))?;
     }
     Ok(())
@@ -784,7 +872,7 @@ mod tests {
             let fs = SimFs::new();
             let store = Arc::new(sim_store(&fs));
             let backing = store.backing();
-            let m = rt.block_on(tier_workload(fs.clone(), store, seed, 120));
+            let m = rt.block_on(tier_workload(fs.clone(), store, seed, 120, Mix::Tier));
             assert!(
                 m.items
                     .iter()
@@ -794,7 +882,13 @@ mod tests {
             dropped += m.items.iter().filter(|i| i.st == St::Gone).count();
             tiered += m.tiered;
             check_tiered(&fs.crash_image(Damage::SyncedOnly, 1), &backing, &m).unwrap();
-            check_redo(&fs.crash_image(Damage::SyncedOnly, 1), &backing, &m).unwrap();
+            check_redo(
+                &fs.crash_image(Damage::SyncedOnly, 1),
+                &backing,
+                &m,
+                Mix::Tier,
+            )
+            .unwrap();
         }
         assert!(tiered >= 8, "files were tiered: {tiered}");
         assert!(dropped > 0, "drops ran");
@@ -814,7 +908,7 @@ mod tests {
         let n = seeds();
         for seed in 0..n {
             let before = tally.tiered.load(Ordering::Relaxed);
-            enumerate_tiering(seed, 60, None, &tally).unwrap();
+            enumerate_tiering(seed, 60, None, Mix::Tier, &tally).unwrap();
             let tiered = tally.tiered.load(Ordering::Relaxed) - before;
             assert!(tiered > 0, "seed {seed}: the crash runs tiered files");
         }
@@ -828,11 +922,39 @@ mod tests {
     }
 
     #[test]
+    fn every_hydrate_crash_point_recovers_to_the_model() {
+        let tally = TierTally::default();
+        let n = seeds();
+        for seed in 0..n {
+            let before = tally.hydrated.load(Ordering::Relaxed);
+            enumerate_tiering(seed, HYDRATE_STEPS, None, Mix::Hydrate, &tally).unwrap();
+            let hydrated = tally.hydrated.load(Ordering::Relaxed) - before;
+            assert!(hydrated > 0, "seed {seed}: the crash runs hydrated files");
+        }
+        eprintln!(
+            "hydrate crash enumeration: {n} workloads, {} workload runs ({} files tiered, {} \
+             hydrated), {} crash states checked, 0 violations",
+            tally.runs.load(Ordering::Relaxed),
+            tally.tiered.load(Ordering::Relaxed),
+            tally.hydrated.load(Ordering::Relaxed),
+            tally.states.load(Ordering::Relaxed),
+        );
+    }
+
+    /// The steps of a hydrate workload (shorter than a tier workload's: every crash state
+    /// also hydrates in its redo).
+    const HYDRATE_STEPS: usize = 40;
+
+    #[test]
     fn tiering_harness_catches_seeded_bugs() {
-        for bug in Bug::TIERING {
+        let bugs = Bug::TIERING
+            .map(|b| (b, Mix::Tier, 60))
+            .into_iter()
+            .chain(Bug::HYDRATE.map(|b| (b, Mix::Hydrate, HYDRATE_STEPS)));
+        for (bug, mix, steps) in bugs {
             let tally = TierTally::default();
-            let found =
-                (0..6).find_map(|seed| enumerate_tiering(seed, 60, Some(bug), &tally).err());
+            let found = (0..6)
+                .find_map(|seed| enumerate_tiering(seed, steps, Some(bug), mix, &tally).err());
             eprintln!("{bug:?}: {found:?}");
             assert!(found.is_some(), "seeded bug {bug:?} was not caught");
         }
@@ -975,7 +1097,7 @@ mod tests {
                 .validate()
                 .unwrap()
                 .0;
-            let e = AioDiskDb::start_with(Arc::new(fs.clone()), plain, Hooks::default())
+            let e = AioDiskDb::start_with(Arc::new(fs.clone()), plain.clone(), Hooks::default())
                 .await
                 .unwrap_err();
             let msg = e.to_string();
@@ -983,9 +1105,55 @@ mod tests {
                 matches!(e, crate::Error::InvalidConfiguration { .. }),
                 "{e:?}"
             );
-            for want in ["InMemory", PREFIX, "data00000.dat", "data00001.dat"] {
+            for want in [
+                "InMemory",
+                PREFIX,
+                "data00000.dat",
+                "data00001.dat",
+                "--store s3://BUCKET/node-1/blocks",
+            ] {
                 assert!(msg.contains(want), "{want} in {msg}");
             }
+            // Inspected: where each index lives; with the tiering, each object checked.
+            let opts = plain.store_options();
+            let ins = crate::inspect::inspect_with(&fs, &opts).unwrap();
+            assert!(ins.is_sound(), "{:?}", ins.problems);
+            let remote: Vec<(u32, &str)> = ins
+                .remote_files
+                .iter()
+                .map(|f| (f.index, f.key.as_str()))
+                .collect();
+            assert_eq!(
+                remote,
+                [
+                    (0, "node-1/blocks/data00000.dat"),
+                    (1, "node-1/blocks/data00001.dat")
+                ]
+            );
+            assert!(ins.files.iter().all(|f| f.index >= 2), "{:?}", ins.files);
+            let at = ins.remote_store.clone().unwrap();
+            assert_eq!(
+                (at.store.as_str(), at.prefix.as_str(), at.url.as_str()),
+                ("InMemory", PREFIX, "s3://BUCKET/node-1/blocks")
+            );
+            let tiering = Tiering::new(Arc::clone(&store), PREFIX);
+            let checked = crate::tiering::check_objects(ins.clone(), &tiering, &opts).await;
+            assert!(checked.is_sound(), "{:?}", checked.problems);
+            let key1 = ObjectPath::from(format!("{PREFIX}/data00001.dat"));
+            let kept = get_object(&store, &key1).await;
+            crate::tiering::delete(store.as_ref(), &key1).await.unwrap();
+            let checked = crate::tiering::check_objects(ins.clone(), &tiering, &opts).await;
+            assert_eq!(checked.problems.len(), 1, "{:?}", checked.problems);
+            assert!(checked.problems[0].path.ends_with("data00001.dat"));
+            assert!(checked.problems[0].message.contains("is missing"));
+            put_object(&store, &key1, kept[..30].to_vec()).await;
+            let checked = crate::tiering::check_objects(ins, &tiering, &opts).await;
+            assert!(
+                checked.problems[0].message.contains("30 bytes long"),
+                "{:?}",
+                checked.problems
+            );
+            put_object(&store, &key1, kept).await;
             let other = Builder::new("/db")
                 .max_file_size(1024)
                 .max_buffer_size(1000)
@@ -1000,6 +1168,115 @@ mod tests {
             assert!(msg.contains("elsewhere") && msg.contains(PREFIX), "{msg}");
             // Nothing was changed by the refusals: the right configuration opens.
             let db = open_tiered(&fs, store, false).await.unwrap();
+            db.stop().await.unwrap();
+        });
+    }
+
+    async fn get_object(store: &Arc<dyn ObjectStore>, key: &ObjectPath) -> Vec<u8> {
+        let got = store.get_opts(key, GetOptions::default()).await.unwrap();
+        got.bytes().await.unwrap().to_vec()
+    }
+
+    async fn put_object(store: &Arc<dyn ObjectStore>, key: &ObjectPath, bytes: Vec<u8>) {
+        store
+            .put_opts(key, bytes.into(), PutOptions::default())
+            .await
+            .unwrap();
+    }
+
+    /// `hydrate`: refused with the background uploader on and on a read-only handle; an
+    /// object of the wrong length or whose data differ from the manifest's checksum is
+    /// `Error::Remote` naming the key, the file stays remote, no temp file stays; then every
+    /// file comes back (the sizes of their objects), every object under the prefix that
+    /// names a file of ours goes (one planted for a local file too, not one of another
+    /// name), every item reads back, and after a stop the directory opens without tiering.
+    #[test]
+    fn hydrate_brings_every_file_back_and_ends_tiering() {
+        let rt = rt();
+        rt.block_on(async {
+            let fs = SimFs::new();
+            let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+            let db = open_tiered(&fs, Arc::clone(&store), true).await.unwrap();
+            let e = db.hydrate().await.unwrap_err();
+            assert!(
+                matches!(e, crate::Error::InvalidConfiguration { option, .. } if option.contains("upload_in_background")),
+                "{e:?}"
+            );
+            db.stop().await.unwrap();
+            let db = open_tiered(&fs, Arc::clone(&store), false).await.unwrap();
+            let items = fill(&db, 4, 5).await;
+            let tiered = db.tier().await.unwrap();
+            assert_eq!(tiered.len(), 3);
+            let key = |i: u32| ObjectPath::from(format!("{PREFIX}/data{i:05}.dat"));
+            // Index 1's object altered, then cut short: refused, typed, nothing moves.
+            let good = get_object(&store, &key(1)).await;
+            let mut bad = good.clone();
+            bad[30] ^= 1;
+            for (object, want) in [(bad, "CRC32C"), (good[..40].to_vec(), "bytes long")] {
+                put_object(&store, &key(1), object).await;
+                match db.hydrate().await {
+                    Err(crate::Error::Remote { key: k, cause }) => {
+                        assert_eq!(k, key(1).to_string());
+                        assert!(cause.contains(want), "{cause}");
+                    }
+                    r => panic!("{r:?}"),
+                }
+                let catalog = db.handle_catalog();
+                assert!(catalog.get(1).unwrap().remote && catalog.get(2).unwrap().remote);
+                assert!(!catalog.get(0).unwrap().remote, "index 0 came back before");
+                assert!(fs.names().iter().all(|n| !n.starts_with(".tmp.")), "{:?}", fs.names());
+            }
+            put_object(&store, &key(1), good).await;
+            // Orphans: an object for local index 3 (nothing names it: deleted), and a key of
+            // another name (kept).
+            put_object(&store, &key(3), b"orphan".to_vec()).await;
+            let other = ObjectPath::from(format!("{PREFIX}/notes.txt"));
+            put_object(&store, &other, b"not ours".to_vec()).await;
+            let hydrated = db.hydrate().await.unwrap();
+            assert_eq!(
+                hydrated.iter().map(|h| (h.index, h.size)).collect::<Vec<_>>(),
+                tiered
+                    .iter()
+                    .filter(|t| t.index != 0)
+                    .map(|t| (t.index, t.size))
+                    .collect::<Vec<_>>()
+            );
+            assert!(db.handle_catalog().older().iter().all(|(_, f)| !f.remote));
+            let left: Vec<String> = store
+                .list(Some(&ObjectPath::from(PREFIX)))
+                .map(|o| o.unwrap().location.to_string())
+                .collect()
+                .await;
+            assert_eq!(left, vec![other.to_string()]);
+            for (loc, data) in &items {
+                assert_eq!(db.read(*loc).await.unwrap().as_deref(), Some(&data[..]));
+            }
+            // Spawned (its future is `Send`): nothing left to do.
+            let again = tokio::spawn({
+                let db = db.clone();
+                async move { db.hydrate().await }
+            });
+            assert!(again.await.unwrap().unwrap().is_empty());
+            let loc = db.add(&b"after hydrate"[..]).await.unwrap();
+            db.stop().await.unwrap();
+            let ro = Builder::new("/db")
+                .read_only()
+                .tiering(Tiering::new(Arc::clone(&store), PREFIX).upload_in_background(false))
+                .validate()
+                .unwrap()
+                .0;
+            let reader = AioDiskDb::start_with(Arc::new(fs.clone()), ro, Hooks::default())
+                .await
+                .unwrap();
+            assert!(matches!(reader.hydrate().await, Err(crate::Error::ReadOnly)));
+            reader.stop().await.unwrap();
+            let db = AioDiskDb::start_with(Arc::new(fs.clone()), plain_config(), Hooks::default())
+                .await
+                .unwrap();
+            for (loc, data) in &items {
+                assert_eq!(db.read(*loc).await.unwrap().as_deref(), Some(&data[..]));
+            }
+            assert_eq!(db.read(loc).await.unwrap().as_deref(), Some(&b"after hydrate"[..]));
             db.stop().await.unwrap();
         });
     }
@@ -1144,6 +1421,20 @@ mod tests {
             let v = db.verify().await.unwrap();
             assert_eq!(v.remote_files, 1);
             assert!(v.is_ok(), "{v:?}");
+            // Its object gone: a problem of the file, by HEAD (nothing downloaded).
+            let object = get_object(&backing, &key).await;
+            crate::tiering::delete(backing.as_ref(), &key)
+                .await
+                .unwrap();
+            let v = db.verify().await.unwrap();
+            assert_eq!(v.problems.len(), 1, "{v:?}");
+            let d = &v.problems[0];
+            assert_eq!(
+                (d.index, d.location, d.kind),
+                (0, None, crate::DamageKind::Missing)
+            );
+            assert!(d.message.contains("data00000.dat"), "{}", d.message);
+            put_object(&backing, &key, object).await;
             assert_eq!(
                 db.locations(0).await.unwrap().len(),
                 items.iter().filter(|(l, _)| l.index == 0).count()

@@ -4,9 +4,11 @@
 //! This module owns everything that talks to the object store: the configuration
 //! ([`Tiering`]), the upload and its verification (`upload.rs`), the background uploader
 //! task, remote reads through a RAM cache of items (`cache.rs`) within a bound on
-//! concurrent requests. Recording a file as remote (a new manifest generation, named by a
-//! state record, and only then the local copy deleted) is the store's, run by the flusher
-//! (`store/tier.rs`); recovery resolves what a crash left (`recovery/checks.rs`).
+//! concurrent requests, and hydrate, which brings every file back (`hydrate.rs`).
+//! Recording a file as remote or local again (a new manifest generation, named by a state
+//! record; the local copy deleted after it, or the downloaded one renamed into place
+//! before it) is the store's, run by the flusher (`store/tier.rs`); recovery resolves what
+//! a crash left (`recovery/checks.rs`).
 //!
 //! An object is the whole data file, header included, under `{prefix}/{file name}`, so
 //! the item at logical position `p` is at byte `24 + p - trim offset` of the object, as in
@@ -15,9 +17,10 @@
 //! request.
 
 mod cache;
+mod hydrate;
 mod upload;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
@@ -37,7 +40,10 @@ use crate::index::ItemTable;
 use crate::location::ItemLocation;
 use crate::reader::Files;
 use crate::shared::Call;
+use crate::store::{FileCopy, Place};
 
+pub(crate) use hydrate::hydrate;
+pub use hydrate::Hydrated;
 pub(crate) use upload::upload;
 
 /// How many item tables of remote files are kept in memory.
@@ -242,6 +248,19 @@ pub(crate) fn remote_error(key: &ObjectPath, cause: &dyn fmt::Display) -> Error 
     }
 }
 
+/// The size of the object at `key` (a HEAD).
+async fn object_size(store: &dyn ObjectStore, key: &ObjectPath) -> Result<u64> {
+    let opts = GetOptions {
+        head: true,
+        ..GetOptions::default()
+    };
+    let got = store
+        .get_opts(key, opts)
+        .await
+        .map_err(|e| remote_error(key, &e))?;
+    Ok(got.meta.size)
+}
+
 /// A ranged GET.
 async fn get_range(store: &dyn ObjectStore, key: &ObjectPath, range: Range<u64>) -> Result<Bytes> {
     let want = range.end - range.start;
@@ -273,26 +292,11 @@ pub(crate) struct Remote {
     requests: Semaphore,
     /// Item tables of remote files, by index: `(catalog generation, table)`. Taken alone.
     tables: Mutex<HashMap<u32, (u64, Arc<ItemTable>)>>,
-    /// Indexes being uploaded (by the background task or `tier`). Taken alone.
-    claimed: Mutex<BTreeSet<u32>>,
+    /// Held by a pass (of the background task or `tier`) and by `hydrate`: one at a time,
+    /// so that no file is uploaded twice at once, nor uploaded while it is brought back.
+    passes: tokio::sync::Mutex<()>,
     /// Wakes the background uploader: the head moved, so a file may have been sealed.
     pub(crate) wake: Notify,
-}
-
-/// An index claimed for upload, released on drop.
-struct Claim<'a> {
-    remote: &'a Remote,
-    index: u32,
-}
-
-impl Drop for Claim<'_> {
-    fn drop(&mut self) {
-        self.remote
-            .claimed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&self.index);
-    }
 }
 
 impl Remote {
@@ -304,7 +308,7 @@ impl Remote {
             prefix,
             cfg,
             tables: Mutex::default(),
-            claimed: Mutex::default(),
+            passes: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
         }
     }
@@ -312,20 +316,6 @@ impl Remote {
     /// The object key of data file `index`.
     pub(crate) fn key(&self, naming: &Naming, index: u32) -> ObjectPath {
         self.prefix.clone().join(naming.data_file(index))
-    }
-
-    fn claim(&self, index: u32) -> Option<Claim<'_>> {
-        let fresh = self
-            .claimed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(index);
-        // The guard is gone: a claim not taken is never built (its drop would release
-        // the other pass's claim, under this lock).
-        fresh.then(|| Claim {
-            remote: self,
-            index,
-        })
     }
 
     /// The item table of remote file `index` as committed at `info` (its index file is
@@ -398,6 +388,34 @@ impl Remote {
         Ok(Some(bytes))
     }
 
+    /// What is wrong with the object of remote file `index` as committed at `info` (a
+    /// HEAD, within `concurrency`), for `verify`.
+    ///
+    /// # Errors
+    /// [`Error::Remote`] when the store fails.
+    pub(crate) async fn damage(
+        &self,
+        naming: &Naming,
+        index: u32,
+        info: FileInfo,
+    ) -> Result<Option<crate::Damage>> {
+        let key = self.key(naming, index);
+        let _permit = self
+            .requests
+            .acquire()
+            .await
+            .map_err(|_| Error::NotRunning)?;
+        let size = crate::format::HEADER_LEN + info.data_len();
+        Ok(check_object(self.cfg.store.as_ref(), &key, size)
+            .await?
+            .map(|(kind, message)| crate::Damage {
+                index,
+                location: None,
+                kind,
+                message,
+            }))
+    }
+
     /// Deletes the object of `index`, best effort (an upload that was not recorded).
     async fn forget(&self, naming: &Naming, index: u32) {
         let key = self.key(naming, index);
@@ -415,6 +433,78 @@ pub(crate) async fn delete(store: &dyn ObjectStore, key: &ObjectPath) -> Result<
         Some(Err(object_store::Error::NotFound { .. }) | Ok(_)) | None => Ok(()),
         Some(Err(e)) => Err(remote_error(key, &e)),
     }
+}
+
+/// What is wrong with the object at `key`, which should be `size` bytes long (one HEAD):
+/// `None` when nothing is; a missing object, or one of another length, as a kind of
+/// damage and a message naming the key.
+///
+/// # Errors
+/// [`Error::Remote`] when the store fails otherwise.
+pub(crate) async fn check_object(
+    store: &dyn ObjectStore,
+    key: &ObjectPath,
+    size: u64,
+) -> Result<Option<(crate::DamageKind, String)>> {
+    let head = GetOptions {
+        head: true,
+        ..GetOptions::default()
+    };
+    match store.get_opts(key, head).await {
+        Ok(got) if got.meta.size == size => Ok(None),
+        Ok(got) => Ok(Some((
+            crate::DamageKind::Inconsistent,
+            format!(
+                "on object storage: the object {key} is {} bytes long, the file {size}",
+                got.meta.size
+            ),
+        ))),
+        Err(object_store::Error::NotFound { .. }) => Ok(Some((
+            crate::DamageKind::Missing,
+            format!("on object storage: the object {key} is missing"),
+        ))),
+        Err(e) => Err(remote_error(key, &e)),
+    }
+}
+
+/// `ins` with a problem for each remote file whose object is missing, of another length
+/// than the manifest records, or that the store fails to describe (one HEAD each, at most
+/// `concurrency` at once).
+pub(crate) async fn check_objects(
+    mut ins: crate::Inspection,
+    cfg: &Tiering,
+    opts: &crate::store::Options,
+) -> crate::Inspection {
+    use futures_util::StreamExt;
+    let prefix = ObjectPath::from(cfg.prefix.as_str());
+    // Owned values: a closure over references would make the future not `Send`.
+    let wanted: Vec<(u32, u64, ObjectPath)> = ins
+        .remote_files
+        .iter()
+        .map(|f| {
+            let key = prefix.clone().join(opts.format.naming.data_file(f.index));
+            (f.index, f.size, key)
+        })
+        .collect();
+    let found: Vec<_> = futures_util::stream::iter(wanted)
+        .map(|(index, size, key)| {
+            let store = Arc::clone(&cfg.store);
+            async move { (index, check_object(store.as_ref(), &key, size).await) }
+        })
+        .buffer_unordered(cfg.concurrency.max(1))
+        .collect()
+        .await;
+    for (index, got) in found {
+        let message = match got {
+            Ok(None) => continue,
+            Ok(Some((_, message))) => message,
+            Err(e) => format!("on object storage: could not check the object: {e}"),
+        };
+        ins.problems
+            .push(crate::inspect::problem(&opts.data_path(index), message));
+    }
+    ins.problems.sort_by(|a, b| a.path.cmp(&b.path));
+    ins
 }
 
 /// The sealed files still local beyond the newest `keep_local`, oldest first.
@@ -437,6 +527,20 @@ pub struct Tiered {
     pub size: u64,
 }
 
+/// Asks the flusher (through `commands`) to record `copy` at `to`; whether it did.
+async fn record(
+    commands: &(dyn Fn() -> Option<mpsc::UnboundedSender<Command>> + Sync),
+    copy: FileCopy,
+    to: Place,
+) -> Result<bool> {
+    let (reply, recorded) = oneshot::channel();
+    commands()
+        .ok_or(Error::NotRunning)?
+        .send(Command::Place { copy, to, reply })
+        .map_err(|_| Error::NotRunning)?;
+    recorded.await.map_err(|_| Error::NotRunning)?
+}
+
 /// Uploads, verifies and records every candidate file, one at a time, oldest first.
 /// `commands` reaches the flusher, which records each upload. Returns what was tiered;
 /// the first failure ends the pass (the file stays local).
@@ -445,6 +549,8 @@ pub(crate) async fn pass(
     remote: &Remote,
     commands: &(dyn Fn() -> Option<mpsc::UnboundedSender<Command>> + Sync),
 ) -> Result<Vec<Tiered>> {
+    inner.lock().admit(Call::Write)?;
+    let _turn = remote.passes.lock().await;
     let catalog = {
         let s = inner.lock();
         s.admit(Call::Write)?;
@@ -453,9 +559,6 @@ pub(crate) async fn pass(
     let files = inner.read_cache.files();
     let mut done = Vec::new();
     for (index, info) in candidates(&catalog, remote.cfg.keep_local) {
-        let Some(_claim) = remote.claim(index) else {
-            continue;
-        };
         let up = match upload(remote, files, index, info).await {
             Ok(up) => up,
             // Trimmed, dropped or replaced while it was read: not a failure; a later pass
@@ -463,15 +566,7 @@ pub(crate) async fn pass(
             Err(_) if inner.lock().catalog().get(index) != Some(info) => continue,
             Err(e) => return Err(e),
         };
-        let (reply, recorded) = oneshot::channel();
-        commands()
-            .ok_or(Error::NotRunning)?
-            .send(Command::Tier {
-                uploaded: up,
-                reply,
-            })
-            .map_err(|_| Error::NotRunning)?;
-        if recorded.await.map_err(|_| Error::NotRunning)?? {
+        if record(commands, up, Place::Remote).await? {
             done.push(Tiered {
                 index,
                 size: up.size,
@@ -534,21 +629,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_index_is_claimed_by_one_pass_at_a_time() {
+    fn an_object_key_is_the_prefix_and_the_file_name() {
         let remote = Remote::new(Tiering::new(
             Arc::new(object_store::memory::InMemory::new()),
             "p",
         ));
-        let first = remote.claim(3).expect("free");
-        assert!(remote.claim(3).is_none(), "claimed");
-        assert!(
-            remote.claim(3).is_none(),
-            "a refused claim releases nothing"
-        );
-        let other = remote.claim(4).expect("another index");
-        drop(first);
-        assert!(remote.claim(3).is_some(), "released");
-        drop(other);
         assert_eq!(
             remote
                 .key(

@@ -8,17 +8,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use object_store::path::Path as ObjectPath;
-use object_store::{
-    GetOptions, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, WriteMultipart,
-};
+use object_store::{ObjectStore, PutMultipartOptions, PutOptions, PutPayload, WriteMultipart};
 
-use super::{get_range, remote_error, Remote};
+use super::{get_range, object_size, remote_error, Remote};
 use crate::catalog::FileInfo;
 use crate::error::{Error, IoContext, Result};
 use crate::format::{Header, HEADER_BYTES, HEADER_LEN};
 use crate::fs::{seeded, FsFile};
 use crate::reader::Files;
-use crate::store::Uploaded;
+use crate::store::FileCopy;
 
 /// The size of a single PUT at most, and of each part of a multipart upload (S3 wants
 /// parts of at least 5 MiB, but the last).
@@ -43,7 +41,7 @@ async fn read_part(
 }
 
 /// The running CRC32C of the data bytes of `part`, which starts at byte `at` of the file.
-fn crc_of_part(crc: u32, part: &[u8], at: u64) -> u32 {
+pub(super) fn crc_of_part(crc: u32, part: &[u8], at: u64) -> u32 {
     let skip = usize::try_from(HEADER_LEN.saturating_sub(at)).unwrap_or(usize::MAX);
     crc32c::crc32c_append(crc, part.get(skip..).unwrap_or_default())
 }
@@ -59,7 +57,7 @@ pub(crate) async fn upload(
     files: &Files,
     index: u32,
     info: FileInfo,
-) -> Result<Uploaded> {
+) -> Result<FileCopy> {
     let store = remote.cfg.store.as_ref();
     let key = remote.key(&files.naming, index);
     let path = files.data_path(index);
@@ -128,7 +126,7 @@ pub(crate) async fn upload(
     if !seeded!(files.fs, TrustUnverifiedUpload) {
         verify(remote, &key, size, &local_header, crc).await?;
     }
-    Ok(Uploaded {
+    Ok(FileCopy {
         index,
         trim_offset: info.trim_offset,
         end: info.end,
@@ -152,24 +150,11 @@ async fn verify(
         .acquire()
         .await
         .map_err(|_| Error::NotRunning)?;
-    let meta = store
-        .get_opts(
-            key,
-            GetOptions {
-                head: true,
-                ..GetOptions::default()
-            },
-        )
-        .await
-        .map_err(|e| remote_error(key, &e))?
-        .meta;
-    if meta.size != size {
+    let got_size = object_size(store, key).await?;
+    if got_size != size {
         return Err(remote_error(
             key,
-            &format!(
-                "the uploaded object is {} bytes long, the file {size}: not recorded",
-                meta.size
-            ),
+            &format!("the uploaded object is {got_size} bytes long, the file {size}: not recorded"),
         ));
     }
     let mut got = 0u32;
