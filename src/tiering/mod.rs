@@ -151,6 +151,7 @@ impl Tiering {
     }
 
     /// The key prefix of every object.
+    #[must_use]
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
