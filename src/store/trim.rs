@@ -274,6 +274,9 @@ impl Store {
             };
             record.trim_offset = to;
             record.data_crc = Some(kept_crc);
+            // The new file's last 8 bytes: the same item bytes unless fewer than 8 are
+            // kept, when they start in its header.
+            record.tail = dst.tail(info.end).ctx("read temp file", &temp)?;
             let mut next = self.manifest.with(index, Some(record));
             next.generation = self.manifest.generation + 1;
             self.publish_manifest(next)?;
