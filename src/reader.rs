@@ -84,18 +84,44 @@ pub(crate) type Got = Option<(Bytes, bool)>;
 
 /// Whether `bytes`, read at `loc`, are what the table recorded: `Ok(true)` when `loc` is
 /// exactly one indexed item and they match, `Ok(false)` when no CRC covers `loc`.
+#[cfg(feature = "tiering")]
 pub(crate) fn check(table: &ItemTable, loc: ItemLocation, bytes: &[u8]) -> Result<bool> {
-    match table.crc_of(loc.position, loc.size) {
-        Some(crc) if crc32c::crc32c(bytes) != crc => Err(Error::Corrupted {
+    check_crc(table.crc_of(loc.position, loc.size), loc, bytes)
+}
+
+/// [`check`] against the CRC32C the table holds for `loc` (`None`: no item is exactly
+/// `loc`), looked up before the read.
+fn check_crc(crc: Option<u32>, loc: ItemLocation, bytes: &[u8]) -> Result<bool> {
+    let Some(crc) = crc else {
+        return Ok(false);
+    };
+    let got = crc32c::crc32c(bytes);
+    if got == crc {
+        Ok(true)
+    } else {
+        Err(Error::Corrupted {
             location: loc,
-            reason: format!(
-                "its CRC32C is {:08x}, the item index recorded {crc:08x}",
-                crc32c::crc32c(bytes)
-            ),
-        }),
-        Some(_) => Ok(true),
-        None => Ok(false),
+            reason: format!("its CRC32C is {got:08x}, the item index recorded {crc:08x}"),
+        })
     }
+}
+
+/// `buf`, read at `loc`, checked against `expect`: the bytes, and whether a CRC32C vouched
+/// for them.
+fn checked(expect: &Expect, loc: ItemLocation, buf: Vec<u8>) -> Result<Got> {
+    let vouched = match *expect {
+        Expect::Nothing => false,
+        Expect::Crc(crc) => check_crc(Some(crc), loc, &buf)?,
+    };
+    Ok(Some((Bytes::from(buf), vouched)))
+}
+
+/// What a read is checked against, decided before it reads.
+enum Expect {
+    /// Reads are not verified, or no item is exactly the location.
+    Nothing,
+    /// The location is exactly one indexed item with this CRC32C.
+    Crc(u32),
 }
 
 impl ReadCache {
@@ -140,11 +166,20 @@ impl ReadCache {
         self.cache.lock().expect("read cache lock").remove(&index);
     }
 
-    /// Whether a read of `info` must check its table, and the table is loaded that far.
-    fn table_ready(&self, cached: &Cached, info: FileInfo) -> bool {
-        !self.verify
-            || info.entries == 0
-            || cached.table.read().expect("table lock").raw() >= info.entries
+    /// What a read of `loc` in `info` is checked against: `None` when it must be checked
+    /// and the table is not loaded that far. One look at the table, under its lock once.
+    fn expect(&self, cached: &Cached, loc: ItemLocation, info: FileInfo) -> Option<Expect> {
+        if !self.verify || info.entries == 0 {
+            return Some(Expect::Nothing);
+        }
+        let table = cached.table.read().expect("table lock");
+        if table.raw() < info.entries {
+            return None;
+        }
+        Some(match table.crc_of(loc.position, loc.size) {
+            Some(crc) => Expect::Crc(crc),
+            None => Expect::Nothing,
+        })
     }
 
     /// Loads the entries of `cached`'s item index up to `info.entries` (blocking).
@@ -183,12 +218,10 @@ impl ReadCache {
         if loc.position < cached.file.trim_offset() {
             return Some(Ok(None));
         }
-        if !self.table_ready(&cached, info) {
-            return None;
-        }
+        let expect = self.expect(&cached, loc, info)?;
         let mut buf = vec![0u8; loc.size as usize];
         match cached.file.read_cached(loc.position, &mut buf) {
-            Ok(true) => Some(self.checked(&cached, loc, buf)),
+            Ok(true) => Some(checked(&expect, loc, buf)),
             Ok(false) => None,
             Err(e) => Some(Err(Error::io(
                 "read data file",
@@ -196,11 +229,6 @@ impl ReadCache {
                 e,
             ))),
         }
-    }
-
-    fn checked(&self, cached: &Cached, loc: ItemLocation, buf: Vec<u8>) -> Result<Got> {
-        let vouched = self.verify && check(&cached.table.read().expect("table lock"), loc, &buf)?;
-        Ok(Some((Bytes::from(buf), vouched)))
     }
 
     /// The handle (and table) of `index` at `info`'s generation; `None` when the file is
@@ -242,12 +270,16 @@ impl ReadCache {
         if loc.position < cached.file.trim_offset() {
             return Ok(None);
         }
-        if !self.table_ready(&cached, info) {
+        let expect = if let Some(e) = self.expect(&cached, loc, info) {
+            e
+        } else {
             self.load_table(loc.index, &cached, info)?;
-        }
+            self.expect(&cached, loc, info)
+                .expect("the table is loaded up to the entries")
+        };
         let mut buf = vec![0u8; loc.size as usize];
         match cached.file.read(loc.position, &mut buf) {
-            Ok(()) => self.checked(&cached, loc, buf),
+            Ok(()) => checked(&expect, loc, buf),
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
             Err(e) => Err(e).ctx("read data file", &self.files.data_path(loc.index)),
         }
