@@ -25,6 +25,11 @@ pub(crate) struct FileInfo {
     pub(crate) generation: u64,
     /// The file is on object storage, not in the directory (its item index is).
     pub(crate) remote: bool,
+    /// The trim offset of the header of the bytes it is read from: logical position `p` is
+    /// at byte `24 + p - object_trim_offset`. For a local file its `trim_offset`; for a
+    /// remote one, the trim offset its object was uploaded with, which an ltrim of the
+    /// remote file does not change (the object is never rewritten).
+    pub(crate) object_trim_offset: u32,
 }
 
 impl FileInfo {
@@ -62,6 +67,7 @@ impl Catalog {
                 entries: 0,
                 generation: 0,
                 remote: false,
+                object_trim_offset: 0,
             },
             generations: 0,
         };
@@ -121,6 +127,7 @@ impl Catalog {
             entries: 0,
             generation: self.next_generation(),
             remote: false,
+            object_trim_offset: 0,
         };
     }
 
@@ -133,6 +140,7 @@ impl Catalog {
             entries,
             generation: self.next_generation(),
             remote: false,
+            object_trim_offset: trim_offset,
         };
         if index == self.head {
             self.head_info = info;
@@ -142,13 +150,38 @@ impl Catalog {
     }
 
     /// Records `index`, below the head, as on object storage (or back in the directory),
-    /// as a new generation: no read handle or cached item of the other place is used.
+    /// as a new generation: no read handle or cached item of the other place is used. The
+    /// object (or the file) holds it from its trim offset on.
     pub(crate) fn set_remote(&mut self, index: u32, remote: bool) {
         let generation = self.next_generation();
         if let Some(f) = Arc::make_mut(&mut self.older).get_mut(&index) {
             f.remote = remote;
             f.generation = generation;
+            f.object_trim_offset = f.trim_offset;
         }
+    }
+
+    /// Records `index`, below the head, as on object storage holding the logical range
+    /// `[trim_offset, end)` with `entries` committed index entries, its object uploaded
+    /// with trim offset `object_trim_offset` (a remote file trimmed since its upload, as
+    /// recorded or recovered), as a new generation.
+    pub(crate) fn set_remote_file(
+        &mut self,
+        index: u32,
+        trim_offset: u32,
+        end: u32,
+        entries: u32,
+        object_trim_offset: u32,
+    ) {
+        let info = FileInfo {
+            trim_offset,
+            end,
+            entries,
+            generation: self.next_generation(),
+            remote: true,
+            object_trim_offset,
+        };
+        Arc::make_mut(&mut self.older).insert(index, info);
     }
 
     /// Every file, the head last, by index.

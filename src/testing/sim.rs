@@ -73,6 +73,13 @@ pub(crate) enum Bug {
     /// and checksum unchecked).
     #[cfg(feature = "tiering")]
     TrustUnverifiedUpload,
+    /// A trim of a remote index serves the range as trimmed and is acknowledged before a
+    /// state record names the manifest that records it.
+    RemoteTrimBeforeCommit,
+    /// A trim of a remote index records its new logical range but not what its object
+    /// holds: after a reopen, positions are mapped through the new trim offset instead of
+    /// the object's.
+    RemoteTrimObjectForgotten,
 }
 
 impl Bug {
@@ -93,7 +100,12 @@ impl Bug {
 
     /// The bugs of tiering, caught by its own crash enumeration (`testing/tiering.rs`).
     #[cfg(feature = "tiering")]
-    pub(crate) const TIERING: [Bug; 2] = [Bug::DeleteLocalBeforeRecord, Bug::TrustUnverifiedUpload];
+    pub(crate) const TIERING: [Bug; 4] = [
+        Bug::DeleteLocalBeforeRecord,
+        Bug::TrustUnverifiedUpload,
+        Bug::RemoteTrimBeforeCommit,
+        Bug::RemoteTrimObjectForgotten,
+    ];
 }
 
 /// What a crash keeps of the unsynced changes.

@@ -1136,15 +1136,6 @@ mod tests {
             for (l, _) in items.iter().filter(|(l, _)| l.index == 1) {
                 assert_eq!(db.read(*l).await.unwrap(), None);
             }
-            // rtrim and ltrim of a remote index are refused, typed, changing nothing.
-            assert!(matches!(
-                db.rtrim(0, 10, &[]).await,
-                Err(crate::Error::InvalidTrimCommand { .. })
-            ));
-            assert!(matches!(
-                db.ltrim(0, 10, &[]).await,
-                Err(crate::Error::InvalidTrimCommand { .. })
-            ));
             assert_eq!(db.read(loc).await.unwrap().as_deref(), Some(&data[..]));
             let v = db.verify().await.unwrap();
             assert_eq!(v.remote_files, 1);
@@ -1153,6 +1144,181 @@ mod tests {
                 db.locations(0).await.unwrap().len(),
                 items.iter().filter(|(l, _)| l.index == 0).count()
             );
+            db.stop().await.unwrap();
+        });
+    }
+
+    /// rtrim and ltrim of remote indexes: validated and safety-checked (the check's bytes
+    /// read from the object), recorded in the manifest without touching the object, read
+    /// as trimmed (`None`) by the handle, after a reopen and by a read-only handle; the
+    /// object keeps its bytes and its trim offset; trims that reach every byte drop the
+    /// index and its object.
+    #[test]
+    fn remote_trims_are_recorded_and_read_as_trimmed() {
+        let rt = rt();
+        rt.block_on(async {
+            let fs = SimFs::new();
+            let backing: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+            let counting = Arc::new(FaultStore::new(Arc::clone(&backing)));
+            let db = open_tiered(&fs, counting.clone(), false).await.unwrap();
+            db.enable_overwrite();
+            // Items of 100 bytes: 10 a file.
+            let mut items = Vec::new();
+            for k in 0..35u8 {
+                let data: Vec<u8> = (0..100u8).map(|i| i.wrapping_mul(k) ^ k).collect();
+                items.push((db.add(data.clone()).await.unwrap(), data));
+            }
+            db.flush().await.unwrap();
+            assert_eq!(db.tier().await.unwrap().len(), 2);
+            let of = |index: u32| -> Vec<(ItemLocation, Vec<u8>)> {
+                items
+                    .iter()
+                    .filter(|(l, _)| l.index == index)
+                    .cloned()
+                    .collect()
+            };
+            let zero = of(0);
+            assert_eq!(zero.len(), 10);
+            let key = ObjectPath::from(format!("{PREFIX}/data00000.dat"));
+            let object = backing
+                .get_opts(&key, GetOptions::default())
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            let end = db.handle_catalog().get(0).unwrap().end;
+            let (last, last_data) = zero.last().unwrap().clone();
+            let trim = |r: crate::Result<u64>| match r {
+                Err(crate::Error::InvalidTrimCommand { reason, .. }) => reason,
+                other => panic!("{other:?}"),
+            };
+            // A wrong safety check (read from the object) changes nothing.
+            let before = counting.calls();
+            let why = trim(db.rtrim(0, last.position, b"wrong").await);
+            assert!(why.contains("safety check failed"), "{why}");
+            assert!(
+                counting.calls() > before,
+                "the check was read from the object"
+            );
+            let why = trim(db.rtrim(0, end - 2, b"past").await);
+            assert!(why.contains("outside the stored range"), "{why}");
+            assert!(trim(db.rtrim(0, end + 1, &[]).await).contains("past the end"));
+            assert_eq!(
+                db.read(last).await.unwrap().as_deref(),
+                Some(&last_data[..])
+            );
+            // rtrim with a right check: the last item goes.
+            let got = db.rtrim(0, last.position, &last_data[..7]).await.unwrap();
+            assert_eq!(got, u64::from(end - last.position));
+            assert_eq!(db.read(last).await.unwrap(), None);
+            // ltrim with a right check: the first item goes; then one without a check.
+            let (first, first_data) = zero[0].clone();
+            let tail = &first_data[first_data.len() - 9..];
+            let why = trim(db.ltrim(0, first.end() as u32, b"not these").await);
+            assert!(why.contains("safety check failed"), "{why}");
+            assert!(trim(db.ltrim(0, 0, &[]).await).contains("above the current trim offset"));
+            assert_eq!(
+                db.ltrim(0, first.end() as u32, tail).await.unwrap(),
+                u64::from(first.size)
+            );
+            let (second, _) = zero[1].clone();
+            assert_eq!(db.ltrim(0, second.position + 10, &[]).await.unwrap(), 10);
+            let check = |db: AioDiskDb| {
+                let zero = zero.clone();
+                async move {
+                    for (i, (loc, data)) in zero.iter().enumerate() {
+                        let kept = i >= 2 && i + 1 < zero.len();
+                        let want = kept.then_some(&data[..]);
+                        assert_eq!(db.read(*loc).await.unwrap().as_deref(), want, "{loc}");
+                    }
+                    // The rest of the item the ltrim cut is stored, unindexed.
+                    let cut = ItemLocation {
+                        index: 0,
+                        position: second.position + 10,
+                        size: second.size - 10,
+                    };
+                    assert_eq!(
+                        db.read(cut).await.unwrap().as_deref(),
+                        Some(&zero[1].1[10..])
+                    );
+                    let listed = db.locations(0).await.unwrap();
+                    let mut want = vec![cut];
+                    want.extend(zero[2..zero.len() - 1].iter().map(|(l, _)| *l));
+                    assert_eq!(listed, want);
+                    let info = db.handle_catalog().get(0).unwrap();
+                    assert!(info.remote);
+                    assert_eq!((info.trim_offset, info.end), (cut.position, last.position));
+                    assert_eq!(info.object_trim_offset, 0);
+                    db
+                }
+            };
+            let db = check(db).await;
+            let v = db.verify().await.unwrap();
+            assert!(v.is_ok(), "{v:?}");
+            assert_eq!(v.remote_files, 2);
+            db.stop().await.unwrap();
+            // The object is as uploaded.
+            let now = backing
+                .get_opts(&key, GetOptions::default())
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            assert_eq!(now, object);
+            // Reopened, and beside it a read-only handle: the same.
+            let db = check(open_tiered(&fs, counting.clone(), false).await.unwrap()).await;
+            let ro = Builder::new("/db")
+                .read_only()
+                .tiering(Tiering::new(counting.clone(), PREFIX))
+                .validate()
+                .unwrap()
+                .0;
+            let reader = AioDiskDb::start_with(Arc::new(fs.clone()), ro, Hooks::default())
+                .await
+                .unwrap();
+            let reader = check(reader).await;
+            // A second rtrim of the trimmed file, then trims that reach every byte drop
+            // the indexes and their objects.
+            db.enable_overwrite();
+            let (third, third_data) = zero[2].clone();
+            assert_eq!(
+                db.rtrim(0, third.end() as u32, &[]).await.unwrap(),
+                u64::from(last.position - third.end() as u32)
+            );
+            assert_eq!(
+                db.read(third).await.unwrap().as_deref(),
+                Some(&third_data[..])
+            );
+            let mut rx = db.subscribe();
+            assert_eq!(
+                db.ltrim(0, third.end() as u32, &third_data[third_data.len() - 3..])
+                    .await
+                    .unwrap(),
+                u64::from(third.end() as u32 - second.position - 10)
+            );
+            assert!(matches!(
+                rx.try_recv(),
+                Ok(Event::IndexDropped { index: 0, .. })
+            ));
+            let one = of(1);
+            assert!(db.rtrim(1, 0, &one[0].1[..4]).await.unwrap() > 0);
+            for index in [0, 1] {
+                let key = ObjectPath::from(format!("{PREFIX}/data0000{index}.dat"));
+                assert!(matches!(
+                    backing.get_opts(&key, GetOptions::default()).await,
+                    Err(object_store::Error::NotFound { .. })
+                ));
+            }
+            for (loc, _) in &items {
+                if loc.index < 2 {
+                    assert_eq!(db.read(*loc).await.unwrap(), None);
+                }
+            }
+            tokio::time::sleep(crate::readonly::REFRESH_AFTER * 2).await;
+            assert_eq!(reader.read(third).await.unwrap(), None);
+            reader.stop().await.unwrap();
             db.stop().await.unwrap();
         });
     }
