@@ -148,7 +148,7 @@ impl Store {
             )));
         };
         let entries = self.entries_within(index, info.entries, end)?;
-        let record = Sealed {
+        let mut record = Sealed {
             index,
             trim_offset,
             end,
@@ -158,8 +158,13 @@ impl Store {
             data_crc: None,
             tail: [0; 8],
             remote: true,
-            object: Some(object).filter(|_| !seeded!(self.fs, RemoteTrimObjectForgotten)),
+            object: Some(object),
         };
+        if seeded!(self.fs, RemoteTrimObjectForgotten) {
+            // Recorded as if the object held just the new range.
+            record.object = None;
+            record.data_crc = Some(object.data_crc);
+        }
         if seeded!(self.fs, RemoteTrimBeforeCommit) {
             // Served as trimmed and acknowledged before a state names the manifest.
             let mut next = self.manifest.with(index, Some(record));

@@ -6,9 +6,11 @@
 //! - [`FaultStore`], an object store that fails its n-th call (once or from then on) with
 //!   a timeout, an HTTP 500, a 403, or a truncated body;
 //! - the crash enumeration of tiering workloads (adds, flushes, `tier`, drops of local and
-//!   remote indexes, reopens), checked against the model: every acknowledged item reads
-//!   back exactly, from the directory or from the object store, after recovery; then a
-//!   new session finishes the tiering and everything still reads back;
+//!   remote indexes, rtrims and ltrims of remote indexes with right and wrong safety
+//!   checks, reopens), checked against the model: every acknowledged item reads back
+//!   exactly, from the directory or from the object store, after recovery, and no item an
+//!   acknowledged trim or drop removed reads back; then a new session finishes the
+//!   tiering and everything still reads back (the trimmed items still `None`);
 //! - the seeded bugs of tiering, each caught;
 //! - the fault countdown over every request of the store.
 
@@ -443,6 +445,8 @@ pub(crate) struct TierModel {
     pub(crate) items: Vec<Item>,
     /// Files the workload saw tiered.
     pub(crate) tiered: u64,
+    /// Trims of remote indexes acknowledged (wrong safety checks refused not counted).
+    pub(crate) remote_trims: u64,
 }
 
 impl TierModel {
@@ -460,8 +464,66 @@ fn payload(rng: &mut StdRng) -> Vec<u8> {
     (0..n).map(|_| rng.gen()).collect()
 }
 
+/// A trim of a remote index the workload asks for: `rtrim` from an item's start or `ltrim`
+/// to an item's end, with a safety check of 0 to 8 of its bytes, one in four wrong. The
+/// model's items it removes go (or may go, when it fails); a wrong check must be refused
+/// with nothing changed. `None` when no remote file has a stored item.
+async fn remote_trim(db: &AioDiskDb, m: &mut TierModel, rng: &mut StdRng) -> Option<bool> {
+    let catalog = db.handle_catalog();
+    let stored: Vec<usize> = (0..m.items.len())
+        .filter(|&k| {
+            let i = &m.items[k];
+            catalog.get(i.loc.index).is_some_and(|f| {
+                f.remote && i.st == St::Durable && f.holds(i.loc.position, i.loc.end())
+            })
+        })
+        .collect();
+    let pick = m.items[*stored.get(rng.gen_range(0..stored.len().max(1)))?].clone();
+    let index = pick.loc.index;
+    let right = rng.gen_bool(0.5);
+    let n = rng.gen_range(0..=8).min(pick.data.len());
+    let mut check = if right {
+        pick.data[..n].to_vec()
+    } else {
+        pick.data[pick.data.len() - n..].to_vec()
+    };
+    let wrong = n > 0 && rng.gen_range(0..4) == 0;
+    if wrong {
+        check[n / 2] ^= 0x20;
+    }
+    let (outcome, taken): (_, Box<dyn Fn(&Item) -> bool>) = if right {
+        let from = pick.loc.position;
+        (
+            db.rtrim(index, from, &check).await,
+            Box::new(move |i: &Item| i.loc.position >= from),
+        )
+    } else {
+        let to = u32::try_from(pick.loc.end()).expect("within a file");
+        (
+            db.ltrim(index, to, &check).await,
+            Box::new(move |i: &Item| i.loc.end() <= u64::from(to)),
+        )
+    };
+    let st = match outcome {
+        Err(crate::Error::InvalidTrimCommand { .. }) if wrong => return Some(true),
+        Ok(_) if wrong => panic!("a wrong safety check was accepted: {index} {pick:?}"),
+        Ok(_) => St::Gone,
+        Err(_) => St::MaybeGone,
+    };
+    for i in m
+        .items
+        .iter_mut()
+        .filter(|i| i.loc.index == index && i.st == St::Durable && taken(i))
+    {
+        i.st = st;
+    }
+    m.remote_trims += u64::from(st == St::Gone);
+    Some(st == St::Gone)
+}
+
 /// Runs one seeded tiering workload on `fs` and `store` until its end or its first
-/// failure: adds, flushes, `tier`, drops (of remote and local indexes), stop and reopen.
+/// failure: adds, flushes, `tier`, drops (of remote and local indexes), rtrims and ltrims
+/// of remote indexes, stop and reopen.
 pub(crate) async fn tier_workload(
     fs: SimFs,
     store: Arc<dyn ObjectStore>,
@@ -485,7 +547,7 @@ pub(crate) async fn tier_workload(
     let mut pending = 0usize;
     for _ in 0..steps {
         let r = rng.gen_range(0..100);
-        let ok = if r < 60 && pending < 800 {
+        let ok = if r < 56 && pending < 800 {
             let data = payload(&mut rng);
             match db.add(data.clone()).await {
                 Ok(loc) => {
@@ -499,7 +561,7 @@ pub(crate) async fn tier_workload(
                 }
                 Err(_) => false,
             }
-        } else if r < 75 {
+        } else if r < 68 {
             pending = 0;
             match db.flush().await {
                 Ok(()) => {
@@ -508,10 +570,10 @@ pub(crate) async fn tier_workload(
                 }
                 Err(_) => false,
             }
-        } else if r < 92 {
+        } else if r < 82 {
             // The object store failing changes nothing: go on.
             matches!(db.tier().await, Ok(_) | Err(crate::Error::Remote { .. }))
-        } else if r < 95 {
+        } else if r < 85 {
             // Flush first, so that the model knows which items the drop takes.
             pending = 0;
             if db.flush().await.is_err() {
@@ -533,6 +595,17 @@ pub(crate) async fn tier_workload(
                 i.st = st;
             }
             outcome.is_ok()
+        } else if r < 95 {
+            // Flushed first, as for a drop.
+            pending = 0;
+            if db.flush().await.is_err() {
+                return m;
+            }
+            m.settle(St::Pending, St::Durable);
+            match remote_trim(&db, &mut m, &mut rng).await {
+                Some(ok) => ok,
+                None => continue,
+            }
         } else {
             pending = 0;
             match db.stop().await {
@@ -677,6 +750,18 @@ pub(crate) fn check_redo(
                 return Err(format!("acknowledged item {} lost after redo", it.loc));
             }
         }
+        for it in m.items.iter().filter(|i| i.st == St::Gone) {
+            let got = db
+                .read(it.loc)
+                .await
+                .map_err(|e| format!("read {} after redo: {e}", it.loc))?;
+            if got.is_some() {
+                return Err(format!(
+                    "trimmed or dropped item {} read after redo",
+                    it.loc
+                ));
+            }
+        }
         let local = db
             .handle_catalog()
             .older()
@@ -700,6 +785,7 @@ pub(crate) struct TierTally {
     pub(crate) states: AtomicU64,
     pub(crate) runs: AtomicU64,
     pub(crate) tiered: AtomicU64,
+    pub(crate) remote_trims: AtomicU64,
 }
 
 /// The object store of one run: corrupting one put in four silently.
@@ -733,6 +819,9 @@ pub(crate) fn enumerate_tiering(
         let m = rt.block_on(tier_workload(fs.clone(), store, seed, steps));
         tally.runs.fetch_add(1, Ordering::Relaxed);
         tally.tiered.fetch_add(m.tiered, Ordering::Relaxed);
+        tally
+            .remote_trims
+            .fetch_add(m.remote_trims, Ordering::Relaxed);
         for (v, damage) in Damage::ALL.into_iter().enumerate() {
             let image = fs.crash_image(damage, seed ^ n.rotate_left(17) ^ v as u64);
             tally.states.fetch_add(1, Ordering::Relaxed);
@@ -785,6 +874,7 @@ mod tests {
             .unwrap();
         let mut tiered = 0;
         let mut dropped = 0;
+        let mut remote_trims = 0;
         for seed in 0..4 {
             let fs = SimFs::new();
             let store = Arc::new(sim_store(&fs));
@@ -798,11 +888,17 @@ mod tests {
             );
             dropped += m.items.iter().filter(|i| i.st == St::Gone).count();
             tiered += m.tiered;
+            remote_trims += m.remote_trims;
+            eprintln!(
+                "seed {seed}: {} tiered, {} remote trims",
+                m.tiered, m.remote_trims
+            );
             check_tiered(&fs.crash_image(Damage::SyncedOnly, 1), &backing, &m).unwrap();
             check_redo(&fs.crash_image(Damage::SyncedOnly, 1), &backing, &m).unwrap();
         }
         assert!(tiered >= 8, "files were tiered: {tiered}");
         assert!(dropped > 0, "drops ran");
+        assert!(remote_trims >= 4, "remote trims ran: {remote_trims}");
     }
 
     /// Scale knob: `AIODISKDB_CRASH_SEEDS` workloads (default 3).
@@ -823,9 +919,11 @@ mod tests {
             let tiered = tally.tiered.load(Ordering::Relaxed) - before;
             assert!(tiered > 0, "seed {seed}: the crash runs tiered files");
         }
+        let remote_trims = tally.remote_trims.load(Ordering::Relaxed);
+        assert!(remote_trims > 0, "the crash runs trimmed remote indexes");
         eprintln!(
-            "tiering crash enumeration: {n} workloads, {} workload runs ({} files tiered), \
-             {} crash states checked, 0 violations",
+            "tiering crash enumeration: {n} workloads, {} workload runs ({} files tiered, \
+             {remote_trims} remote trims), {} crash states checked, 0 violations",
             tally.runs.load(Ordering::Relaxed),
             tally.tiered.load(Ordering::Relaxed),
             tally.states.load(Ordering::Relaxed),
