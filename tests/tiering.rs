@@ -324,6 +324,7 @@ async fn reads_as(
 /// `locations` and `verify` agree, before and after a reopen and for a read-only handle;
 /// trims that reach every byte drop the index and delete its object.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[expect(clippy::too_many_lines, reason = "one scenario, step by step")]
 async fn trims_of_remote_indexes() -> TestResult {
     let Some(endpoint) = required(ENDPOINT) else {
         return Ok(());
@@ -708,17 +709,7 @@ async fn kill_9_during_uploads_and_remote_drops() -> TestResult {
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
     let mut rng = StdRng::seed_from_u64(7);
-    // Everything acknowledged so far: id by location, and the indexes dropped for sure or
-    // maybe.
-    let mut acked: BTreeMap<ItemLocation, (u64, usize)> = BTreeMap::new();
-    let mut dropped = std::collections::BTreeSet::new();
-    let mut maybe_dropped = std::collections::BTreeSet::new();
-    // Trims, `(index, position, ltrim)`: the items before (ltrim) or from (rtrim) the
-    // position are gone, for sure or maybe.
-    let mut trims: Vec<(u32, u32, bool)> = Vec::new();
-    let mut maybe_trims: Vec<(u32, u32, bool)> = Vec::new();
-    // Indexes that were remote when trimmed.
-    let mut remote = std::collections::BTreeSet::new();
+    let mut acks = Acks::default();
     let mut tiered_objects = 0;
     for round in 0..rounds {
         let ack = logs.path().join(format!("ack{round}"));
@@ -740,40 +731,7 @@ async fn kill_9_during_uploads_and_remote_drops() -> TestResult {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..400))).await;
         child.kill()?;
         child.wait()?;
-        let log = std::fs::File::open(&ack).map(std::io::BufReader::new);
-        for line in log.into_iter().flat_map(BufRead::lines) {
-            let line = line?;
-            let f: Vec<&str> = line.split(' ').collect();
-            match f.as_slice() {
-                ["f", id, index, position, size] => {
-                    let loc = ItemLocation {
-                        index: index.parse()?,
-                        position: position.parse()?,
-                        size: size.parse()?,
-                    };
-                    acked.insert(loc, (id.parse()?, loc.size as usize));
-                }
-                ["d", index] => {
-                    maybe_dropped.insert(index.parse::<u32>()?);
-                }
-                ["D", index] => {
-                    dropped.insert(index.parse::<u32>()?);
-                }
-                ["x", index] => {
-                    remote.insert(index.parse::<u32>()?);
-                }
-                [kind @ ("l" | "L" | "r" | "R"), index, at] => {
-                    let t = (index.parse()?, at.parse()?, kind.eq_ignore_ascii_case("l"));
-                    if kind.chars().all(char::is_uppercase) {
-                        trims.push(t);
-                    } else {
-                        maybe_trims.push(t);
-                    }
-                }
-                // A line torn by the kill: not acknowledged.
-                _ => {}
-            }
-        }
+        acks.read(&ack)?;
         // Recovery, then every acknowledged item reads back exactly, from the directory or
         // the server; dropped ones never.
         let db = builder(
@@ -782,21 +740,11 @@ async fn kill_9_during_uploads_and_remote_drops() -> TestResult {
         )
         .open()
         .await?;
-        let cut = |trims: &[(u32, u32, bool)], loc: &ItemLocation| {
-            trims.iter().any(|&(index, at, ltrim)| {
-                index == loc.index
-                    && if ltrim {
-                        loc.end() <= u64::from(at)
-                    } else {
-                        loc.position >= at
-                    }
-            })
-        };
-        for (loc, (id, len)) in &acked {
+        for (loc, (id, len)) in &acks.acked {
             let got = db.read(*loc).await?;
-            if dropped.contains(&loc.index) || cut(&trims, loc) {
+            if acks.dropped.contains(&loc.index) || cut(&acks.trims, loc) {
                 assert_eq!(got, None, "round {round}: {loc} was dropped or trimmed");
-            } else if maybe_dropped.contains(&loc.index) || cut(&maybe_trims, loc) {
+            } else if acks.maybe_dropped.contains(&loc.index) || cut(&acks.maybe_trims, loc) {
                 assert!(got.is_none() || got.as_deref() == Some(&content(*id, *len)[..]));
             } else {
                 assert_eq!(
@@ -809,16 +757,88 @@ async fn kill_9_during_uploads_and_remote_drops() -> TestResult {
         tiered_objects = count_objects(&store).await?;
         db.stop().await?;
     }
-    let remote_trims = trims.iter().filter(|t| remote.contains(&t.0)).count();
+    let remote_trims = acks
+        .trims
+        .iter()
+        .filter(|t| acks.remote.contains(&t.0))
+        .count();
     eprintln!(
         "{rounds} kills survived: {} acknowledged items read back, {} indexes dropped, {} \
          trims ({remote_trims} of remote indexes), {tiered_objects} objects",
-        acked.len(),
-        dropped.len(),
-        trims.len(),
+        acks.acked.len(),
+        acks.dropped.len(),
+        acks.trims.len(),
     );
     assert!(tiered_objects > 0);
     Ok(())
+}
+
+/// What the killed writers' logs say was acknowledged.
+#[derive(Default)]
+struct Acks {
+    /// Every item, its id and length by location.
+    acked: BTreeMap<ItemLocation, (u64, usize)>,
+    /// Indexes dropped for sure, or maybe.
+    dropped: std::collections::BTreeSet<u32>,
+    maybe_dropped: std::collections::BTreeSet<u32>,
+    /// Trims, `(index, position, ltrim)`: the items before (ltrim) or from (rtrim) the
+    /// position are gone, for sure or maybe.
+    trims: Vec<(u32, u32, bool)>,
+    maybe_trims: Vec<(u32, u32, bool)>,
+    /// Indexes that were remote when trimmed.
+    remote: std::collections::BTreeSet<u32>,
+}
+
+impl Acks {
+    /// Adds what the log at `path` says (a line torn by the kill: not acknowledged).
+    fn read(&mut self, path: &Path) -> TestResult {
+        let log = std::fs::File::open(path).map(std::io::BufReader::new);
+        for line in log.into_iter().flat_map(BufRead::lines) {
+            let line = line?;
+            let f: Vec<&str> = line.split(' ').collect();
+            match f.as_slice() {
+                ["f", id, index, position, size] => {
+                    let loc = ItemLocation {
+                        index: index.parse()?,
+                        position: position.parse()?,
+                        size: size.parse()?,
+                    };
+                    self.acked.insert(loc, (id.parse()?, loc.size as usize));
+                }
+                ["d", index] => {
+                    self.maybe_dropped.insert(index.parse()?);
+                }
+                ["D", index] => {
+                    self.dropped.insert(index.parse()?);
+                }
+                ["x", index] => {
+                    self.remote.insert(index.parse()?);
+                }
+                [kind @ ("l" | "L" | "r" | "R"), index, at] => {
+                    let t = (index.parse()?, at.parse()?, kind.eq_ignore_ascii_case("l"));
+                    if kind.chars().all(char::is_uppercase) {
+                        self.trims.push(t);
+                    } else {
+                        self.maybe_trims.push(t);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether one of `trims` removed `loc`.
+fn cut(trims: &[(u32, u32, bool)], loc: &ItemLocation) -> bool {
+    trims.iter().any(|&(index, at, ltrim)| {
+        index == loc.index
+            && if ltrim {
+                loc.end() <= u64::from(at)
+            } else {
+                loc.position >= at
+            }
+    })
 }
 
 async fn count_objects(store: &Arc<dyn ObjectStore>) -> Result<usize, Box<dyn std::error::Error>> {

@@ -251,40 +251,7 @@ impl Store {
             ..info
         };
         if is_head {
-            // The new end is committed, with the trim pending (so that recovery finishes
-            // it rather than checking the head's commits, which name bytes about to go),
-            // before the bytes go; then the item index is cut to match.
-            if seeded!(self.fs, TruncateBeforeCommit) {
-                file.truncate(new_end)
-                    .ctx("truncate data file", file.path())?;
-            }
-            let idx = self
-                .head
-                .idx
-                .clone()
-                .expect("marked dirty: the head is indexed");
-            let kept = crate::index::cut_len(&idx, &file, Some(info.entries), new_end)?;
-            let pending = Pending::Rtrim { index };
-            self.write_state(false, index, new_end, kept.unwrap_or(0), pending)?;
-            file.truncate(new_end)
-                .ctx("truncate data file", file.path())?;
-            if self.opts.sync {
-                file.sync().ctx("sync data file", file.path())?;
-            }
-            self.head_sums = None;
-            if kept.is_some() {
-                let n = crate::index::cut(&idx, &file, Some(info.entries), new_end)?;
-                if self.opts.sync {
-                    idx.sync().ctx("sync index file", idx.path())?;
-                }
-                self.catalog.set_head_end(new_end, n);
-                self.write_head_state(false, Pending::None)?;
-            } else {
-                // The fresh index starts at the new end.
-                self.catalog.set_head_end(new_end, 0);
-                self.restart_head_index()?;
-                self.write_head_state(false, Pending::None)?;
-            }
+            self.rtrim_head(index, info, &file, new_end)?;
         } else {
             let record = self.seal_record_of(index, cut)?;
             self.commit_older(index, Some(record), Pending::Rtrim { index })?;
@@ -301,6 +268,51 @@ impl Store {
             dropped: None,
             remote: false,
         })
+    }
+
+    /// The rtrim of the head to `new_end` (validated; the session marked dirty).
+    fn rtrim_head(
+        &mut self,
+        index: u32,
+        info: FileInfo,
+        file: &DataFile,
+        new_end: u32,
+    ) -> Result<()> {
+        // The new end is committed, with the trim pending (so that recovery finishes
+        // it rather than checking the head's commits, which name bytes about to go),
+        // before the bytes go; then the item index is cut to match.
+        if seeded!(self.fs, TruncateBeforeCommit) {
+            file.truncate(new_end)
+                .ctx("truncate data file", file.path())?;
+        }
+        let idx = self
+            .head
+            .idx
+            .clone()
+            .expect("marked dirty: the head is indexed");
+        let kept = crate::index::cut_len(&idx, file, Some(info.entries), new_end)?;
+        let pending = Pending::Rtrim { index };
+        self.write_state(false, index, new_end, kept.unwrap_or(0), pending)?;
+        file.truncate(new_end)
+            .ctx("truncate data file", file.path())?;
+        if self.opts.sync {
+            file.sync().ctx("sync data file", file.path())?;
+        }
+        self.head_sums = None;
+        if kept.is_some() {
+            let n = crate::index::cut(&idx, file, Some(info.entries), new_end)?;
+            if self.opts.sync {
+                idx.sync().ctx("sync index file", idx.path())?;
+            }
+            self.catalog.set_head_end(new_end, n);
+            self.write_head_state(false, Pending::None)?;
+        } else {
+            // The fresh index starts at the new end.
+            self.catalog.set_head_end(new_end, 0);
+            self.restart_head_index()?;
+            self.write_head_state(false, Pending::None)?;
+        }
+        Ok(())
     }
 
     /// Removes the bytes of `index` before logical position `to`. See `AioDiskDb::ltrim`.

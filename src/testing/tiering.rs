@@ -464,6 +464,22 @@ fn payload(rng: &mut StdRng) -> Vec<u8> {
     (0..n).map(|_| rng.gen()).collect()
 }
 
+/// A drop of the oldest index the workload asks for (local or remote): its items go (or
+/// may go, when it fails). `None` when there is no file below the head.
+async fn drop_oldest(db: &AioDiskDb, m: &mut TierModel) -> Option<bool> {
+    let (index, _) = db.handle_catalog().older().into_iter().next()?;
+    let outcome = db.drop_index(index).await;
+    let st = if outcome.is_ok() {
+        St::Gone
+    } else {
+        St::MaybeGone
+    };
+    for i in m.items.iter_mut().filter(|i| i.loc.index == index) {
+        i.st = st;
+    }
+    Some(outcome.is_ok())
+}
+
 /// A trim of a remote index the workload asks for: `rtrim` from an item's start or `ltrim`
 /// to an item's end, with a safety check of 0 to 8 of its bytes, one in four wrong. The
 /// model's items it removes go (or may go, when it fails); a wrong check must be refused
@@ -491,19 +507,15 @@ async fn remote_trim(db: &AioDiskDb, m: &mut TierModel, rng: &mut StdRng) -> Opt
     if wrong {
         check[n / 2] ^= 0x20;
     }
-    let (outcome, taken): (_, Box<dyn Fn(&Item) -> bool>) = if right {
+    // The items it takes: those from `from` on, or those before `to`.
+    let (outcome, from, to) = if right {
         let from = pick.loc.position;
-        (
-            db.rtrim(index, from, &check).await,
-            Box::new(move |i: &Item| i.loc.position >= from),
-        )
+        (db.rtrim(index, from, &check).await, from, 0)
     } else {
         let to = u32::try_from(pick.loc.end()).expect("within a file");
-        (
-            db.ltrim(index, to, &check).await,
-            Box::new(move |i: &Item| i.loc.end() <= u64::from(to)),
-        )
+        (db.ltrim(index, to, &check).await, u32::MAX, u64::from(to))
     };
+    let taken = |i: &Item| i.loc.position >= from || i.loc.end() <= to;
     let st = match outcome {
         Err(crate::Error::InvalidTrimCommand { .. }) if wrong => return Some(true),
         Ok(_) if wrong => panic!("a wrong safety check was accepted: {index} {pick:?}"),
@@ -573,36 +585,19 @@ pub(crate) async fn tier_workload(
         } else if r < 82 {
             // The object store failing changes nothing: go on.
             matches!(db.tier().await, Ok(_) | Err(crate::Error::Remote { .. }))
-        } else if r < 85 {
-            // Flush first, so that the model knows which items the drop takes.
-            pending = 0;
-            if db.flush().await.is_err() {
-                return m;
-            }
-            m.settle(St::Pending, St::Durable);
-            let catalog = db.handle_catalog();
-            let Some((index, _)) = catalog.older().into_iter().next() else {
-                continue;
-            };
-            let taken = |i: &Item| i.loc.index == index;
-            let outcome = db.drop_index(index).await;
-            let st = if outcome.is_ok() {
-                St::Gone
-            } else {
-                St::MaybeGone
-            };
-            for i in m.items.iter_mut().filter(|i| taken(i)) {
-                i.st = st;
-            }
-            outcome.is_ok()
         } else if r < 95 {
-            // Flushed first, as for a drop.
+            // Flush first, so that the model knows which items a drop or trim takes.
             pending = 0;
             if db.flush().await.is_err() {
                 return m;
             }
             m.settle(St::Pending, St::Durable);
-            match remote_trim(&db, &mut m, &mut rng).await {
+            let done = if r < 85 {
+                drop_oldest(&db, &mut m).await
+            } else {
+                remote_trim(&db, &mut m, &mut rng).await
+            };
+            match done {
                 Some(ok) => ok,
                 None => continue,
             }
@@ -1252,7 +1247,9 @@ mod tests {
     /// object keeps its bytes and its trim offset; trims that reach every byte drop the
     /// index and its object.
     #[test]
+    #[expect(clippy::too_many_lines, reason = "one scenario, step by step")]
     fn remote_trims_are_recorded_and_read_as_trimmed() {
+        let end_of = |l: ItemLocation| u32::try_from(l.end()).unwrap();
         let rt = rt();
         rt.block_on(async {
             let fs = SimFs::new();
@@ -1313,11 +1310,11 @@ mod tests {
             // ltrim with a right check: the first item goes; then one without a check.
             let (first, first_data) = zero[0].clone();
             let tail = &first_data[first_data.len() - 9..];
-            let why = trim(db.ltrim(0, first.end() as u32, b"not these").await);
+            let why = trim(db.ltrim(0, end_of(first), b"not these").await);
             assert!(why.contains("safety check failed"), "{why}");
             assert!(trim(db.ltrim(0, 0, &[]).await).contains("above the current trim offset"));
             assert_eq!(
-                db.ltrim(0, first.end() as u32, tail).await.unwrap(),
+                db.ltrim(0, end_of(first), tail).await.unwrap(),
                 u64::from(first.size)
             );
             let (second, _) = zero[1].clone();
@@ -1382,8 +1379,8 @@ mod tests {
             db.enable_overwrite();
             let (third, third_data) = zero[2].clone();
             assert_eq!(
-                db.rtrim(0, third.end() as u32, &[]).await.unwrap(),
-                u64::from(last.position - third.end() as u32)
+                db.rtrim(0, end_of(third), &[]).await.unwrap(),
+                u64::from(last.position - end_of(third))
             );
             assert_eq!(
                 db.read(third).await.unwrap().as_deref(),
@@ -1391,10 +1388,10 @@ mod tests {
             );
             let mut rx = db.subscribe();
             assert_eq!(
-                db.ltrim(0, third.end() as u32, &third_data[third_data.len() - 3..])
+                db.ltrim(0, end_of(third), &third_data[third_data.len() - 3..])
                     .await
                     .unwrap(),
-                u64::from(third.end() as u32 - second.position - 10)
+                u64::from(end_of(third) - second.position - 10)
             );
             assert!(matches!(
                 rx.try_recv(),

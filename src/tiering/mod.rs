@@ -10,7 +10,9 @@
 //!
 //! An object is the whole data file, header included, under `{prefix}/{file name}`, so
 //! the item at logical position `p` is at byte `24 + p - trim offset` of the object, as in
-//! the file. The item index (`.idx`) of a remote file stays in the directory: it is small
+//! the file, with the trim offset the object was uploaded with (`object_trim_offset`): a
+//! trim of a remote file only narrows the logical range the catalog serves, and the object
+//! is never rewritten. The item index (`.idx`) of a remote file stays in the directory: it is small
 //! (8 bytes per item), and every remote read is checked against it without a second
 //! request.
 
@@ -151,6 +153,7 @@ impl Tiering {
     }
 
     /// The key prefix of every object.
+    #[must_use]
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
