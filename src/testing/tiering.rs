@@ -1386,6 +1386,13 @@ mod tests {
                 db.read(third).await.unwrap().as_deref(),
                 Some(&third_data[..])
             );
+            // The read-only handle sees it at its next refresh.
+            tokio::time::sleep(crate::readonly::REFRESH_AFTER * 2).await;
+            assert_eq!(reader.read(zero[3].0).await.unwrap(), None);
+            assert_eq!(
+                reader.read(third).await.unwrap().as_deref(),
+                Some(&third_data[..])
+            );
             let mut rx = db.subscribe();
             assert_eq!(
                 db.ltrim(0, end_of(third), &third_data[third_data.len() - 3..])
@@ -1414,6 +1421,82 @@ mod tests {
             tokio::time::sleep(crate::readonly::REFRESH_AFTER * 2).await;
             assert_eq!(reader.read(third).await.unwrap(), None);
             reader.stop().await.unwrap();
+            db.stop().await.unwrap();
+        });
+    }
+
+    /// The safety check of a remote trim read from a store that fails (`Error::Remote`) or
+    /// from a damaged object (`Error::Corrupted`, the item's CRC32C): the trim fails, typed,
+    /// with nothing changed and the handle not poisoned; once the store answers, it runs.
+    #[test]
+    fn a_remote_safety_check_that_cannot_be_read_changes_nothing() {
+        let rt = rt();
+        rt.block_on(async {
+            let fs = SimFs::new();
+            let backing: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+            let faults = Arc::new(FaultStore::new(Arc::clone(&backing)));
+            let db = open_tiered(&fs, faults.clone(), false).await.unwrap();
+            db.enable_overwrite();
+            let items = fill(&db, 2, 1).await;
+            assert_eq!(db.tier().await.unwrap().len(), 1);
+            let zero: Vec<_> = items
+                .iter()
+                .filter(|(l, _)| l.index == 0)
+                .cloned()
+                .collect();
+            let (loc, data) = zero[1].clone();
+            let unchanged = || async {
+                for (l, d) in &items {
+                    assert_eq!(db.read(*l).await.unwrap().as_deref(), Some(&d[..]), "{l}");
+                }
+            };
+            for kind in StoreFault::ALL {
+                faults.fail(0, kind, false);
+                match db.rtrim(0, loc.position, &data[..4]).await {
+                    Err(crate::Error::Remote { key, .. }) => {
+                        assert!(key.ends_with("data00000.dat"), "{key}");
+                    }
+                    other => panic!("{kind:?}: {other:?}"),
+                }
+                faults.heal();
+                unchanged().await;
+            }
+            // A byte flipped in the object, inside the item the check reads.
+            let key = ObjectPath::from(format!("{PREFIX}/data00000.dat"));
+            let object = backing
+                .get_opts(&key, GetOptions::default())
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            let mut bad = object.to_vec();
+            bad[24 + loc.position as usize + 100] ^= 1;
+            backing
+                .put_opts(&key, bad.into(), PutOptions::default())
+                .await
+                .unwrap();
+            match db
+                .ltrim(0, u32::try_from(loc.end()).unwrap(), &data[296..])
+                .await
+            {
+                Err(crate::Error::Corrupted { location, reason }) => {
+                    assert_eq!(location, loc);
+                    assert!(reason.contains("remote copy"), "{reason}");
+                }
+                other => panic!("{other:?}"),
+            }
+            backing
+                .put_opts(&key, object.into(), PutOptions::default())
+                .await
+                .unwrap();
+            unchanged().await;
+            let end = db.handle_catalog().get(0).unwrap().end;
+            assert_eq!(
+                db.rtrim(0, loc.position, &data[..4]).await.unwrap(),
+                u64::from(end - loc.position)
+            );
+            assert_eq!(db.read(loc).await.unwrap(), None);
             db.stop().await.unwrap();
         });
     }
