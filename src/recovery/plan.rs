@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::survey::{Foreign, Survey};
+use crate::catalog::Catalog;
 use crate::error::Error;
 use crate::format::{hex, invalid_file, py_checkpoint_name, Manifest, Pending, State, HEADER_LEN};
 use crate::store::Options;
@@ -104,6 +105,31 @@ impl Plan {
                     | Action::FinishRtrim { .. }
             )
         })
+    }
+
+    /// The catalog of the files as they will be after the actions: remote files with the
+    /// trim offset their object was uploaded with (the manifest's objects section, for a
+    /// remote file trimmed since), which reads of them map positions through.
+    pub(crate) fn catalog(&self) -> Catalog {
+        let entries = |i: &u32| self.entries.get(i).copied().unwrap_or(0);
+        let mut catalog = Catalog::new(
+            self.files
+                .iter()
+                .map(|(i, &(trim, end))| (*i, trim, end, entries(i))),
+            self.head,
+        );
+        for index in &self.remote {
+            let Some(&(trim, end)) = self.files.get(index) else {
+                continue;
+            };
+            let object = self
+                .manifest
+                .get(*index)
+                .and_then(|r| r.object)
+                .map_or(trim..end, |o| o.range());
+            catalog.set_remote_file(*index, trim, end, entries(index), object);
+        }
+        catalog
     }
 
     /// The recovery a buggy engine would do (the seeded bug `TrustFileLength`): keep the
