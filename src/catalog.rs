@@ -49,6 +49,7 @@ impl FileInfo {
 
     /// The size of what it is read from (the data file, or its object): the header and
     /// the data bytes `[object_trim_offset, object_end)`.
+    #[cfg(feature = "tiering")]
     pub(crate) fn object_size(&self) -> u64 {
         crate::format::HEADER_LEN + u64::from(self.object_end - self.object_trim_offset)
     }

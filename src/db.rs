@@ -1022,10 +1022,12 @@ impl AioDiskDb {
 
     /// Brings every remote file back into the directory, oldest first, and ends tiering:
     /// each object is downloaded (ranged GETs within
-    /// [`concurrency`](crate::tiering::Tiering::concurrency)) to a temp file, checked (its
-    /// length, its header, and the CRC32C of its data against the one the manifest
-    /// records), synced, renamed into place, recorded durably as local, and only then
-    /// deleted; objects under the prefix that nothing names any more (left by an
+    /// [`concurrency`](crate::tiering::Tiering::concurrency)) and checked (its length, its
+    /// header, and the CRC32C of its data against what the manifest records the object
+    /// holds); the file's range is written to a temp file (for a file trimmed while remote,
+    /// only the range it kept: the object still holds the bytes trimmed), synced, renamed
+    /// into place, recorded durably as local, and only then is the object deleted; a file
+    /// trimmed during its download is downloaded again. Objects under the prefix that nothing names any more (left by an
     /// interrupted hydrate, an upload never recorded, a drop whose delete failed) are
     /// deleted at the end. Returns the files brought back. Afterwards the directory opens
     /// without tiering, and after a clean stop the Python library opens it.

@@ -292,7 +292,13 @@ async fn a_large_file_goes_up_in_parts() -> TestResult {
     Ok(())
 }
 
+/// A tiered directory, some of whose remote indexes are trimmed (an rtrim, an ltrim, and
+/// both, with and without safety checks), hydrated: the trimmed files come back as their
+/// logical range only (sizes), every object is deleted, and the directory opens without
+/// tiering: every kept item reads back, every trimmed one is `None`, `verify` is clean;
+/// then the Python library reads it, writes on and reads again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[expect(clippy::too_many_lines, reason = "one scenario, step by step")]
 async fn hydrate_makes_a_plain_directory() -> TestResult {
     let Some(endpoint) = required(ENDPOINT) else {
         return Ok(());
@@ -314,22 +320,73 @@ async fn hydrate_makes_a_plain_directory() -> TestResult {
     }
     db.flush().await?;
     let tiered = db.tier().await?;
-    assert!(tiered.len() >= 3, "{tiered:?}");
+    assert!(tiered.len() >= 4, "{tiered:?}");
     db.stop().await?;
     assert_eq!(count_objects(&store).await?, tiered.len());
-    // A new session hydrates (the CLI's `hydrate`).
-    let db = builder(&dir, tiering).open().await?;
+    // A new session trims three remote indexes, then hydrates (the CLI's `hydrate`).
+    let db = builder(&dir, tiering).overwrite(true).open().await?;
+    let of = |index: u32| -> Vec<(ItemLocation, Vec<u8>)> {
+        items
+            .iter()
+            .filter(|i| i.0.index == index)
+            .cloned()
+            .collect()
+    };
+    let end_of = |loc: ItemLocation| u32::try_from(loc.end()).unwrap();
+    let (a, b, c) = (tiered[0].index, tiered[1].index, tiered[2].index);
+    // a: rtrim from its middle item on, checked with that item's first bytes.
+    let (ia, ib, ic) = (of(a), of(b), of(c));
+    let (from_a, check) = (ia[ia.len() / 2].0.position, &ia[ia.len() / 2].1[..16]);
+    db.rtrim(a, from_a, check).await?;
+    // b: ltrim to the end of its middle item, checked with that item's last bytes.
+    let mid = &ib[ib.len() / 2];
+    db.ltrim(b, end_of(mid.0), &mid.1[mid.1.len() - 16..])
+        .await?;
+    let to_b = end_of(mid.0);
+    // c: both, without checks, keeping its middle third.
+    let (to_c, from_c) = (end_of(ic[ic.len() / 3].0), ic[2 * ic.len() / 3].0.position);
+    db.ltrim(c, to_c, &[]).await?;
+    db.rtrim(c, from_c, &[]).await?;
+    let gone = move |loc: ItemLocation| {
+        (loc.index == a && loc.position >= from_a)
+            || (loc.index == b && loc.end() <= u64::from(to_b))
+            || (loc.index == c && (loc.end() <= u64::from(to_c) || loc.position >= from_c))
+    };
     let hydrated = db.hydrate().await?;
+    let kept_size = |index: u32, size: u64| match index {
+        i if i == a => 24 + u64::from(from_a),
+        i if i == b => size - u64::from(to_b),
+        i if i == c => 24 + u64::from(from_c - to_c),
+        _ => size,
+    };
     assert_eq!(
         hydrated
             .iter()
             .map(|h| (h.index, h.size))
             .collect::<Vec<_>>(),
-        tiered.iter().map(|t| (t.index, t.size)).collect::<Vec<_>>()
+        tiered
+            .iter()
+            .map(|t| (t.index, kept_size(t.index, t.size)))
+            .collect::<Vec<_>>()
     );
-    for (loc, data) in &items {
-        assert_eq!(db.read(*loc).await?.as_deref(), Some(&data[..]), "{loc}");
+    for h in &hydrated {
+        let len = std::fs::metadata(dir.join(format!("data{:05}.dat", h.index)))?.len();
+        assert_eq!(len, h.size, "index {}: only its logical range", h.index);
     }
+    let reads = |db: AioDiskDb| {
+        let items = items.clone();
+        async move {
+            for (loc, data) in &items {
+                let want = (!gone(*loc)).then_some(&data[..]);
+                assert_eq!(db.read(*loc).await?.as_deref(), want, "{loc}");
+            }
+            let v = db.verify().await?;
+            assert!(v.is_ok(), "{v:?}");
+            assert_eq!(v.remote_files, 0);
+            Ok::<_, Box<dyn std::error::Error>>(db)
+        }
+    };
+    let db = reads(db).await?;
     db.stop().await?;
     assert_eq!(count_objects(&store).await?, 0, "every object deleted");
     // A plain directory: it opens without tiering.
@@ -338,9 +395,7 @@ async fn hydrate_makes_a_plain_directory() -> TestResult {
         .max_buffer_size(16 << 10)
         .open()
         .await?;
-    for (loc, data) in &items {
-        assert_eq!(db.read(*loc).await?.as_deref(), Some(&data[..]), "{loc}");
-    }
+    let db = reads(db).await?;
     db.stop().await?;
     // And the Python library opens it, reads every item, writes on and reads again.
     if let Some(py) = python() {
@@ -352,7 +407,7 @@ async fn hydrate_makes_a_plain_directory() -> TestResult {
             "items": items.iter().map(|(loc, data)| serde_json::json!({
                 "index": loc.index, "position": loc.position, "size": loc.size,
                 "hex": hex(data),
-                "present": true,
+                "present": !gone(*loc),
             })).collect::<Vec<_>>(),
             "files": {},
         });

@@ -83,6 +83,9 @@ pub(crate) enum Bug {
     /// Hydrate renames its downloaded copy into place (and records it) without syncing it.
     #[cfg(feature = "tiering")]
     HydrateUnsynced,
+    /// Hydrate records a file trimmed while remote with the remote record's data checksum
+    /// and tail (unknown, zeros) instead of those of the bytes it kept.
+    HydrateStaleRecord,
     /// A trim of a remote index serves the range as trimmed and is acknowledged before a
     /// state record names the manifest that records it.
     RemoteTrimBeforeCommit,
@@ -119,7 +122,11 @@ impl Bug {
 
     /// The bugs of hydrate, caught by the crash enumeration of its workload.
     #[cfg(feature = "tiering")]
-    pub(crate) const HYDRATE: [Bug; 2] = [Bug::DeleteObjectBeforeRecord, Bug::HydrateUnsynced];
+    pub(crate) const HYDRATE: [Bug; 3] = [
+        Bug::DeleteObjectBeforeRecord,
+        Bug::HydrateUnsynced,
+        Bug::HydrateStaleRecord,
+    ];
 }
 
 /// What a crash keeps of the unsynced changes.

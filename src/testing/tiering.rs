@@ -16,6 +16,7 @@
 //! - the seeded bugs of tiering, each caught;
 //! - the fault countdown over every request of the store.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -471,6 +472,10 @@ pub(crate) struct TierModel {
     pub(crate) hydrated: u64,
     /// Trims of remote indexes acknowledged (wrong safety checks refused not counted).
     pub(crate) remote_trims: u64,
+    /// The remote indexes trimmed since their upload: whether rtrimmed, whether ltrimmed.
+    pub(crate) trimmed: BTreeMap<u32, (bool, bool)>,
+    /// Files the workload saw hydrated that were rtrimmed, and ltrimmed, while remote.
+    pub(crate) hydrated_trimmed: (u64, u64),
 }
 
 impl TierModel {
@@ -505,22 +510,34 @@ async fn drop_oldest(db: &AioDiskDb, m: &mut TierModel) -> Option<bool> {
 }
 
 /// A trim of a remote index the workload asks for: `rtrim` from an item's start or `ltrim`
-/// to an item's end, with a safety check of 0 to 8 of its bytes, one in four wrong. The
-/// model's items it removes go (or may go, when it fails); a wrong check must be refused
-/// with nothing changed. `None` when no remote file has a stored item.
-async fn remote_trim(db: &AioDiskDb, m: &mut TierModel, rng: &mut StdRng) -> Option<bool> {
+/// to an item's end (`rtrim`: which one; `None`: either, at random), with a safety check
+/// of 0 to 8 of its bytes, one in four wrong. Asked for one kind, it picks an item the
+/// trim leaves some bytes before (after), so that the file stays, trimmed. The model's
+/// items it removes go (or may go, when it fails); a wrong check must be refused with
+/// nothing changed. `None` when no remote file has such an item.
+async fn remote_trim(
+    db: &AioDiskDb,
+    m: &mut TierModel,
+    rng: &mut StdRng,
+    rtrim: Option<bool>,
+) -> Option<bool> {
     let catalog = db.handle_catalog();
     let stored: Vec<usize> = (0..m.items.len())
         .filter(|&k| {
             let i = &m.items[k];
             catalog.get(i.loc.index).is_some_and(|f| {
-                f.remote && i.st == St::Durable && f.holds(i.loc.position, i.loc.end())
+                let keeps = match rtrim {
+                    None => true,
+                    Some(true) => i.loc.position > f.trim_offset,
+                    Some(false) => i.loc.end() < u64::from(f.end),
+                };
+                f.remote && i.st == St::Durable && f.holds(i.loc.position, i.loc.end()) && keeps
             })
         })
         .collect();
     let pick = m.items[*stored.get(rng.gen_range(0..stored.len().max(1)))?].clone();
     let index = pick.loc.index;
-    let right = rng.gen_bool(0.5);
+    let right = rtrim.unwrap_or_else(|| rng.gen_bool(0.5));
     let n = rng.gen_range(0..=8).min(pick.data.len());
     let mut check = if right {
         pick.data[..n].to_vec()
@@ -553,7 +570,11 @@ async fn remote_trim(db: &AioDiskDb, m: &mut TierModel, rng: &mut StdRng) -> Opt
     {
         i.st = st;
     }
-    m.remote_trims += u64::from(st == St::Gone);
+    if st == St::Gone {
+        m.remote_trims += 1;
+        let t = m.trimmed.entry(index).or_default();
+        *t = (t.0 || right, t.1 || !right);
+    }
     Some(st == St::Gone)
 }
 
@@ -618,12 +639,8 @@ pub(crate) async fn tier_workload(
             m.settle(St::Pending, St::Durable);
             let done = if r < 85 {
                 drop_oldest(&db, &mut m).await
-            } else if mix == Mix::Hydrate {
-                // Remote trims in the tier mix only: hydrate does not bring back a remote
-                // file trimmed since its upload yet.
-                Some(true)
             } else {
-                remote_trim(&db, &mut m, &mut rng).await
+                remote_trim(&db, &mut m, &mut rng, None).await
             };
             match done {
                 Some(ok) => ok,
@@ -652,16 +669,44 @@ pub(crate) async fn tier_workload(
             return m;
         }
     }
+    // Sealed files enough that the last `tier` (keep_local 1) leaves two remote, for the
+    // trims and the hydrate below.
+    if mix == Mix::Hydrate && !seal_files(&db, &mut m, &mut rng, 3).await {
+        return m;
+    }
     if db.flush().await.is_ok() {
         m.settle(St::Pending, St::Durable);
         move_files(&db, &mut m, false).await;
         if mix == Mix::Hydrate {
+            // Remote files trimmed before the hydrate brings them back.
+            remote_trim(&db, &mut m, &mut rng, Some(true)).await;
+            remote_trim(&db, &mut m, &mut rng, Some(false)).await;
             move_files(&db, &mut m, true).await;
         }
         let _ = db.stop().await;
     }
     m.tiered += count_tiered(&mut events);
     m
+}
+
+/// Adds and flushes items until `files` files are below the head; whether it got there.
+async fn seal_files(db: &AioDiskDb, m: &mut TierModel, rng: &mut StdRng, files: usize) -> bool {
+    while db.handle_catalog().older().len() < files {
+        let data = payload(rng);
+        let Ok(loc) = db.add(data.clone()).await else {
+            return false;
+        };
+        m.items.push(Item {
+            loc,
+            data,
+            st: St::Pending,
+        });
+        if db.flush().await.is_err() {
+            return false;
+        }
+        m.settle(St::Pending, St::Durable);
+    }
+    true
 }
 
 /// `tier`, or `hydrate`; whether the workload goes on (the object store failing changes
@@ -671,6 +716,11 @@ async fn move_files(db: &AioDiskDb, m: &mut TierModel, hydrate: bool) -> bool {
         match db.hydrate().await {
             Ok(files) => {
                 m.hydrated += files.len() as u64;
+                for f in files {
+                    let (r, l) = m.trimmed.remove(&f.index).unwrap_or_default();
+                    m.hydrated_trimmed.0 += u64::from(r);
+                    m.hydrated_trimmed.1 += u64::from(l);
+                }
                 true
             }
             Err(e) => matches!(e, crate::Error::Remote { .. }),
@@ -836,25 +886,49 @@ pub(crate) fn check_redo(
             .await
             .map_err(|e| format!("stop after redo failed: {e}"))?;
         if mix == Mix::Hydrate {
-            let db =
-                AioDiskDb::start_with(Arc::new(image.clone()), plain_config(), Hooks::default())
-                    .await
-                    .map_err(|e| format!("open without tiering after hydrate failed: {e}"))?;
-            for it in m.items.iter().filter(|i| i.st == St::Durable) {
-                let got = db
-                    .read(it.loc)
-                    .await
-                    .map_err(|e| format!("read {} without tiering: {e}", it.loc))?;
-                if got.as_deref() != Some(&it.data[..]) {
-                    return Err(format!("acknowledged item {} lost after hydrate", it.loc));
-                }
-            }
-            db.stop()
-                .await
-                .map_err(|e| format!("stop without tiering failed: {e}"))?;
+            check_plain(image, m).await?;
         }
         Ok(())
     })
+}
+
+/// After a hydrate and a stop: the directory opens without tiering, every acknowledged item
+/// reads back, every one a trim or drop removed is `None`, and `verify` is clean.
+async fn check_plain(image: &SimFs, m: &TierModel) -> Result<(), String> {
+    let db = AioDiskDb::start_with(Arc::new(image.clone()), plain_config(), Hooks::default())
+        .await
+        .map_err(|e| format!("open without tiering after hydrate failed: {e}"))?;
+    for it in &m.items {
+        let got = db
+            .read(it.loc)
+            .await
+            .map_err(|e| format!("read {} without tiering: {e}", it.loc))?;
+        match it.st {
+            St::Durable if got.as_deref() != Some(&it.data[..]) => {
+                return Err(format!("acknowledged item {} lost after hydrate", it.loc));
+            }
+            St::Gone if got.is_some() => {
+                return Err(format!(
+                    "trimmed or dropped item {} read after hydrate",
+                    it.loc
+                ));
+            }
+            St::Pending | St::MaybeGone if got.as_ref().is_some_and(|g| g[..] != it.data[..]) => {
+                return Err(format!("item {} altered after hydrate", it.loc));
+            }
+            _ => {}
+        }
+    }
+    let v = db
+        .verify()
+        .await
+        .map_err(|e| format!("verify without tiering failed: {e}"))?;
+    if !v.is_ok() || v.remote_files > 0 {
+        return Err(format!("verify after hydrate: {v:?}"));
+    }
+    db.stop()
+        .await
+        .map_err(|e| format!("stop without tiering failed: {e}"))
 }
 
 /// Counters for the report.
@@ -865,6 +939,9 @@ pub(crate) struct TierTally {
     pub(crate) tiered: AtomicU64,
     pub(crate) hydrated: AtomicU64,
     pub(crate) remote_trims: AtomicU64,
+    /// Files hydrated after an rtrim, and after an ltrim, while remote.
+    pub(crate) hydrated_rtrimmed: AtomicU64,
+    pub(crate) hydrated_ltrimmed: AtomicU64,
 }
 
 /// The object store of one run: corrupting one put in four silently.
@@ -903,6 +980,12 @@ pub(crate) fn enumerate_tiering(
         tally
             .remote_trims
             .fetch_add(m.remote_trims, Ordering::Relaxed);
+        tally
+            .hydrated_rtrimmed
+            .fetch_add(m.hydrated_trimmed.0, Ordering::Relaxed);
+        tally
+            .hydrated_ltrimmed
+            .fetch_add(m.hydrated_trimmed.1, Ordering::Relaxed);
         for (v, damage) in Damage::ALL.into_iter().enumerate() {
             let image = fs.crash_image(damage, seed ^ n.rotate_left(17) ^ v as u64);
             tally.states.fetch_add(1, Ordering::Relaxed);
@@ -1027,12 +1110,24 @@ mod tests {
             let hydrated = tally.hydrated.load(Ordering::Relaxed) - before;
             assert!(hydrated > 0, "seed {seed}: the crash runs hydrated files");
         }
+        let trimmed = (
+            tally.hydrated_rtrimmed.load(Ordering::Relaxed),
+            tally.hydrated_ltrimmed.load(Ordering::Relaxed),
+        );
+        assert!(
+            trimmed.0 > 0 && trimmed.1 > 0,
+            "the crash runs hydrated files rtrimmed and ltrimmed while remote: {trimmed:?}"
+        );
         eprintln!(
             "hydrate crash enumeration: {n} workloads, {} workload runs ({} files tiered, {} \
-             hydrated), {} crash states checked, 0 violations",
+             remote trims, {} hydrated of which {} rtrimmed and {} ltrimmed while remote), {} \
+             crash states checked, 0 violations",
             tally.runs.load(Ordering::Relaxed),
             tally.tiered.load(Ordering::Relaxed),
+            tally.remote_trims.load(Ordering::Relaxed),
             tally.hydrated.load(Ordering::Relaxed),
+            trimmed.0,
+            trimmed.1,
             tally.states.load(Ordering::Relaxed),
         );
     }
