@@ -1,30 +1,31 @@
 //! Tiered storage against an S3-compatible server: writes a few data files, uploads the
 //! sealed ones, reads every item back (the remote ones by ranged GETs), and reopens.
+//! The store is given as the CLI's `--store` is, `s3://BUCKET/PREFIX`, with the endpoint
+//! and keys from the `AWS_*` variables (the README's "Tiered storage" runs it against a
+//! local moto server).
 //!
 //! ```sh
-//! moto_server -H 127.0.0.1 -p 9321 &
-//! curl -X PUT http://127.0.0.1:9321/archive
-//! AWS_ENDPOINT=http://127.0.0.1:9321 AWS_ALLOW_HTTP=true AWS_REGION=us-east-1 \
-//! AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
-//!   cargo run --example tiering --features tiering -- /tmp/tiered archive
+//! moto_server -H 127.0.0.1 -p 9000 &
+//! curl -X PUT http://127.0.0.1:9000/archive
+//! export AWS_ENDPOINT_URL=http://127.0.0.1:9000 AWS_ALLOW_HTTP=true AWS_REGION=us-east-1 \
+//!   AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+//! cargo run --example tiering --features tiering -- /tmp/tiered s3://archive/node-1
 //! ```
-
-use std::sync::Arc;
 
 use aiodiskdb::tiering::Tiering;
 use aiodiskdb::AioDiskDb;
-use object_store::aws::AmazonS3Builder;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let (Some(dir), Some(bucket)) = (args.next(), args.next()) else {
-        return Err("usage: tiering DIR BUCKET (endpoint and keys from AWS_*)".into());
+    let (Some(dir), Some(store)) = (args.next(), args.next()) else {
+        return Err("usage: tiering DIR s3://BUCKET/PREFIX (endpoint and keys from AWS_*)".into());
     };
-    let s3 = AmazonS3Builder::from_env()
-        .with_bucket_name(&bucket)
-        .build()?;
-    let tiering = Tiering::new(Arc::new(s3), "example").keep_local(1);
+    // Uploads by `tier` only, so that the output is the same at every run (by default a
+    // background task uploads each file as soon as it is sealed).
+    let tiering = Tiering::from_s3_url(&store)?
+        .keep_local(1)
+        .upload_in_background(false);
     let open = || {
         AioDiskDb::builder(&dir)
             .max_file_size(64 << 10)
@@ -54,7 +55,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         assert_eq!(db.read(*loc).await?.as_deref(), Some(data.as_bytes()));
     }
     println!(
-        "{} items read back, from disk and from s3://{bucket}/example",
+        "{} items read back, from disk and from {store}",
         items.len()
     );
     db.stop().await?;

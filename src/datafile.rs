@@ -180,6 +180,30 @@ impl DataFile {
         Ok(tail)
     }
 
+    /// The last 8 bytes this file would have if the bytes before logical `trim_offset`
+    /// (at or above the file's own) were removed, as an ltrim's new file holds them, and it
+    /// ended at logical `end`: with fewer than 8 item bytes kept they start in the header of
+    /// that file (`genesis`, `trim_offset`). With the file's own trim offset, [`DataFile::tail`].
+    pub(crate) fn tail_trimmed(
+        &self,
+        genesis: [u8; 4],
+        trim_offset: u32,
+        end: u32,
+    ) -> io::Result<[u8; 8]> {
+        debug_assert!(self.trim_offset <= trim_offset && trim_offset <= end);
+        let kept_u32 = (end - trim_offset).min(8);
+        let kept = kept_u32 as usize;
+        let mut tail = [0u8; 8];
+        let header = Header {
+            genesis,
+            trim_offset,
+        }
+        .encode();
+        tail[..8 - kept].copy_from_slice(&header[HEADER_BYTES - (8 - kept)..]);
+        self.read(end - kept_u32, &mut tail[8 - kept..])?;
+        Ok(tail)
+    }
+
     /// Writes `data` at logical `position`. A large write goes in 1 MiB pieces, each
     /// followed by a writeback hint, so that the disk writes while the rest is copied
     /// (without it, a 16 MiB batch was copied whole, then synced whole: about 0.6 of the
@@ -261,5 +285,30 @@ mod tests {
             DataFile::open(&fs, path, *b"abce", Access::Read),
             Err(Error::InvalidDataFile { .. })
         ));
+    }
+
+    /// The tail an ltrim's new file will have, read from the file before the ltrim, is the
+    /// new file's last 8 bytes, for every trim offset (those keeping fewer than 8 item
+    /// bytes end in header bytes).
+    #[test]
+    fn tail_trimmed_is_the_tail_of_the_ltrimmed_file() {
+        let fs = SimFs::new();
+        let f = DataFile::create(&fs, Path::new("/d/a"), *b"abcd", 3, true).unwrap();
+        f.write(3, b"0123456789abc").unwrap();
+        let end = 16;
+        assert_eq!(
+            f.tail_trimmed(*b"abcd", 3, end).unwrap(),
+            f.tail(end).unwrap()
+        );
+        for to in 3..=end {
+            let path = PathBuf::from(format!("/d/b{to}"));
+            let g = DataFile::create(&fs, &path, *b"abcd", to, true).unwrap();
+            f.copy_to(&g, to, end).unwrap();
+            assert_eq!(
+                f.tail_trimmed(*b"abcd", to, end).unwrap(),
+                g.tail(end).unwrap(),
+                "trim offset {to}"
+            );
+        }
     }
 }

@@ -988,6 +988,19 @@ impl AioDiskDb {
         )))
     }
 
+    /// The tiering of a writing handle: `ReadOnly` on a read-only one, `why` as an
+    /// `InvalidConfiguration` without `Builder::tiering`.
+    #[cfg(feature = "tiering")]
+    fn tiering_writer(&self, why: &str) -> Result<&crate::tiering::Remote> {
+        if self.inner().follower.is_some() {
+            return Err(Error::ReadOnly);
+        }
+        self.inner()
+            .remote
+            .as_deref()
+            .ok_or_else(|| Error::config("tiering", &"none", why))
+    }
+
     /// Uploads now every sealed file beyond [`Tiering::keep_local`](crate::tiering::Tiering::keep_local)
     /// that is still local, oldest first, each verified, recorded as remote and deleted
     /// locally (firing [`Event::Tiered`]); returns what was tiered. The background uploader
@@ -1006,16 +1019,7 @@ impl AioDiskDb {
     /// overwritten by a later upload); a file whose record was requested is recorded.
     #[cfg(feature = "tiering")]
     pub async fn tier(&self) -> Result<Vec<crate::tiering::Tiered>> {
-        if self.inner().follower.is_some() {
-            return Err(Error::ReadOnly);
-        }
-        let Some(remote) = &self.inner().remote else {
-            return Err(Error::config(
-                "tiering",
-                &"none",
-                "tier needs Builder::tiering",
-            ));
-        };
+        let remote = self.tiering_writer("tier needs Builder::tiering")?;
         let commands = self.handle.commands.clone();
         crate::tiering::pass(&self.handle.inner, remote, &move || Some(commands.clone())).await
     }
@@ -1069,16 +1073,8 @@ impl AioDiskDb {
     /// ```
     #[cfg(feature = "tiering")]
     pub async fn hydrate(&self) -> Result<Vec<crate::tiering::Hydrated>> {
-        if self.inner().follower.is_some() {
-            return Err(Error::ReadOnly);
-        }
-        let Some(remote) = &self.inner().remote else {
-            return Err(Error::config(
-                "tiering",
-                &"none",
-                "hydrate needs Builder::tiering with the store the files are on",
-            ));
-        };
+        let remote =
+            self.tiering_writer("hydrate needs Builder::tiering with the store the files are on")?;
         if remote.cfg.background {
             return Err(Error::config(
                 "tiering upload_in_background",

@@ -43,6 +43,17 @@ pub const BENCH_HELP: &str = r#"Workloads (sizes scale with --total-mb, --items,
               reads as items), in 3 rounds: reads/s of each, vs_writer = the other
               process's reads/s / the writer's
   all         every workload above, in this order
+  tiered      (feature `tiering`, not part of `all`) tiered storage against the S3 server of
+              --store s3://BUCKET/PREFIX (endpoint and keys from the AWS_* variables;
+              the bucket must exist): writes 1000 MB (--total-mb) of sealed files of
+              1 KiB items; uploads them with AioDiskDb::tier (keep_local 0) against
+              plain object_store puts of the same files (8 MiB parts, 8 in flight)
+              before and after; then 3 rounds of cold reads of remote items (a fresh
+              handle; 200 distinct items per round, --items) against plain ranged GETs
+              of the same ranges, and of warm reads (1000 per cold one, at most 200,000,
+              among the items cached) against our reads of a local copy never tiered,
+              8 tasks each; the directory's disk usage sampled every 10 ms throughout.
+              Objects go under a prefix of their own and are deleted at the end.
 
 Each workload also measures, in the same run and directory, the limit it is compared with:
   seed-*, append  the same bytes written the faster of two plain ways: writes of 16 MiB
@@ -55,6 +66,8 @@ Each workload also measures, in the same run and directory, the limit it is comp
                   after each of 4 rounds of the workload, for as long as the round
   verify          the same data files read whole, one after the other, with sequential
                   4 MiB preads (cold or warm as the pass); before and after `verify`
+  tiered          plain object_store calls to the same server (puts, ranged GETs), and
+                  our own reads of a local copy (warm reads)
 and prints ratio = our rate / the limit's rate (above 1: faster than the limit). durable
 also prints items_per_flush (items per synced commit) and flush_ratio = our commits/s /
 the limit's batches/s (the ratio to one fdatasync per batch of our batches' size); read
@@ -99,6 +112,22 @@ secs); a figure not known is n/a (null in JSON). With --json, one object per wor
             "runs": [{"readers": int, "process": "writer"|"reader", "reads": int (all
                       rounds), "secs": f64, "reads_per_s": f64,
                       "vs_writer": f64 (reader runs only)}]}
+  tiered:  {"workload": "tiered", "store": str, "concurrency": int, "part_bytes": int,
+            "file_size": int, "files": int (sealed), "bytes": int (sealed), "items": int,
+            "upload": {"secs": f64, "mb_per_s": f64, "plain_secs": [f64, f64],
+                       "plain_mb_per_s": f64 (mean), "ratio": f64},
+            "cold"|"warm": {"reads": int (all rounds), "secs": f64, "reads_per_s": f64,
+                       "baseline": str, "baseline_secs": f64,
+                       "baseline_reads_per_s": f64, "ratio": f64},
+            "rounds": [{"cold", "plain", "warm", "local": f64 (seconds)}],
+            "disk": {"samples": int, "tiered_events": int, "start_bytes": int,
+                     "max_bytes": int, "max_unexpected_bytes": int (must be 0),
+                     "after_tier_max_bytes": int, "after_tier_max_data_bytes": int,
+                     "max_index_bytes": int, "max_meta_bytes": int,
+                     "unexpected_files": [str] (names, 10 at most),
+                     "bound_bytes": int (keep_local sealed files + the head),
+                     "sealed_bytes": int, "cache": "ram"}}
+    (text: four lines, part=upload|cold|warm|disk)
 MB is 10^6 bytes. Every workload uses the default configuration (durable: fsync) unless
 said above."#;
 
@@ -126,8 +155,10 @@ enum Workload {
     /// Random 1 KiB reads from a read-only handle in another process while the writer
     /// appends, against the same reads in the writer's process.
     ReadOtherProcess,
-    /// Every workload, in the order above.
+    /// Every workload, in the order above (not `tiered`).
     All,
+    /// Tiered storage against an S3 server (`--store`; feature `tiering`).
+    Tiered,
 }
 
 impl Workload {
@@ -155,6 +186,7 @@ impl Workload {
             Workload::Verify => "verify",
             Workload::ReadOtherProcess => "read-other-process",
             Workload::All => "all",
+            Workload::Tiered => "tiered",
         }
     }
 }
@@ -170,13 +202,14 @@ pub struct BenchArgs {
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
     /// Megabytes to write in the seed workloads [default: 20 for seed-small, 1000 for
-    /// seed-large] and in `verify` [default: 1000]; for `append-large`, the number of
-    /// 1 MiB adds [default: 256].
+    /// seed-large], in `verify` [default: 1000] and of sealed files in `tiered` [default:
+    /// 1000]; for `append-large`, the number of 1 MiB adds [default: 256].
     #[arg(long, value_name = "MB")]
     total_mb: Option<u64>,
     /// Items: adds for `append` [default: 1000000], items written and reads per run for
     /// `read` and `read-other-process` [default: 100000], durable adds in all for
-    /// `durable` [default: run for --seconds].
+    /// `durable` [default: run for --seconds], cold reads per round for `tiered`
+    /// [default: 200].
     #[arg(long, value_name = "N")]
     items: Option<u64>,
     /// Concurrent tasks for `durable`.
@@ -188,6 +221,11 @@ pub struct BenchArgs {
     /// Data files for `open`.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     files: u32,
+    /// The object store of `tiered`: `s3://BUCKET[/PREFIX]`, the endpoint, region and keys
+    /// from the `AWS_*` variables (`AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP=true` for plain
+    /// HTTP, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`)
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
     /// Random seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -215,6 +253,17 @@ impl BenchArgs {
     pub fn set_dir(&mut self, dir: Option<PathBuf>) {
         self.dir = dir;
     }
+
+    /// The `--store` of `tiered`, if given.
+    #[must_use]
+    pub fn store(&self) -> Option<&str> {
+        self.store.as_deref()
+    }
+
+    /// Sets the `--store` (the CLI's, given before the command, merged into the bench's).
+    pub fn set_store(&mut self, store: Option<String>) {
+        self.store = store;
+    }
 }
 
 /// Runs `aiodiskdb bench`: the workloads asked for, each in a directory of its own under
@@ -230,6 +279,10 @@ pub async fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     workloads::check_options(args.tasks, args.seconds)?;
     ensure!(args.files > 0, "--files must be at least 1");
+    ensure!(
+        args.store.is_none() || args.workload == Workload::Tiered,
+        "--store applies to --workload tiered only"
+    );
     let workloads: &[Workload] = if args.workload == Workload::All {
         &Workload::EACH
     } else {
@@ -315,6 +368,37 @@ async fn run_one(
             let items = args.items.unwrap_or(READ_ITEMS);
             workloads::read_other_process(b, dir, items, args.seed).await
         }
+        Workload::Tiered => tiered(b, args, dir).await,
         Workload::All => unreachable!("expanded by `run_bench`"),
     }
+}
+
+/// The command that builds and runs `tiered`.
+const TIERED_COMMAND: &str = "cargo run --release -p aiodiskdb-cli --features tiering -- \
+bench --workload tiered --store s3://BUCKET/PREFIX";
+
+#[cfg(feature = "tiering")]
+async fn tiered(b: &Bench<'_>, args: &BenchArgs, dir: &Path) -> anyhow::Result<crate::Report> {
+    let Some(store) = args.store.clone() else {
+        bail!(
+            "--workload tiered needs --store s3://BUCKET[/PREFIX] (the endpoint and keys from \
+             the AWS_* variables): {TIERED_COMMAND}"
+        );
+    };
+    let spec = workloads::TieredSpec {
+        store,
+        total_mb: args.total_mb.unwrap_or(1000),
+        cold_reads: args.items.unwrap_or(200),
+        seed: args.seed,
+    };
+    workloads::tiered(b, dir, &spec).await
+}
+
+#[cfg(not(feature = "tiering"))]
+#[expect(clippy::unused_async, reason = "the same call as with the feature")]
+async fn tiered(_: &Bench<'_>, _: &BenchArgs, _: &Path) -> anyhow::Result<crate::Report> {
+    bail!(
+        "--workload tiered needs the `tiering` feature, which this build does not have; build \
+         and run it with: {TIERED_COMMAND}"
+    )
 }

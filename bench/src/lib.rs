@@ -28,6 +28,8 @@ pub use engine::{Engine, Layout, Source, Visibility};
 pub use exec::{block_on, Exec};
 pub use ours::Tuning;
 pub use raw::Target;
+#[cfg(feature = "tiering")]
+pub use report::TieredReport;
 pub use report::{
     AppendReport, DurableReport, OpenReport, OtherProcessReport, ReadReport, Report, SeedReport,
     VerifyReport,

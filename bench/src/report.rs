@@ -28,6 +28,9 @@ pub enum Report {
     Verify(VerifyReport),
     /// `read-other-process`.
     OtherProcess(OtherProcessReport),
+    /// `tiered`.
+    #[cfg(feature = "tiering")]
+    Tiered(Box<TieredReport>),
     /// The workload failed: no figure.
     Failed {
         /// The engine it ran against.
@@ -280,6 +283,118 @@ pub(crate) struct OtherProcessRun {
     pub(crate) vs_writer: Option<f64>,
 }
 
+/// The figures of `tiered` (aiodiskdb with the `tiering` feature).
+#[cfg(feature = "tiering")]
+#[derive(Debug, Serialize)]
+pub struct TieredReport {
+    pub(crate) workload: &'static str,
+    /// The `--store` URL (the run's objects go under a prefix of their own below it).
+    pub(crate) store: String,
+    /// Requests in flight on both sides.
+    pub(crate) concurrency: usize,
+    /// The upload part size of both sides.
+    pub(crate) part_bytes: u64,
+    /// Bytes per data file.
+    pub(crate) file_size: u64,
+    /// Sealed files uploaded, and their bytes (headers included).
+    pub(crate) files: u64,
+    pub(crate) bytes: u64,
+    /// Items written (1 KiB each).
+    pub(crate) items: u64,
+    pub(crate) upload: TieredTransfer,
+    pub(crate) cold: TieredReads,
+    pub(crate) warm: TieredReads,
+    pub(crate) rounds: Vec<TieredRound>,
+    pub(crate) disk: TieredDisk,
+}
+
+/// `AioDiskDb::tier` against plain `object_store` puts of the same files, before and
+/// after ours.
+#[cfg(feature = "tiering")]
+#[derive(Debug, Serialize)]
+pub(crate) struct TieredTransfer {
+    pub(crate) secs: f64,
+    pub(crate) mb_per_s: f64,
+    pub(crate) plain_secs: [f64; 2],
+    /// The mean of the two plain rates.
+    pub(crate) plain_mb_per_s: f64,
+    pub(crate) ratio: f64,
+}
+
+/// Reads of ours against a baseline, summed over the rounds.
+#[cfg(feature = "tiering")]
+#[derive(Debug, Serialize)]
+pub(crate) struct TieredReads {
+    pub(crate) reads: u64,
+    pub(crate) secs: f64,
+    pub(crate) reads_per_s: f64,
+    /// What the reads are compared with.
+    pub(crate) baseline: &'static str,
+    pub(crate) baseline_secs: f64,
+    pub(crate) baseline_reads_per_s: f64,
+    pub(crate) ratio: f64,
+}
+
+#[cfg(feature = "tiering")]
+impl TieredReads {
+    pub(crate) fn new(reads: u64, secs: f64, baseline: &'static str, baseline_secs: f64) -> Self {
+        let reads_per_s = crate::data::rate(reads, secs);
+        let baseline_reads_per_s = crate::data::rate(reads, baseline_secs);
+        TieredReads {
+            reads,
+            secs,
+            reads_per_s,
+            baseline,
+            baseline_secs,
+            baseline_reads_per_s,
+            ratio: crate::limits::ratio(reads_per_s, baseline_reads_per_s),
+        }
+    }
+}
+
+/// The seconds of one round of the read comparisons.
+#[cfg(feature = "tiering")]
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct TieredRound {
+    /// Cold reads, ours, and the plain ranged GETs of the same ranges.
+    pub(crate) cold: f64,
+    pub(crate) plain: f64,
+    /// Warm reads, ours, and our reads of the same items from the local copy.
+    pub(crate) warm: f64,
+    pub(crate) local: f64,
+}
+
+/// The tiered directory's disk usage, sampled from before the upload to the end.
+#[cfg(feature = "tiering")]
+#[derive(Debug, Serialize)]
+pub(crate) struct TieredDisk {
+    pub(crate) samples: u64,
+    /// `Event::Tiered` seen.
+    pub(crate) tiered_events: u64,
+    /// Every file, at the first sample (before the upload: everything local).
+    pub(crate) start_bytes: u64,
+    /// Every file, the most of any sample.
+    pub(crate) max_bytes: u64,
+    /// Data files that should be gone (tiered before the sample) and files that are not
+    /// the database's: must be 0.
+    pub(crate) max_unexpected_bytes: u64,
+    /// After `tier` returned: every file, and the data files alone.
+    pub(crate) after_tier_max_bytes: u64,
+    pub(crate) after_tier_max_data_bytes: u64,
+    /// Item indexes (they stay local: 8 bytes per item) and the state and manifest files.
+    pub(crate) max_index_bytes: u64,
+    pub(crate) max_meta_bytes: u64,
+    /// The names of the unexpected files (10 at most).
+    pub(crate) unexpected_files: Vec<String>,
+    /// What the data files may hold once tiered: `keep_local` (0) sealed files and the
+    /// head, plus the cache on disk (none: it is in RAM).
+    pub(crate) bound_bytes: u64,
+    /// The sealed files' bytes (local before the upload).
+    pub(crate) sealed_bytes: u64,
+    /// Where the cache of remote items is.
+    pub(crate) cache: &'static str,
+}
+
 /// One text line of `key=value` pairs separated by single spaces: the keys are those of
 /// the JSON object, in its order; figures are rounded; a value that could hold a space or
 /// a quote is quoted as a Rust string literal (`error="..."`).
@@ -435,6 +550,8 @@ impl Report {
                 Ok(())
             }
             Report::OtherProcess(r) => r.write_text(out),
+            #[cfg(feature = "tiering")]
+            Report::Tiered(r) => r.write_text(out),
             Report::Failed {
                 engine,
                 workload,
@@ -520,6 +637,66 @@ impl OtherProcessReport {
                 .write(out)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(feature = "tiering")]
+impl TieredReport {
+    /// Four lines: `part=upload`, `part=cold`, `part=warm` and `part=disk`, each after
+    /// what they share.
+    fn write_text(&self, out: &mut impl io::Write) -> io::Result<()> {
+        let line = |part: &str| {
+            Line::new(None, self.workload)
+                .kv("files", self.files)
+                .kv("bytes", self.bytes)
+                .kv("concurrency", self.concurrency)
+                .kv("part", part)
+        };
+        let u = &self.upload;
+        line("upload")
+            .kv("secs", format_args!("{:.3}", u.secs))
+            .kv("mb_per_s", format_args!("{:.1}", u.mb_per_s))
+            .kv(
+                "plain_secs",
+                format_args!("{:.3},{:.3}", u.plain_secs[0], u.plain_secs[1]),
+            )
+            .kv("plain_mb_per_s", format_args!("{:.1}", u.plain_mb_per_s))
+            .kv("ratio", format_args!("{:.2}", u.ratio))
+            .write(out)?;
+        for (part, r) in [("cold", &self.cold), ("warm", &self.warm)] {
+            line(part)
+                .kv("reads", r.reads)
+                .kv("secs", format_args!("{:.3}", r.secs))
+                .kv("reads_per_s", format_args!("{:.0}", r.reads_per_s))
+                .kv("baseline", format_args!("{:?}", r.baseline))
+                .kv("baseline_secs", format_args!("{:.3}", r.baseline_secs))
+                .kv(
+                    "baseline_reads_per_s",
+                    format_args!("{:.0}", r.baseline_reads_per_s),
+                )
+                .kv("ratio", format_args!("{:.2}", r.ratio))
+                .write(out)?;
+        }
+        let d = &self.disk;
+        line("disk")
+            .kv("samples", d.samples)
+            .kv("tiered_events", d.tiered_events)
+            .kv("start_bytes", d.start_bytes)
+            .kv("max_bytes", d.max_bytes)
+            .kv("max_unexpected_bytes", d.max_unexpected_bytes)
+            .kv("after_tier_max_bytes", d.after_tier_max_bytes)
+            .kv("after_tier_max_data_bytes", d.after_tier_max_data_bytes)
+            .kv("max_index_bytes", d.max_index_bytes)
+            .kv("max_meta_bytes", d.max_meta_bytes)
+            .kv("bound_bytes", d.bound_bytes)
+            .kv("cache", d.cache)
+            .kv_opt((!d.unexpected_files.is_empty()).then(|| {
+                (
+                    "unexpected_files",
+                    format!("{:?}", d.unexpected_files.join(",")),
+                )
+            }))
+            .write(out)
     }
 }
 

@@ -240,6 +240,16 @@ impl TopArgs {
         Ok((self.dir_and_format("add", own)?, max))
     }
 
+    /// The `--store` of `bench` (its `tiered` workload) given before the command, merged
+    /// into its own.
+    ///
+    /// # Errors
+    /// A usage error for a --store given twice.
+    pub(crate) fn bench_store(&self, own: Option<&str>) -> Result<Option<String>, clap::Error> {
+        let own = own.map(str::to_string);
+        one_of("bench", "--store", self.store.as_ref(), own.as_ref())
+    }
+
     /// The `--dir` of `bench` given before the command, merged into its own.
     ///
     /// # Errors
@@ -254,7 +264,6 @@ impl TopArgs {
             ("--padding", f.padding.is_some()),
             ("--genesis", f.genesis.is_some()),
             ("--max-file-size", self.max_file_size.is_some()),
-            ("--store", self.store.is_some()),
         ] {
             if given {
                 return Err(usage(

@@ -199,6 +199,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Bench(mut a) => {
                 let dir = top.bench_dir(a.dir())?;
                 a.set_dir(dir);
+                let store = top.bench_store(a.store())?;
+                a.set_store(store);
                 aiodiskdb_bench::run_bench(a).await
             }
         }

@@ -421,8 +421,24 @@ fn store_usage_errors() -> Result<()> {
             r.stderr
         );
     }
-    let r = cli(None, &["bench", "--store", "s3://b/p"])?.expect_code(2)?;
-    ensure!(r.stderr.contains("--store"), "{}", r.stderr);
+    // The bench's --store belongs to its `tiered` workload, before or after the command.
+    for args in [
+        &["bench", "--store", "s3://b/p"][..],
+        &["--store", "s3://b/p", "bench"][..],
+    ] {
+        let r = cli(None, args)?.expect_code(1)?;
+        ensure!(
+            r.stderr
+                .contains("--store applies to --workload tiered only"),
+            "{}",
+            r.stderr
+        );
+    }
+    cli(
+        None,
+        &["--store", "s3://b/p", "bench", "--store", "s3://b/q"],
+    )?
+    .expect_code(2)?;
     let help = cli(None, &["tier", "--help"])?.expect_code(0)?.stdout;
     for needle in ["--keep-local", "--store", "AWS_ENDPOINT_URL", "\"tiered\""] {
         ensure!(help.contains(needle), "tier --help lacks {needle:?}");

@@ -202,7 +202,16 @@ fn sealed_tails(
         }
         let path = dir.join(format.naming.data_file(rec.index));
         let (file, _) = DataFile::open(fs, &path, format.genesis, Access::Read)?;
-        tails.insert(rec.index, file.tail(rec.end).ctx("read data file", &path)?);
+        // A file whose ltrim was recorded but not renamed into place still holds the bytes
+        // below the recorded trim offset: its tail as the ltrim's new file has it (the
+        // record's; they differ when fewer than 8 item bytes are kept). A header with a
+        // higher trim offset than recorded is reported by the checks.
+        let tail = if rec.trim_offset > extent.trim_offset && rec.trim_offset <= rec.end {
+            file.tail_trimmed(format.genesis, rec.trim_offset, rec.end)
+        } else {
+            file.tail(rec.end)
+        };
+        tails.insert(rec.index, tail.ctx("read data file", &path)?);
     }
     Ok(tails)
 }

@@ -402,6 +402,9 @@ impl Store {
             };
             record.trim_offset = to;
             record.data_crc = Some(kept_crc);
+            // The new file's last 8 bytes: the same item bytes unless fewer than 8 are
+            // kept, when they start in its header.
+            record.tail = dst.tail(info.end).ctx("read temp file", &temp)?;
             self.commit_older(index, Some(record), pending)?;
         }
         let path = self.data_path(index);

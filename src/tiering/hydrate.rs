@@ -33,7 +33,6 @@ use crate::flusher::Command;
 use crate::format::{Header, ObjectSpan, HEADER_LEN};
 use crate::fs::seeded;
 use crate::reader::Files;
-use crate::shared::Call;
 use crate::store::{FileCopy, Place};
 
 /// One file brought back from object storage by
@@ -79,14 +78,8 @@ pub(crate) async fn hydrate(
     remote: &Remote,
     commands: &mpsc::UnboundedSender<Command>,
 ) -> Result<Vec<Hydrated>> {
-    inner.lock().admit(Call::Write)?;
     // No upload runs meanwhile (the background uploader is off: `AioDiskDb::hydrate`).
-    let _turn = remote.passes.lock().await;
-    let catalog = {
-        let s = inner.lock();
-        s.admit(Call::Write)?;
-        s.catalog()
-    };
+    let (_turn, catalog) = super::turn(inner, remote).await?;
     let files = inner.read_cache.files();
     let store = remote.cfg.store.as_ref();
     let commands = move || Some(commands.clone());

@@ -605,6 +605,22 @@ async fn record(
     recorded.await.map_err(|_| Error::NotRunning)?
 }
 
+/// The handle's turn to move files between the disk and the store (one pass or hydrate
+/// at a time), and the catalog as of its start; refused when the handle takes no writes.
+pub(super) async fn turn<'r>(
+    inner: &Inner,
+    remote: &'r Remote,
+) -> Result<(tokio::sync::MutexGuard<'r, ()>, Catalog)> {
+    inner.lock().admit(Call::Write)?;
+    let turn = remote.passes.lock().await;
+    let catalog = {
+        let s = inner.lock();
+        s.admit(Call::Write)?;
+        s.catalog()
+    };
+    Ok((turn, catalog))
+}
+
 /// Uploads, verifies and records every candidate file, one at a time, oldest first.
 /// `commands` reaches the flusher, which records each upload. Returns what was tiered;
 /// the first failure ends the pass (the file stays local).
@@ -613,13 +629,7 @@ pub(crate) async fn pass(
     remote: &Remote,
     commands: &(dyn Fn() -> Option<mpsc::UnboundedSender<Command>> + Sync),
 ) -> Result<Vec<Tiered>> {
-    inner.lock().admit(Call::Write)?;
-    let _turn = remote.passes.lock().await;
-    let catalog = {
-        let s = inner.lock();
-        s.admit(Call::Write)?;
-        s.catalog()
-    };
+    let (_turn, catalog) = turn(inner, remote).await?;
     let files = inner.read_cache.files();
     let mut done = Vec::new();
     for (index, info) in candidates(&catalog, remote.cfg.keep_local) {

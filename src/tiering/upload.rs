@@ -8,9 +8,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, PutMultipartOptions, PutOptions, PutPayload, WriteMultipart};
+use object_store::{
+    GetOptions, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, WriteMultipart,
+};
 
-use super::{get_range, object_size, remote_error, Remote};
+use super::{remote_error, Remote};
 use crate::catalog::FileInfo;
 use crate::error::{Error, IoContext, Result};
 use crate::format::{Header, HEADER_BYTES, HEADER_LEN};
@@ -136,7 +138,9 @@ pub(crate) async fn upload(
 }
 
 /// Checks that the object at `key` is `size` bytes long, starts with `header` and that its
-/// data bytes have CRC32C `crc`.
+/// data bytes have CRC32C `crc`: one GET of the whole object, its body checked as it
+/// streams in (one request per file, whatever its size; ranged GETs of parts would cost a
+/// request each, and servers such as moto read the whole object for each).
 async fn verify(
     remote: &Remote,
     key: &ObjectPath,
@@ -144,37 +148,56 @@ async fn verify(
     header: &[u8],
     crc: u32,
 ) -> Result<()> {
+    use futures_util::StreamExt as _;
     let store: &dyn ObjectStore = remote.cfg.store.as_ref();
     let _permit = remote
         .requests
         .acquire()
         .await
         .map_err(|_| Error::NotRunning)?;
-    let got_size = object_size(store, key).await?;
-    if got_size != size {
+    let got = store
+        .get_opts(key, GetOptions::default())
+        .await
+        .map_err(|e| remote_error(key, &e))?;
+    let long = |n: u64| {
+        remote_error(
+            key,
+            &format!("the uploaded object is {n} bytes long, the file {size}: not recorded"),
+        )
+    };
+    if got.meta.size != size {
+        return Err(long(got.meta.size));
+    }
+    let mut body = got.into_stream();
+    let (mut sum, mut at) = (0u32, 0u64);
+    let mut start = Vec::with_capacity(HEADER_BYTES);
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| remote_error(key, &e))?;
+        if at + chunk.len() as u64 > size {
+            return Err(long(at + chunk.len() as u64));
+        }
+        let want = HEADER_BYTES - start.len();
+        start.extend_from_slice(&chunk[..want.min(chunk.len())]);
+        sum = crc_of_part(sum, &chunk, at);
+        at += chunk.len() as u64;
+    }
+    if at != size {
         return Err(remote_error(
             key,
-            &format!("the uploaded object is {got_size} bytes long, the file {size}: not recorded"),
+            &format!("the uploaded object's body ended after {at} bytes of {size}: not recorded"),
         ));
     }
-    let mut got = 0u32;
-    let mut at = 0;
-    while at < size {
-        let part = get_range(store, key, at..(at + PART).min(size)).await?;
-        if at == 0 && part.get(..HEADER_BYTES) != Some(header) {
-            return Err(remote_error(
-                key,
-                &"the uploaded object's header differs from the file's: not recorded",
-            ));
-        }
-        got = crc_of_part(got, &part, at);
-        at += part.len() as u64;
+    if start != header {
+        return Err(remote_error(
+            key,
+            &"the uploaded object's header differs from the file's: not recorded",
+        ));
     }
-    if got != crc {
+    if sum != crc {
         return Err(remote_error(
             key,
             &format!(
-                "the uploaded object's data have CRC32C {got:08x}, the file's {crc:08x}: not \
+                "the uploaded object's data have CRC32C {sum:08x}, the file's {crc:08x}: not \
                  recorded"
             ),
         ));

@@ -355,6 +355,37 @@ async fn ltrim_keeps_positions_and_records_the_trim_offset() -> TestResult {
     Ok(())
 }
 
+/// An ltrim of an older file that keeps fewer than 8 item bytes: its new file's last 8
+/// bytes reach into the header, and the manifest must record those (a record of the old
+/// file's last 8 bytes made the next open refuse the directory as altered). Every count
+/// of kept bytes from 1 to 9, each reopened.
+#[tokio::test]
+async fn ltrim_of_an_older_file_keeping_a_few_bytes_survives_reopen() -> TestResult {
+    for kept in 1..=9u32 {
+        let dir = tempfile::tempdir()?;
+        let db = open(dir.path(), true).await?;
+        let items = fill(&db).await?;
+        let to = 100 - kept;
+        let check = &items[19].1[..(to - 90) as usize];
+        assert_eq!(db.ltrim(1, to, check).await?, u64::from(to), "kept {kept}");
+        db.stop().await?;
+        assert_eq!(file_bytes(dir.path(), &name(1)), image(&items, 1, to, 100));
+        let db = open(dir.path(), true).await?;
+        let stored = |l: ItemLocation| l.index != 1 || l.position >= to;
+        assert_reads(&db, &items, stored).await?;
+        // Trimmed again after the reopen, then once more reopened.
+        if kept > 1 {
+            assert_eq!(db.ltrim(1, to + 1, &[]).await?, 1);
+        }
+        db.stop().await?;
+        let db = open(dir.path(), false).await?;
+        let to = if kept > 1 { to + 1 } else { to };
+        assert_reads(&db, &items, |l| l.index != 1 || l.position >= to).await?;
+        db.stop().await?;
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn ltrim_to_the_end_drops_the_file() -> TestResult {
     let dir = tempfile::tempdir()?;

@@ -8,6 +8,8 @@ mod open;
 mod other_process;
 mod read;
 mod seed;
+#[cfg(feature = "tiering")]
+mod tiered;
 mod verify;
 
 use std::path::Path;
@@ -24,6 +26,8 @@ pub(crate) use other_process::{read_only_child, read_other_process};
 pub use read::read;
 pub(crate) use read::{read_configs, read_with};
 pub use seed::{seed, SeedSpec};
+#[cfg(feature = "tiering")]
+pub(crate) use tiered::{tiered, TieredSpec};
 pub(crate) use verify::verify;
 
 use crate::data::read_item;
