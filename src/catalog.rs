@@ -25,6 +25,15 @@ pub(crate) struct FileInfo {
     pub(crate) generation: u64,
     /// The file is on object storage, not in the directory (its item index is).
     pub(crate) remote: bool,
+    /// The trim offset of the header of the bytes it is read from: logical position `p` is
+    /// at byte `24 + p - object_trim_offset`. For a local file its `trim_offset`; for a
+    /// remote one, the trim offset its object was uploaded with, which an ltrim of the
+    /// remote file does not change (the object is never rewritten).
+    pub(crate) object_trim_offset: u32,
+    /// One past the last logical position those bytes hold: for a local file its `end`;
+    /// for a remote one, the end its object was uploaded with, which an rtrim of the
+    /// remote file does not change.
+    pub(crate) object_end: u32,
 }
 
 impl FileInfo {
@@ -36,6 +45,13 @@ impl FileInfo {
     /// Whether `[position, end)` is wholly stored.
     pub(crate) fn holds(&self, position: u32, end: u64) -> bool {
         position >= self.trim_offset && end <= u64::from(self.end)
+    }
+
+    /// The size of what it is read from (the data file, or its object): the header and
+    /// the data bytes `[object_trim_offset, object_end)`.
+    #[cfg(feature = "tiering")]
+    pub(crate) fn object_size(&self) -> u64 {
+        crate::format::HEADER_LEN + u64::from(self.object_end - self.object_trim_offset)
     }
 }
 
@@ -62,6 +78,8 @@ impl Catalog {
                 entries: 0,
                 generation: 0,
                 remote: false,
+                object_trim_offset: 0,
+                object_end: 0,
             },
             generations: 0,
         };
@@ -107,6 +125,7 @@ impl Catalog {
             self.head_info.generation = self.next_generation();
         }
         self.head_info.end = end;
+        self.head_info.object_end = end;
         self.head_info.entries = entries;
     }
 
@@ -121,6 +140,8 @@ impl Catalog {
             entries: 0,
             generation: self.next_generation(),
             remote: false,
+            object_trim_offset: 0,
+            object_end: 0,
         };
     }
 
@@ -133,6 +154,8 @@ impl Catalog {
             entries,
             generation: self.next_generation(),
             remote: false,
+            object_trim_offset: trim_offset,
+            object_end: end,
         };
         if index == self.head {
             self.head_info = info;
@@ -142,13 +165,40 @@ impl Catalog {
     }
 
     /// Records `index`, below the head, as on object storage (or back in the directory),
-    /// as a new generation: no read handle or cached item of the other place is used.
+    /// as a new generation: no read handle or cached item of the other place is used. The
+    /// object (or the file) holds it from its trim offset on.
     pub(crate) fn set_remote(&mut self, index: u32, remote: bool) {
         let generation = self.next_generation();
         if let Some(f) = Arc::make_mut(&mut self.older).get_mut(&index) {
             f.remote = remote;
             f.generation = generation;
+            f.object_trim_offset = f.trim_offset;
+            f.object_end = f.end;
         }
+    }
+
+    /// Records `index`, below the head, as on object storage holding the logical range
+    /// `[trim_offset, end)` with `entries` committed index entries, its object uploaded
+    /// with the range `object` (wider for a remote file trimmed since its upload, as
+    /// recorded or recovered), as a new generation.
+    pub(crate) fn set_remote_file(
+        &mut self,
+        index: u32,
+        trim_offset: u32,
+        end: u32,
+        entries: u32,
+        object: std::ops::Range<u32>,
+    ) {
+        let info = FileInfo {
+            trim_offset,
+            end,
+            entries,
+            generation: self.next_generation(),
+            remote: true,
+            object_trim_offset: object.start,
+            object_end: object.end,
+        };
+        Arc::make_mut(&mut self.older).insert(index, info);
     }
 
     /// Every file, the head last, by index.

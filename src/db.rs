@@ -1026,10 +1026,12 @@ impl AioDiskDb {
 
     /// Brings every remote file back into the directory, oldest first, and ends tiering:
     /// each object is downloaded (ranged GETs within
-    /// [`concurrency`](crate::tiering::Tiering::concurrency)) to a temp file, checked (its
-    /// length, its header, and the CRC32C of its data against the one the manifest
-    /// records), synced, renamed into place, recorded durably as local, and only then
-    /// deleted; objects under the prefix that nothing names any more (left by an
+    /// [`concurrency`](crate::tiering::Tiering::concurrency)) and checked (its length, its
+    /// header, and the CRC32C of its data against what the manifest records the object
+    /// holds); the file's range is written to a temp file (for a file trimmed while remote,
+    /// only the range it kept: the object still holds the bytes trimmed), synced, renamed
+    /// into place, recorded durably as local, and only then is the object deleted; a file
+    /// trimmed during its download is downloaded again. Objects under the prefix that nothing names any more (left by an
     /// interrupted hydrate, an upload never recorded, a drop whose delete failed) are
     /// deleted at the end. Returns the files brought back. Afterwards the directory opens
     /// without tiering, and after a clean stop the Python library opens it.
@@ -1110,10 +1112,18 @@ impl AioDiskDb {
     /// older file never does. `safety_check`, when not empty, must equal the first bytes of
     /// the cut range.
     ///
+    /// An index on object storage (feature `tiering`) is trimmed the same way, but its
+    /// object is never rewritten: the trim records the index's new end, and the bytes
+    /// past it are never served again (`trim_from = 0` deletes the object). Its safety
+    /// check is compared with bytes read from the object (checked against their CRC32C).
+    ///
     /// # Errors
     /// [`Error::ReadOnly`] unless overwrite is enabled; [`Error::IndexDoesNotExist`];
     /// [`Error::InvalidTrimCommand`] for a position past the end or a failed safety check
-    /// (nothing changes); [`Error::Io`] (the handle is then poisoned).
+    /// (nothing changes); for a remote index with a safety check, [`Error::Remote`] when
+    /// its bytes cannot be read from the object store, [`Error::Corrupted`] when they
+    /// differ from their checksum (nothing changes); [`Error::Io`] (the handle is then
+    /// poisoned).
     ///
     /// # Cancel safety
     /// Dropping the future does not cancel the trim once requested.
@@ -1150,10 +1160,18 @@ impl AioDiskDb {
     /// `trim_to` equal to the index's end deletes the file. The space is never reused.
     /// `safety_check`, when not empty, must equal the last bytes before `trim_to`.
     ///
+    /// An index on object storage (feature `tiering`) is trimmed the same way, but its
+    /// object is never rewritten: the trim records the index's new trim offset, and the
+    /// bytes before it are never served again (`trim_to` equal to the end deletes the
+    /// object). Its safety check is compared with bytes read from the object (checked
+    /// against their CRC32C).
+    ///
     /// # Errors
     /// [`Error::ReadOnly`]; [`Error::IndexDoesNotExist`]; [`Error::InvalidTrimCommand`] when
     /// `trim_to` is not above the current trim offset, is past the end, or the safety check
-    /// fails; [`Error::Io`] (the handle is then poisoned).
+    /// fails; for a remote index with a safety check, [`Error::Remote`] when its bytes
+    /// cannot be read from the object store, [`Error::Corrupted`] when they differ from
+    /// their checksum (nothing changes); [`Error::Io`] (the handle is then poisoned).
     ///
     /// # Cancel safety
     /// Dropping the future does not cancel the trim once requested.

@@ -20,7 +20,7 @@ use crate::location::ItemLocation;
 use crate::shared::Batch;
 #[cfg(feature = "tiering")]
 use crate::shared::Call;
-use crate::store::{Store, TrimOutcome};
+use crate::store::{Fetched, Store, TrimOutcome};
 
 /// A request to the flusher.
 #[derive(Debug)]
@@ -71,6 +71,21 @@ impl TrimOp {
             TrimOp::Right { index, .. } | TrimOp::Left { index, .. } | TrimOp::Drop { index } => {
                 index
             }
+        }
+    }
+
+    /// The logical range its safety check compares with, if it has one and `info` stores
+    /// that range wholly (else the store refuses the trim).
+    #[cfg(feature = "tiering")]
+    fn check_range(&self, info: crate::catalog::FileInfo) -> Option<std::ops::Range<u32>> {
+        match self {
+            TrimOp::Right { from, check, .. } if !check.is_empty() => {
+                crate::store::rtrim_check_range(info, *from, check.len())
+            }
+            TrimOp::Left { to, check, .. } if !check.is_empty() => {
+                crate::store::ltrim_check_range(info, *to, check.len())
+            }
+            _ => None,
         }
     }
 }
@@ -334,10 +349,15 @@ impl Flusher {
         self.exclusive(|| async {
             self.flush().await?;
             let index = op.index();
+            #[cfg(feature = "tiering")]
+            let fetched = self.fetch_check(&op).await?;
+            #[cfg(not(feature = "tiering"))]
+            let fetched: Option<Fetched> = None;
             let outcome: Result<(TrimOutcome, _)> = blocking(&self.store, move |st| {
+                let fetched = fetched.as_ref();
                 let o = match op {
-                    TrimOp::Right { index, from, check } => st.rtrim(index, from, &check),
-                    TrimOp::Left { index, to, check } => st.ltrim(index, to, &check),
+                    TrimOp::Right { index, from, check } => st.rtrim(index, from, &check, fetched),
+                    TrimOp::Left { index, to, check } => st.ltrim(index, to, &check, fetched),
                     TrimOp::Drop { index } => st.drop_index(index),
                 }?;
                 Ok((o, st.catalog()))
@@ -373,6 +393,31 @@ impl Flusher {
             }
         })
         .await
+    }
+
+    /// For a trim of a remote index with a safety check: the stored bytes the check
+    /// compares with, read from its object (checked against the item index) before the
+    /// store runs the trim; `None` for any other trim. A failure (`Error::Remote`,
+    /// `Error::Corrupted`) fails the trim with nothing changed.
+    #[cfg(feature = "tiering")]
+    async fn fetch_check(&self, op: &TrimOp) -> Result<Option<Fetched>> {
+        let Some(remote) = &self.inner.remote else {
+            return Ok(None);
+        };
+        let index = op.index();
+        let info = self.inner.lock().catalog().get(index);
+        let Some((info, range)) = info
+            .filter(|i| i.remote)
+            .and_then(|i| Some((i, op.check_range(i)?)))
+        else {
+            return Ok(None);
+        };
+        let files = self.inner.read_cache.files();
+        let bytes = remote.read_range(files, index, info, range.clone()).await?;
+        Ok(Some(Fetched {
+            at: range.start,
+            bytes,
+        }))
     }
 
     /// A file may have been sealed: wakes the background uploader.

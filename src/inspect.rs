@@ -46,7 +46,8 @@ pub struct RemoteFileInfo {
     pub trim_offset: u32,
     /// Logical end: one past the last stored position.
     pub end: u64,
-    /// Item bytes stored (`size - 24`).
+    /// Item bytes it holds (`end - trim_offset`; `size - 24` unless it was trimmed since
+    /// its upload, which leaves the object as it was).
     pub item_bytes: u64,
 }
 
@@ -268,6 +269,14 @@ fn render_remote(opts: &Options, plan: &Plan, out: &mut Inspection) {
         let (trim_offset, end) = plan.files.get(&index).copied().unwrap_or_default();
         let name = opts.format.naming.data_file(index);
         let item_bytes = u64::from(end.saturating_sub(trim_offset));
+        // A remote file trimmed since its upload: its object holds more.
+        let object = plan
+            .manifest
+            .get(index)
+            .and_then(|r| r.object)
+            .map_or(item_bytes, |o| {
+                u64::from(o.end.saturating_sub(o.trim_offset))
+            });
         out.remote_files.push(RemoteFileInfo {
             index,
             key: if id.prefix.is_empty() {
@@ -275,7 +284,7 @@ fn render_remote(opts: &Options, plan: &Plan, out: &mut Inspection) {
             } else {
                 format!("{}/{name}", id.prefix)
             },
-            size: crate::format::HEADER_LEN + item_bytes,
+            size: crate::format::HEADER_LEN + object,
             trim_offset,
             end: u64::from(end),
             item_bytes,

@@ -248,16 +248,7 @@ impl View {
         // Files on object storage: refused as the writer's open refuses them (no tiering,
         // or another prefix), else read through the handle's remote reader.
         crate::recovery::check_remote(&self.opts, &plan)?;
-        let mut catalog = Catalog::new(
-            plan.files.iter().map(|(&i, &(trim, end))| {
-                (i, trim, end, plan.entries.get(&i).copied().unwrap_or(0))
-            }),
-            plan.head,
-        );
-        for &index in &plan.remote {
-            catalog.set_remote(index, true);
-        }
-        Ok((survey.state(), catalog))
+        Ok((survey.state(), plan.catalog()))
     }
 
     /// The head's newer commits in the same session, read from its item index: the view's

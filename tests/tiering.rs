@@ -11,9 +11,12 @@
 //!   the background, every item read back from the server, the local disk down to
 //!   `keep_local` sealed files and the head, a reopen reading everything again;
 //! - [`a_large_file_goes_up_in_parts`]: a 20 MiB file through a multipart upload;
+//! - [`trims_of_remote_indexes`]: rtrims and ltrims of remote indexes with right and
+//!   wrong safety checks and without, read back as trimmed (before and after a reopen,
+//!   and by a read-only handle) while the objects stay as uploaded, and trims that drop;
 //! - [`kill_9_during_uploads_and_remote_drops`]: a writer process killed with SIGKILL while
-//!   it uploads and drops remote indexes, each time reopened and checked against what it
-//!   acknowledged;
+//!   it uploads, drops and trims remote indexes, each time reopened and checked against
+//!   what it acknowledged;
 //! - [`server_stopped_mid_run_then_back`]: the server stopped (SIGSTOP) while files are
 //!   uploaded and read: typed errors, appends and local reads going on, the local copies
 //!   kept; once it is back (SIGCONT), everything is tiered and reads back;
@@ -289,7 +292,13 @@ async fn a_large_file_goes_up_in_parts() -> TestResult {
     Ok(())
 }
 
+/// A tiered directory, some of whose remote indexes are trimmed (an rtrim, an ltrim, and
+/// both, with and without safety checks), hydrated: the trimmed files come back as their
+/// logical range only (sizes), every object is deleted, and the directory opens without
+/// tiering: every kept item reads back, every trimmed one is `None`, `verify` is clean;
+/// then the Python library reads it, writes on and reads again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[expect(clippy::too_many_lines, reason = "one scenario, step by step")]
 async fn hydrate_makes_a_plain_directory() -> TestResult {
     let Some(endpoint) = required(ENDPOINT) else {
         return Ok(());
@@ -311,22 +320,73 @@ async fn hydrate_makes_a_plain_directory() -> TestResult {
     }
     db.flush().await?;
     let tiered = db.tier().await?;
-    assert!(tiered.len() >= 3, "{tiered:?}");
+    assert!(tiered.len() >= 4, "{tiered:?}");
     db.stop().await?;
     assert_eq!(count_objects(&store).await?, tiered.len());
-    // A new session hydrates (the CLI's `hydrate`).
-    let db = builder(&dir, tiering).open().await?;
+    // A new session trims three remote indexes, then hydrates (the CLI's `hydrate`).
+    let db = builder(&dir, tiering).overwrite(true).open().await?;
+    let of = |index: u32| -> Vec<(ItemLocation, Vec<u8>)> {
+        items
+            .iter()
+            .filter(|i| i.0.index == index)
+            .cloned()
+            .collect()
+    };
+    let end_of = |loc: ItemLocation| u32::try_from(loc.end()).unwrap();
+    let (a, b, c) = (tiered[0].index, tiered[1].index, tiered[2].index);
+    // a: rtrim from its middle item on, checked with that item's first bytes.
+    let (ia, ib, ic) = (of(a), of(b), of(c));
+    let (from_a, check) = (ia[ia.len() / 2].0.position, &ia[ia.len() / 2].1[..16]);
+    db.rtrim(a, from_a, check).await?;
+    // b: ltrim to the end of its middle item, checked with that item's last bytes.
+    let mid = &ib[ib.len() / 2];
+    db.ltrim(b, end_of(mid.0), &mid.1[mid.1.len() - 16..])
+        .await?;
+    let to_b = end_of(mid.0);
+    // c: both, without checks, keeping its middle third.
+    let (to_c, from_c) = (end_of(ic[ic.len() / 3].0), ic[2 * ic.len() / 3].0.position);
+    db.ltrim(c, to_c, &[]).await?;
+    db.rtrim(c, from_c, &[]).await?;
+    let gone = move |loc: ItemLocation| {
+        (loc.index == a && loc.position >= from_a)
+            || (loc.index == b && loc.end() <= u64::from(to_b))
+            || (loc.index == c && (loc.end() <= u64::from(to_c) || loc.position >= from_c))
+    };
     let hydrated = db.hydrate().await?;
+    let kept_size = |index: u32, size: u64| match index {
+        i if i == a => 24 + u64::from(from_a),
+        i if i == b => size - u64::from(to_b),
+        i if i == c => 24 + u64::from(from_c - to_c),
+        _ => size,
+    };
     assert_eq!(
         hydrated
             .iter()
             .map(|h| (h.index, h.size))
             .collect::<Vec<_>>(),
-        tiered.iter().map(|t| (t.index, t.size)).collect::<Vec<_>>()
+        tiered
+            .iter()
+            .map(|t| (t.index, kept_size(t.index, t.size)))
+            .collect::<Vec<_>>()
     );
-    for (loc, data) in &items {
-        assert_eq!(db.read(*loc).await?.as_deref(), Some(&data[..]), "{loc}");
+    for h in &hydrated {
+        let len = std::fs::metadata(dir.join(format!("data{:05}.dat", h.index)))?.len();
+        assert_eq!(len, h.size, "index {}: only its logical range", h.index);
     }
+    let reads = |db: AioDiskDb| {
+        let items = items.clone();
+        async move {
+            for (loc, data) in &items {
+                let want = (!gone(*loc)).then_some(&data[..]);
+                assert_eq!(db.read(*loc).await?.as_deref(), want, "{loc}");
+            }
+            let v = db.verify().await?;
+            assert!(v.is_ok(), "{v:?}");
+            assert_eq!(v.remote_files, 0);
+            Ok::<_, Box<dyn std::error::Error>>(db)
+        }
+    };
+    let db = reads(db).await?;
     db.stop().await?;
     assert_eq!(count_objects(&store).await?, 0, "every object deleted");
     // A plain directory: it opens without tiering.
@@ -335,9 +395,7 @@ async fn hydrate_makes_a_plain_directory() -> TestResult {
         .max_buffer_size(16 << 10)
         .open()
         .await?;
-    for (loc, data) in &items {
-        assert_eq!(db.read(*loc).await?.as_deref(), Some(&data[..]), "{loc}");
-    }
+    let db = reads(db).await?;
     db.stop().await?;
     // And the Python library opens it, reads every item, writes on and reads again.
     if let Some(py) = python() {
@@ -349,7 +407,7 @@ async fn hydrate_makes_a_plain_directory() -> TestResult {
             "items": items.iter().map(|(loc, data)| serde_json::json!({
                 "index": loc.index, "position": loc.position, "size": loc.size,
                 "hex": hex(data),
-                "present": true,
+                "present": !gone(*loc),
             })).collect::<Vec<_>>(),
             "files": {},
         });
@@ -369,6 +427,36 @@ async fn hydrate_makes_a_plain_directory() -> TestResult {
             String::from_utf8_lossy(&out.stderr)
         );
         eprintln!("python: {}", said.trim());
+    }
+    Ok(())
+}
+
+/// The object's size, or `None` when there is none.
+async fn object_size(
+    store: &Arc<dyn ObjectStore>,
+    index: u32,
+) -> Result<Option<u64>, Box<dyn std::error::Error>> {
+    let key = ObjectPath::from(format!("{PREFIX}/data{index:05}.dat"));
+    let head = GetOptions {
+        head: true,
+        ..GetOptions::default()
+    };
+    match store.get_opts(&key, head).await {
+        Ok(got) => Ok(Some(got.meta.size)),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Every item of `items` reads back exactly when `kept(loc)`, else `None`.
+async fn reads_as(
+    db: &AioDiskDb,
+    items: &[(ItemLocation, u64, usize)],
+    kept: &dyn Fn(ItemLocation) -> bool,
+) -> TestResult {
+    for (loc, id, len) in items {
+        let want = kept(*loc).then(|| content(*id, *len));
+        assert_eq!(db.read(*loc).await?.map(|b| b.to_vec()), want, "{loc}");
     }
     Ok(())
 }
@@ -393,6 +481,137 @@ fn python() -> Option<String> {
             None
         }
     }
+}
+
+/// rtrim and ltrim of remote indexes through the real S3 client: wrong safety checks
+/// (compared with bytes read from the server) change nothing; right ones, and trims
+/// without a check, make the ranges read `None` while the objects stay as uploaded;
+/// `locations` and `verify` agree, before and after a reopen and for a read-only handle;
+/// trims that reach every byte drop the index and delete its object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[expect(clippy::too_many_lines, reason = "one scenario, step by step")]
+async fn trims_of_remote_indexes() -> TestResult {
+    let Some(endpoint) = required(ENDPOINT) else {
+        return Ok(());
+    };
+    let bucket = bucket("trims");
+    create_bucket(&endpoint, &bucket)?;
+    let store = s3(&endpoint, &bucket);
+    let dir = tempfile::tempdir()?;
+    let tiering = Tiering::new(Arc::clone(&store), PREFIX)
+        .keep_local(0)
+        .upload_in_background(false);
+    let db = builder(dir.path(), tiering.clone())
+        .overwrite(true)
+        .open()
+        .await?;
+    let mut rng = StdRng::seed_from_u64(3);
+    let mut items: Vec<(ItemLocation, u64, usize)> = Vec::new();
+    for id in 0..150u64 {
+        let len = rng.gen_range(1000..3000);
+        items.push((db.add(content(id, len)).await?, id, len));
+    }
+    db.flush().await?;
+    let head = items.last().unwrap().0.index;
+    assert!(head >= 3, "{head}");
+    assert_eq!(db.tier().await?.len(), head as usize);
+    let of = |index: u32| -> Vec<(ItemLocation, u64, usize)> {
+        items
+            .iter()
+            .filter(|i| i.0.index == index)
+            .copied()
+            .collect()
+    };
+    let sizes = [object_size(&store, 0).await?, object_size(&store, 1).await?];
+    let (zero, one) = (of(0), of(1));
+    let bytes = |i: &(ItemLocation, u64, usize)| content(i.1, i.2);
+    let refused = |r: Result<u64, Error>| match r {
+        Err(Error::InvalidTrimCommand { reason, .. }) => reason,
+        other => panic!("expected InvalidTrimCommand, got {other:?}"),
+    };
+    // Wrong safety checks: refused, nothing changed.
+    let last = zero[zero.len() - 2];
+    let why = refused(db.rtrim(0, last.0.position, b"not the bytes").await);
+    assert!(why.contains("safety check failed"), "{why}");
+    let end_of = |i: &(ItemLocation, u64, usize)| u32::try_from(i.0.end()).unwrap();
+    let why = refused(db.ltrim(0, end_of(&zero[1]), b"nor these").await);
+    assert!(why.contains("safety check failed"), "{why}");
+    reads_as(&db, &items, &|_| true).await?;
+    // Right checks: index 0 keeps items 2.. up to the one before `last`.
+    let cut = db.rtrim(0, last.0.position, &bytes(&last)[..16]).await?;
+    assert_eq!(
+        cut,
+        u64::from(end_of(zero.last().unwrap()) - last.0.position)
+    );
+    let b1 = bytes(&zero[1]);
+    let cut = db.ltrim(0, end_of(&zero[1]), &b1[b1.len() - 16..]).await?;
+    assert_eq!(cut, u64::from(end_of(&zero[1])));
+    // No checks: index 1 keeps all but its first and last items.
+    db.ltrim(1, one[1].0.position, &[]).await?;
+    db.rtrim(1, one[one.len() - 1].0.position, &[]).await?;
+    let (kept_from, kept_to) = (zero[2].0.position, last.0.position);
+    let (one_first, one_last) = (one[0].0, one[one.len() - 1].0);
+    let gone = move |loc: ItemLocation| {
+        (loc.index == 0 && (loc.position < kept_from || loc.position >= kept_to))
+            || (loc.index == 1 && (loc == one_first || loc == one_last))
+    };
+    let check = |db: AioDiskDb| {
+        let items = items.clone();
+        async move {
+            reads_as(&db, &items, &|l| !gone(l)).await?;
+            for index in [0, 1] {
+                let want: Vec<ItemLocation> = items
+                    .iter()
+                    .map(|i| i.0)
+                    .filter(|l| l.index == index && !gone(*l))
+                    .collect();
+                assert_eq!(db.locations(index).await?, want, "index {index}");
+            }
+            let v = db.verify().await?;
+            assert!(v.is_ok(), "{v:?}");
+            assert_eq!(v.remote_files, u64::from(head));
+            Ok::<_, Box<dyn std::error::Error>>(db)
+        }
+    };
+    let db = check(db).await?;
+    // The objects are as uploaded.
+    assert_eq!(
+        [object_size(&store, 0).await?, object_size(&store, 1).await?],
+        sizes
+    );
+    db.stop().await?;
+    let db = check(
+        builder(dir.path(), tiering.clone())
+            .overwrite(true)
+            .open()
+            .await?,
+    )
+    .await?;
+    let reader = check(
+        builder(dir.path(), tiering.clone())
+            .read_only()
+            .open()
+            .await?,
+    )
+    .await?;
+    reader.stop().await?;
+    // Trims that reach every byte drop the indexes and their objects.
+    let mut events = db.subscribe();
+    // (A check at 0 is below the trim offset: refused, as for a local file.)
+    let why = refused(db.rtrim(0, 0, &bytes(&zero[0])[..8]).await);
+    assert!(why.contains("outside the stored range"), "{why}");
+    db.rtrim(0, 0, &[]).await?;
+    db.ltrim(1, end_of(&one[one.len() - 2]), &[]).await?;
+    for want in [0, 1] {
+        match events.recv().await? {
+            Event::IndexDropped { index, .. } => assert_eq!(index, want),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(object_size(&store, want).await?, None);
+    }
+    reads_as(&db, &items, &|l| l.index > 1).await?;
+    db.stop().await?;
+    Ok(())
 }
 
 /// A server of this test's own, from `AIODISKDB_MOTO_SERVER`, killed on drop.
@@ -535,9 +754,12 @@ const CHILD_BUCKET: &str = "AIODISKDB_TIER_BUCKET";
 
 /// The writer that [`kill_9_during_uploads_and_remote_drops`] kills: nothing unless
 /// `AIODISKDB_TIER_CHILD` names a directory. It adds, flushes (logging `f <id> <loc>`
-/// lines for the items each flush made durable, synced), tiers in the background and
-/// drops its oldest index now and then (`d <index>` before, `D <index>` after), until it
-/// is killed.
+/// lines for the items each flush made durable, synced), tiers in the background, drops
+/// its oldest index now and then (`d <index>` before, `D <index>` after), and now and
+/// then trims a sealed index it wrote, tiered first (`x <index>` when it has no local copy
+/// then): an ltrim to the end of its first item (`l <index> <to>`, `L ..` after) and an
+/// rtrim from the start of its last one (`r <index> <from>`, `R ..`), each with a safety
+/// check, until it is killed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn child_writer() -> TestResult {
     let (Ok(dir), Ok(ack), Ok(bucket), Ok(endpoint)) = (
@@ -566,6 +788,9 @@ async fn child_writer() -> TestResult {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut id = seed << 32;
     let mut oldest = 0u32;
+    // The items this child wrote, by index, and the indexes it trimmed.
+    let mut mine: BTreeMap<u32, Vec<(ItemLocation, u64, usize)>> = BTreeMap::new();
+    let mut trimmed = std::collections::BTreeSet::new();
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(30) {
         let mut batch = Vec::new();
@@ -576,6 +801,7 @@ async fn child_writer() -> TestResult {
                 "f {id} {} {} {}\n",
                 loc.index, loc.position, loc.size
             ));
+            mine.entry(loc.index).or_default().push((loc, id, len));
             id += 1;
         }
         db.flush().await?;
@@ -598,6 +824,37 @@ async fn child_writer() -> TestResult {
                 oldest += 1;
             }
         }
+        let head = mine.keys().next_back().copied().unwrap_or(0);
+        let target = mine
+            .iter()
+            .find(|(i, v)| **i > oldest && **i + 2 < head && v.len() >= 3 && !trimmed.contains(*i));
+        if let (Some((&index, v)), 0) = (target, rng.gen_range(0..2)) {
+            trimmed.insert(index);
+            let (first, last) = (v[0], v[v.len() - 1]);
+            // Remote, unless its upload failed (`x <index>`: no local copy, remote).
+            let _ = db.tier().await;
+            if !Path::new(&dir).join(format!("data{index:05}.dat")).exists() {
+                writeln!(log, "x {index}")?;
+            }
+            let to = u32::try_from(first.0.end())?;
+            let tail = content(first.1, first.2)[first.2 - 8..].to_vec();
+            writeln!(log, "l {index} {to}")?;
+            log.sync_data()?;
+            match db.ltrim(index, to, &tail).await {
+                Ok(_) | Err(Error::IndexDoesNotExist { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            writeln!(log, "L {index} {to}")?;
+            let from = last.0.position;
+            writeln!(log, "r {index} {from}")?;
+            log.sync_data()?;
+            match db.rtrim(index, from, &content(last.1, last.2)[..8]).await {
+                Ok(_) | Err(Error::IndexDoesNotExist { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            writeln!(log, "R {index} {from}")?;
+            log.sync_data()?;
+        }
     }
     Err("the child was not killed".into())
 }
@@ -617,11 +874,7 @@ async fn kill_9_during_uploads_and_remote_drops() -> TestResult {
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
     let mut rng = StdRng::seed_from_u64(7);
-    // Everything acknowledged so far: id by location, and the indexes dropped for sure or
-    // maybe.
-    let mut acked: BTreeMap<ItemLocation, (u64, usize)> = BTreeMap::new();
-    let mut dropped = std::collections::BTreeSet::new();
-    let mut maybe_dropped = std::collections::BTreeSet::new();
+    let mut acks = Acks::default();
     let mut tiered_objects = 0;
     for round in 0..rounds {
         let ack = logs.path().join(format!("ack{round}"));
@@ -643,29 +896,7 @@ async fn kill_9_during_uploads_and_remote_drops() -> TestResult {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..400))).await;
         child.kill()?;
         child.wait()?;
-        let log = std::fs::File::open(&ack).map(std::io::BufReader::new);
-        for line in log.into_iter().flat_map(BufRead::lines) {
-            let line = line?;
-            let f: Vec<&str> = line.split(' ').collect();
-            match f.as_slice() {
-                ["f", id, index, position, size] => {
-                    let loc = ItemLocation {
-                        index: index.parse()?,
-                        position: position.parse()?,
-                        size: size.parse()?,
-                    };
-                    acked.insert(loc, (id.parse()?, loc.size as usize));
-                }
-                ["d", index] => {
-                    maybe_dropped.insert(index.parse::<u32>()?);
-                }
-                ["D", index] => {
-                    dropped.insert(index.parse::<u32>()?);
-                }
-                // A line torn by the kill: not acknowledged.
-                _ => {}
-            }
-        }
+        acks.read(&ack)?;
         // Recovery, then every acknowledged item reads back exactly, from the directory or
         // the server; dropped ones never.
         let db = builder(
@@ -674,11 +905,11 @@ async fn kill_9_during_uploads_and_remote_drops() -> TestResult {
         )
         .open()
         .await?;
-        for (loc, (id, len)) in &acked {
+        for (loc, (id, len)) in &acks.acked {
             let got = db.read(*loc).await?;
-            if dropped.contains(&loc.index) {
-                assert_eq!(got, None, "round {round}: {loc} was dropped");
-            } else if maybe_dropped.contains(&loc.index) {
+            if acks.dropped.contains(&loc.index) || cut(&acks.trims, loc) {
+                assert_eq!(got, None, "round {round}: {loc} was dropped or trimmed");
+            } else if acks.maybe_dropped.contains(&loc.index) || cut(&acks.maybe_trims, loc) {
                 assert!(got.is_none() || got.as_deref() == Some(&content(*id, *len)[..]));
             } else {
                 assert_eq!(
@@ -691,13 +922,88 @@ async fn kill_9_during_uploads_and_remote_drops() -> TestResult {
         tiered_objects = count_objects(&store).await?;
         db.stop().await?;
     }
+    let remote_trims = acks
+        .trims
+        .iter()
+        .filter(|t| acks.remote.contains(&t.0))
+        .count();
     eprintln!(
-        "{rounds} kills survived: {} acknowledged items read back, {} indexes dropped, {tiered_objects} objects",
-        acked.len(),
-        dropped.len()
+        "{rounds} kills survived: {} acknowledged items read back, {} indexes dropped, {} \
+         trims ({remote_trims} of remote indexes), {tiered_objects} objects",
+        acks.acked.len(),
+        acks.dropped.len(),
+        acks.trims.len(),
     );
     assert!(tiered_objects > 0);
     Ok(())
+}
+
+/// What the killed writers' logs say was acknowledged.
+#[derive(Default)]
+struct Acks {
+    /// Every item, its id and length by location.
+    acked: BTreeMap<ItemLocation, (u64, usize)>,
+    /// Indexes dropped for sure, or maybe.
+    dropped: std::collections::BTreeSet<u32>,
+    maybe_dropped: std::collections::BTreeSet<u32>,
+    /// Trims, `(index, position, ltrim)`: the items before (ltrim) or from (rtrim) the
+    /// position are gone, for sure or maybe.
+    trims: Vec<(u32, u32, bool)>,
+    maybe_trims: Vec<(u32, u32, bool)>,
+    /// Indexes that were remote when trimmed.
+    remote: std::collections::BTreeSet<u32>,
+}
+
+impl Acks {
+    /// Adds what the log at `path` says (a line torn by the kill: not acknowledged).
+    fn read(&mut self, path: &Path) -> TestResult {
+        let log = std::fs::File::open(path).map(std::io::BufReader::new);
+        for line in log.into_iter().flat_map(BufRead::lines) {
+            let line = line?;
+            let f: Vec<&str> = line.split(' ').collect();
+            match f.as_slice() {
+                ["f", id, index, position, size] => {
+                    let loc = ItemLocation {
+                        index: index.parse()?,
+                        position: position.parse()?,
+                        size: size.parse()?,
+                    };
+                    self.acked.insert(loc, (id.parse()?, loc.size as usize));
+                }
+                ["d", index] => {
+                    self.maybe_dropped.insert(index.parse()?);
+                }
+                ["D", index] => {
+                    self.dropped.insert(index.parse()?);
+                }
+                ["x", index] => {
+                    self.remote.insert(index.parse()?);
+                }
+                [kind @ ("l" | "L" | "r" | "R"), index, at] => {
+                    let t = (index.parse()?, at.parse()?, kind.eq_ignore_ascii_case("l"));
+                    if kind.chars().all(char::is_uppercase) {
+                        self.trims.push(t);
+                    } else {
+                        self.maybe_trims.push(t);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether one of `trims` removed `loc`.
+fn cut(trims: &[(u32, u32, bool)], loc: &ItemLocation) -> bool {
+    trims.iter().any(|&(index, at, ltrim)| {
+        index == loc.index
+            && if ltrim {
+                loc.end() <= u64::from(at)
+            } else {
+                loc.position >= at
+            }
+    })
 }
 
 async fn count_objects(store: &Arc<dyn ObjectStore>) -> Result<usize, Box<dyn std::error::Error>> {

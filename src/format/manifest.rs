@@ -6,29 +6,45 @@
 //!
 //! ```text
 //! 0..8    magic "AIODBMAN"
-//! 8..12   version u32 LE (1; 2 when a file is on object storage)
+//! 8..12   version u32 LE (1; 2 when a file is on object storage; 3 when a file on object
+//!         storage was trimmed since its upload)
 //! 12..20  generation u64 LE
 //! 20..24  records u32 LE
-//! 24..28  crc32c of the records (version 2: and of the remote section) u32 LE
+//! 24..28  crc32c of the records (versions 2 and 3: and of the sections after them) u32 LE
 //! 28..32  crc32c of bytes 0..28 u32 LE
 //! 32..    records of RECORD_BYTES: index, trim offset, end, entries (committed entries
 //!         of the item index, 0: none), entries crc (of their bytes), data crc (of the data
 //!         bytes [trim offset, end)), flags (bit 0: the data crc is known; bit 1, version
 //!         2 only: the file is on object storage, not in the directory), each u32 LE;
 //!         the 8 bytes before the end; 4 bytes zero
-//! version 2 only, after the records, the remote section: the object key prefix and the
+//! versions 2 and 3, after the records, the remote section: the object key prefix and the
 //!         object store's description (what `Display` shows of it), each as a u32 LE
 //!         length and its UTF-8 bytes
+//! version 3 only, after the remote section, the objects section: a u32 LE count, then
+//!         for each remote file trimmed since its upload (an rtrim or ltrim of a remote
+//!         index), what its object holds: index, the trim offset and end it was uploaded
+//!         with, and the crc32c of its data bytes [that trim offset, that end), each u32 LE
 //! ```
 //!
+//! A record's trim offset and end are the file's logical ones, what the database holds:
+//! for a remote file trimmed since its upload they lie within its object's (the objects
+//! section), whose bytes outside them are never served; its data crc and last 8 bytes are
+//! then not known (flag bit 0 clear, zeros), since its kept bytes are not local.
+//!
 //! A directory with no file on object storage keeps writing version 1, byte for byte what
-//! the previous release wrote and reads; a version 2 manifest is refused by that release
-//! (a damaged manifest: it never reads a remote file as missing data).
+//! the previous release wrote and reads; remote files untrimmed keep version 2. Versions 1
+//! and 2 are read as ever (every remote file's object holds exactly its record's range).
+//! A release that knows only lower versions refuses a higher one (a damaged manifest: it
+//! never reads a remote file as missing data, nor a trimmed range as stored).
 
 const MAGIC: &[u8; 8] = b"AIODBMAN";
 const VERSION: u32 = 1;
 /// The version with files on object storage (flag `FLAG_REMOTE`, the remote section).
 const VERSION_REMOTE: u32 = 2;
+/// The version with remote files trimmed since their upload (the objects section).
+const VERSION_OBJECTS: u32 = 3;
+/// Length of one entry of the objects section.
+const OBJECT_BYTES: usize = 16;
 const HEADER_BYTES: usize = 32;
 /// Length of one record.
 pub(crate) const RECORD_BYTES: usize = 40;
@@ -53,6 +69,47 @@ pub(crate) struct Sealed {
     /// of [`Manifest::remote`]'s prefix), and no longer in the directory; its item index
     /// stays in the directory.
     pub(crate) remote: bool,
+    /// For a remote file trimmed since its upload: what its object holds (its logical
+    /// range, `trim_offset..end`, lies within). `None`: the object holds exactly the
+    /// record's range, with `data_crc` (or the file is local).
+    pub(crate) object: Option<ObjectSpan>,
+}
+
+/// What the object of a remote file holds: the data file as it was uploaded, header
+/// included. Logical position `p` is byte `24 + p - trim_offset` of the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ObjectSpan {
+    /// The trim offset of the object's header.
+    pub(crate) trim_offset: u32,
+    /// One past the last logical position the object holds.
+    pub(crate) end: u32,
+    /// CRC32C of the object's data bytes `[trim_offset, end)` (what its upload was
+    /// verified against).
+    pub(crate) data_crc: u32,
+}
+
+impl ObjectSpan {
+    /// The logical range the object holds.
+    pub(crate) fn range(&self) -> std::ops::Range<u32> {
+        self.trim_offset..self.end
+    }
+}
+
+impl Sealed {
+    /// What the object of this remote file holds (`None` for a local file, or a remote
+    /// one recorded without its data checksum, which no version writes).
+    pub(crate) fn object_span(&self) -> Option<ObjectSpan> {
+        if !self.remote {
+            return None;
+        }
+        self.object.or_else(|| {
+            self.data_crc.map(|data_crc| ObjectSpan {
+                trim_offset: self.trim_offset,
+                end: self.end,
+                data_crc,
+            })
+        })
+    }
 }
 
 /// Where the remote files of a manifest are.
@@ -112,12 +169,29 @@ impl Manifest {
             records.extend_from_slice(&f.tail);
             records.extend_from_slice(&[0; 4]);
         }
+        let objects: Vec<(u32, ObjectSpan)> = self
+            .files
+            .iter()
+            .filter(|f| f.remote)
+            .filter_map(|f| Some((f.index, f.object?)))
+            .collect();
         let version = if self.files.iter().any(|f| f.remote) {
             // Written only while a file is remote: the section goes with the records.
             let id = self.remote.clone().unwrap_or_default();
             put_str(&mut records, &id.prefix);
             put_str(&mut records, &id.store);
-            VERSION_REMOTE
+            if objects.is_empty() {
+                VERSION_REMOTE
+            } else {
+                let count = u32::try_from(objects.len()).expect("fewer files than u32");
+                records.extend_from_slice(&count.to_le_bytes());
+                for (index, o) in &objects {
+                    for w in [*index, o.trim_offset, o.end, o.data_crc] {
+                        records.extend_from_slice(&w.to_le_bytes());
+                    }
+                }
+                VERSION_OBJECTS
+            }
         } else {
             VERSION
         };
@@ -143,11 +217,33 @@ impl Manifest {
         let count = word(b, 20) as usize;
         let records_end = HEADER_BYTES.checked_add(count.checked_mul(RECORD_BYTES)?)?;
         let records = b.get(HEADER_BYTES..records_end)?;
+        let mut objects = Vec::new();
         let remote = match version {
             VERSION if word(b, 24) == crc32c::crc32c(records) => None,
-            VERSION_REMOTE if word(b, 24) == crc32c::crc32c(&b[HEADER_BYTES..]) => {
+            VERSION_REMOTE | VERSION_OBJECTS
+                if word(b, 24) == crc32c::crc32c(&b[HEADER_BYTES..]) =>
+            {
                 let (prefix, rest) = take_str(&b[records_end..])?;
-                let (store, rest) = take_str(rest)?;
+                let (store, mut rest) = take_str(rest)?;
+                if version == VERSION_OBJECTS {
+                    let n = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+                    let section = rest.get(4..4 + n.checked_mul(OBJECT_BYTES)?)?;
+                    objects = section
+                        .chunks_exact(OBJECT_BYTES)
+                        .map(|o| {
+                            let span = ObjectSpan {
+                                trim_offset: word(o, 4),
+                                end: word(o, 8),
+                                data_crc: word(o, 12),
+                            };
+                            (word(o, 0), span)
+                        })
+                        .collect();
+                    rest = &rest[4 + section.len()..];
+                    if objects.is_empty() {
+                        return None;
+                    }
+                }
                 if !rest.is_empty() {
                     return None;
                 }
@@ -155,7 +251,7 @@ impl Manifest {
             }
             _ => return None,
         };
-        let files: Vec<Sealed> = records
+        let mut files: Vec<Sealed> = records
             .chunks_exact(RECORD_BYTES)
             .map(|r| Sealed {
                 index: word(r, 0),
@@ -166,10 +262,24 @@ impl Manifest {
                 data_crc: (word(r, 24) & FLAG_DATA_CRC != 0).then(|| word(r, 20)),
                 tail: r[28..36].try_into().expect("8 bytes"),
                 remote: word(r, 24) & FLAG_REMOTE != 0,
+                object: None,
             })
             .collect();
         if remote.is_none() && files.iter().any(|f| f.remote) {
             return None;
+        }
+        for (index, span) in objects {
+            // Each names a remote file once, whose logical range its object holds.
+            let f = files.iter_mut().find(|f| f.index == index)?;
+            if !f.remote
+                || f.object.is_some()
+                || span.trim_offset > f.trim_offset
+                || f.trim_offset > f.end
+                || f.end > span.end
+            {
+                return None;
+            }
+            f.object = Some(span);
         }
         Some(Manifest {
             generation: u64::from_le_bytes(b[12..20].try_into().expect("8 bytes")),
@@ -222,6 +332,7 @@ mod tests {
                     data_crc: Some(11),
                     tail: *b"abcdefgh",
                     remote: false,
+                    object: None,
                 }),
             )
             .with(
@@ -235,6 +346,7 @@ mod tests {
                     data_crc: None,
                     tail: [0; 8],
                     remote: false,
+                    object: None,
                 }),
             );
         assert_eq!(m.generation, 2);
@@ -264,6 +376,7 @@ mod tests {
             data_crc: Some(6),
             tail: *b"12345678",
             remote: false,
+            object: None,
         };
         let mut m = Manifest::default().with(4, Some(local));
         m.remote = Some(RemoteId {
@@ -294,5 +407,93 @@ mod tests {
         let enc = back.encode();
         assert_eq!(u32::from_le_bytes(enc[8..12].try_into().unwrap()), 1);
         assert_eq!(enc.len(), 32 + RECORD_BYTES);
+    }
+
+    #[test]
+    fn remote_trims_make_version_3_and_the_object_is_kept() {
+        let uploaded = Sealed {
+            index: 4,
+            trim_offset: 100,
+            end: 900,
+            entries: 3,
+            entries_crc: 5,
+            data_crc: Some(6),
+            tail: *b"12345678",
+            remote: true,
+            object: None,
+        };
+        let mut m = Manifest::default().with(4, Some(uploaded));
+        m.remote = Some(RemoteId {
+            prefix: "p".into(),
+            store: "S".into(),
+        });
+        let m = m.with(
+            2,
+            Some(Sealed {
+                index: 2,
+                ..uploaded
+            }),
+        );
+        let v2 = m.encode();
+        assert_eq!(u32::from_le_bytes(v2[8..12].try_into().unwrap()), 2);
+        assert_eq!(
+            m.get(4).unwrap().object_span(),
+            Some(ObjectSpan {
+                trim_offset: 100,
+                end: 900,
+                data_crc: 6
+            })
+        );
+        // An ltrim and an rtrim of the remote file: its logical range narrows, the object
+        // stays what was uploaded.
+        let object = uploaded.object_span();
+        let trimmed = m.with(
+            4,
+            Some(Sealed {
+                trim_offset: 300,
+                end: 700,
+                entries: 2,
+                data_crc: None,
+                tail: [0; 8],
+                object,
+                ..uploaded
+            }),
+        );
+        let enc = trimmed.encode();
+        assert_eq!(u32::from_le_bytes(enc[8..12].try_into().unwrap()), 3);
+        assert_eq!(enc.len(), v2.len() + 4 + OBJECT_BYTES);
+        let back = Manifest::decode(&enc).unwrap();
+        assert_eq!(back, trimmed);
+        assert_eq!(back.get(4).unwrap().object_span(), object);
+        assert_eq!(back.get(2).unwrap().object, None);
+        for at in [8, 24, enc.len() - 5, enc.len() - 1] {
+            let mut torn = enc.clone();
+            torn[at] ^= 1;
+            assert_eq!(Manifest::decode(&torn), None, "flip at {at}");
+        }
+        assert_eq!(Manifest::decode(&enc[..enc.len() - 4]), None);
+        // An objects section that names a local file, or a range the object does not
+        // hold, is not a manifest we write.
+        let bad = |f: &dyn Fn(&mut Sealed)| {
+            let mut rec = *trimmed.get(4).unwrap();
+            f(&mut rec);
+            let mut t = trimmed.clone();
+            t.files.retain(|r| r.index != 4);
+            t.files.push(rec);
+            Manifest::decode(&t.encode())
+        };
+        assert_eq!(bad(&|r| r.end = 901), None);
+        assert_eq!(bad(&|r| r.trim_offset = 99), None);
+        assert!(bad(&|r| r.end = 900).is_some());
+        // Dropped: back to version 2, byte for byte.
+        let dropped = Manifest {
+            generation: 9,
+            ..trimmed.with(4, None)
+        };
+        let v2 = Manifest {
+            generation: 9,
+            ..m.with(4, None)
+        };
+        assert_eq!(dropped.encode(), v2.encode());
     }
 }

@@ -54,7 +54,7 @@ pub(crate) use index::{
     batch_entries, decode_entries, encode_entries, entry_offset, Commit, Entry, IndexHeader,
     COMMIT_BYTES, ENTRIES_AT, ENTRY_BYTES, INDEX_HEADER_AT, INDEX_HEADER_BYTES,
 };
-pub(crate) use manifest::{Manifest, RemoteId, Sealed};
+pub(crate) use manifest::{Manifest, ObjectSpan, RemoteId, Sealed};
 #[cfg(test)]
 pub(crate) use python::PY_CHECKPOINT_HASH;
 pub(crate) use python::{

@@ -12,7 +12,6 @@ pub(crate) mod survey;
 
 use std::sync::Arc;
 
-use crate::catalog::Catalog;
 use crate::datafile::{Access, DataFile};
 use crate::error::{Error, IoContext, Result};
 use crate::format::{State, SLOT_LEN};
@@ -66,15 +65,7 @@ pub(crate) fn open(fs: Arc<dyn Fs>, opts: Options) -> Result<Store> {
         Some(idx) => idx.commits()?.first().map_or(0, |c| c.seq),
         None => 0,
     };
-    let mut catalog = Catalog::new(
-        plan.files
-            .iter()
-            .map(|(&i, &(trim, end))| (i, trim, end, plan.entries.get(&i).copied().unwrap_or(0))),
-        plan.head,
-    );
-    for &index in &plan.remote {
-        catalog.set_remote(index, true);
-    }
+    let catalog = plan.catalog();
     let py_checkpoint = match plan.keep_checkpoint {
         Some(id) => Some(PyCheckpoint::adopt(fs.as_ref(), &opts, id, plan.head)?),
         None => None,

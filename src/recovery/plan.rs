@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::survey::{Foreign, Survey};
+use crate::catalog::Catalog;
 use crate::error::Error;
 use crate::format::{hex, invalid_file, py_checkpoint_name, Manifest, Pending, State, HEADER_LEN};
 use crate::store::Options;
@@ -104,6 +105,31 @@ impl Plan {
                     | Action::FinishRtrim { .. }
             )
         })
+    }
+
+    /// The catalog of the files as they will be after the actions: remote files with the
+    /// trim offset their object was uploaded with (the manifest's objects section, for a
+    /// remote file trimmed since), which reads of them map positions through.
+    pub(crate) fn catalog(&self) -> Catalog {
+        let entries = |i: &u32| self.entries.get(i).copied().unwrap_or(0);
+        let mut catalog = Catalog::new(
+            self.files
+                .iter()
+                .map(|(i, &(trim, end))| (*i, trim, end, entries(i))),
+            self.head,
+        );
+        for index in &self.remote {
+            let Some(&(trim, end)) = self.files.get(index) else {
+                continue;
+            };
+            let object = self
+                .manifest
+                .get(*index)
+                .and_then(|r| r.object)
+                .map_or(trim..end, |o| o.range());
+            catalog.set_remote_file(*index, trim, end, entries(index), object);
+        }
+        catalog
     }
 
     /// The recovery a buggy engine would do (the seeded bug `TrustFileLength`): keep the
@@ -283,8 +309,14 @@ fn plan_dirty(opts: &Options, s: &Survey, st: State, p: &mut Plan) {
         // Finished against the manifest (`checks.rs`).
         Pending::None | Pending::Rtrim { .. } => {}
         Pending::Ltrim { index, trim_offset } => {
+            // An ltrim of a remote index writes no temp file: one there is a download of a
+            // hydrate, stale (removed below), never renamed into place.
+            let remote = s
+                .manifest()
+                .and_then(|m| m.get(index))
+                .is_some_and(|r| r.remote);
             // No temp file: the rename happened.
-            if let Some((name, extent)) = s.temps.get(&index) {
+            if let Some((name, extent)) = s.temps.get(&index).filter(|_| !remote) {
                 let temp = opts.dir.join(name);
                 match extent {
                     Err(e) => p.errors.push(e.clone()),
@@ -646,6 +678,62 @@ mod tests {
             !plan(&opts(), &s, false).errors.is_empty(),
             "never the head"
         );
+    }
+
+    #[test]
+    fn a_hydrate_download_is_not_taken_for_a_remote_ltrim() {
+        // A remote ltrim of index 0 to 40 pending (its manifest records the file remote),
+        // and a hydrate's download of index 0 left with that very trim offset.
+        let rec = crate::format::Sealed {
+            index: 0,
+            trim_offset: 40,
+            end: 100,
+            entries: 0,
+            entries_crc: 0,
+            data_crc: None,
+            tail: [0; 8],
+            remote: true,
+            object: Some(crate::format::ObjectSpan {
+                trim_offset: 0,
+                end: 100,
+                data_crc: 1,
+            }),
+        };
+        let mut m = crate::format::Manifest::default().with(0, Some(rec));
+        m.generation = 1;
+        let mut slot = state(
+            false,
+            2,
+            10,
+            Pending::Ltrim {
+                index: 0,
+                trim_offset: 40,
+            },
+            0,
+        );
+        slot.state.manifest = 1;
+        let mut s = Survey {
+            slot: Some(slot),
+            ..Survey::default()
+        };
+        s.manifests.insert(1, Some(m));
+        s.data.insert(2, extent(0, 10));
+        s.temps
+            .insert(0, (".tmp.data00000.dat".into(), extent(40, 100)));
+        let p = plan(&opts(), &s, false);
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        assert_eq!(
+            p.actions,
+            vec![Action::RemoveTemp {
+                name: ".tmp.data00000.dat".into()
+            }]
+        );
+        assert!(p.remote.contains(&0));
+        assert_eq!(p.files[&0], (40, 100));
+        // Another trim offset in the download: not an error either.
+        s.temps
+            .insert(0, (".tmp.data00000.dat".into(), extent(0, 100)));
+        assert!(plan(&opts(), &s, false).errors.is_empty());
     }
 
     #[test]

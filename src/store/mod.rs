@@ -31,7 +31,9 @@ mod trim;
 
 #[cfg(feature = "tiering")]
 pub(crate) use tier::{FileCopy, Place};
-pub(crate) use trim::TrimOutcome;
+#[cfg(feature = "tiering")]
+pub(crate) use trim::{ltrim_check_range, rtrim_check_range};
+pub(crate) use trim::{Fetched, TrimOutcome};
 
 /// What the storage core needs to know of the configuration.
 #[derive(Debug, Clone)]
@@ -432,16 +434,9 @@ impl Store {
         let sums = if let Some(s) = sums {
             s
         } else {
-            let idx = IndexFile::open(self.fs.as_ref(), &self.opts.index_path(index))?;
-            let entries = match idx {
-                Some(idx) if info.entries > 0 => crc32c::crc32c(&crate::format::encode_entries(
-                    &idx.entries(0, Some(info.entries))?,
-                )),
-                _ => 0,
-            };
             Sums {
                 data: crate::index::data_crc(&data, info.trim_offset, info.end)?,
-                entries,
+                entries: self.entries_crc(index, info.entries)?,
             }
         };
         Ok(Sealed {
@@ -453,6 +448,18 @@ impl Store {
             data_crc: Some(sums.data),
             tail,
             remote: false,
+            object: None,
+        })
+    }
+
+    /// The CRC32C of the first `entries` entries of the item index of `index` (0: none).
+    fn entries_crc(&self, index: u32, entries: u32) -> Result<u32> {
+        let idx = IndexFile::open(self.fs.as_ref(), &self.opts.index_path(index))?;
+        Ok(match idx {
+            Some(idx) if entries > 0 => crc32c::crc32c(&crate::format::encode_entries(
+                &idx.entries(0, Some(entries))?,
+            )),
+            _ => 0,
         })
     }
 

@@ -12,16 +12,19 @@
 //! there. To local: the downloaded copy, synced under a temp name, is renamed into place and
 //! the directory synced before it; a crash before leaves the file remote (recovery deletes
 //! the temp file or the renamed copy, and the object is still there), after it the caller
-//! deletes the object.
+//! deletes the object. A file trimmed while remote comes back as its logical range only:
+//! the object is checked against what the manifest records it holds (its objects section),
+//! the local file against the checksum and tail recorded with it.
 
 use crate::error::{Error, IoContext, Result};
-use crate::format::{Pending, RemoteId, Sealed};
+use crate::format::{ObjectSpan, Pending, RemoteId, Sealed};
 use crate::fs::seeded;
 
 use super::Store;
 
 /// A copy of a sealed file, on the other side: the object (or the downloaded temp file)
-/// holds its header and its data bytes `[trim_offset, end)`, whose CRC32C is `data_crc`.
+/// holds its header (with trim offset `trim_offset`) and its data bytes `[trim_offset,
+/// end)`, whose CRC32C is `data_crc`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FileCopy {
     pub(crate) index: u32,
@@ -37,9 +40,19 @@ pub(crate) struct FileCopy {
 pub(crate) enum Place {
     /// On object storage: the copy is the verified object, the local file goes.
     Remote,
-    /// In the directory again: the copy is the downloaded temp file
-    /// (`Naming::temp_file`), synced, renamed into place.
-    Local,
+    /// In the directory again: the copy is the temp file (`Naming::temp_file`) written
+    /// from the object, synced, renamed into place.
+    #[cfg_attr(
+        not(feature = "tiering"),
+        expect(dead_code, reason = "only hydrate downloads files")
+    )]
+    Local {
+        /// What the object held, as downloaded: its range and the CRC32C of its data bytes
+        /// (wider than the copy's for a file trimmed while remote).
+        object: ObjectSpan,
+        /// The 8 bytes before the copy's end (the header's when it holds fewer).
+        tail: [u8; 8],
+    },
 }
 
 #[cfg_attr(
@@ -54,9 +67,9 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::FilesInconsistency`] when the manifest records another checksum for the
-    /// file than the copy's (a local copy damaged since it was sealed, which is not tiered;
-    /// or a downloaded object that differs, which is not recorded), nothing changed but the
-    /// session's dirty record; [`Error::Io`], after which the handle must be reopened
+    /// file than the copy's (a local copy damaged since it was sealed, which is not tiered),
+    /// or another range or checksum for its object than the download's (which is not
+    /// recorded), nothing changed but the session's dirty record; [`Error::Io`], after which the handle must be reopened
     /// (recovery finishes or forgets the record).
     pub(crate) fn record_place(
         &mut self,
@@ -90,33 +103,58 @@ impl Store {
                 path.display()
             )));
         };
-        if let Some(recorded) = rec.data_crc.filter(|c| *c != copy.data_crc) {
-            let (path, what) = match to {
-                Place::Remote => (path, "the local copy is damaged, and is not tiered"),
-                Place::Local => (temp, "the downloaded object differs, and is not hydrated"),
-            };
-            return Err(Error::FilesInconsistency {
-                path,
-                reason: format!(
-                    "its data have CRC32C {:08x}, the manifest records {recorded:08x}: {what}",
-                    copy.data_crc
-                ),
-            });
-        }
-        if to == Place::Local {
-            self.fs
-                .rename(&temp, &path)
-                .ctx("rename temp file", &temp)?;
-            self.sync_dir()?;
-        }
-        let mut next = self.manifest.with(
-            copy.index,
-            Some(Sealed {
-                remote: to == Place::Remote,
-                data_crc: Some(copy.data_crc),
-                ..rec
-            }),
-        );
+        let record = match to {
+            Place::Remote => {
+                if let Some(recorded) = rec.data_crc.filter(|c| *c != copy.data_crc) {
+                    return Err(Error::FilesInconsistency {
+                        path,
+                        reason: format!(
+                            "its data have CRC32C {:08x}, the manifest records {recorded:08x}: \
+                             the local copy is damaged, and is not tiered",
+                            copy.data_crc
+                        ),
+                    });
+                }
+                Sealed {
+                    remote: true,
+                    data_crc: Some(copy.data_crc),
+                    ..rec
+                }
+            }
+            Place::Local { object, tail } => {
+                let recorded = rec.object_span();
+                if recorded != Some(object) {
+                    let recorded = recorded.map_or("nothing".into(), |o| span(&o));
+                    return Err(Error::FilesInconsistency {
+                        path: temp,
+                        reason: format!(
+                            "the object held {}, the manifest records {recorded}: the \
+                             downloaded object differs, and is not hydrated",
+                            span(&object)
+                        ),
+                    });
+                }
+                self.fs
+                    .rename(&temp, &path)
+                    .ctx("rename temp file", &temp)?;
+                self.sync_dir()?;
+                // A plain local record: the kept range's checksum and tail, no object.
+                let (data_crc, tail) =
+                    if rec.object.is_some() && seeded!(self.fs, HydrateStaleRecord) {
+                        (rec.data_crc, rec.tail)
+                    } else {
+                        (Some(copy.data_crc), tail)
+                    };
+                Sealed {
+                    remote: false,
+                    data_crc,
+                    tail,
+                    object: None,
+                    ..rec
+                }
+            }
+        };
+        let mut next = self.manifest.with(copy.index, Some(record));
         if to == Place::Remote {
             next.remote = Some(id.clone());
         }
@@ -130,4 +168,12 @@ impl Store {
         self.catalog.set_remote(copy.index, to == Place::Remote);
         Ok(true)
     }
+}
+
+/// An object's range and checksum, for a message.
+fn span(o: &ObjectSpan) -> String {
+    format!(
+        "positions {}..{} with data CRC32C {:08x}",
+        o.trim_offset, o.end, o.data_crc
+    )
 }

@@ -4,11 +4,15 @@
 //! hold is committed by a state record with the operation pending, so that recovery
 //! finishes it; the head's new end is committed by the state record itself.
 
+use std::ops::Range;
+
+use bytes::Bytes;
+
 use super::Store;
 use crate::catalog::FileInfo;
 use crate::datafile::{Access, DataFile};
 use crate::error::{Error, IoContext, Result};
-use crate::format::{Entry, IndexHeader, Pending};
+use crate::format::{Entry, IndexHeader, Pending, Sealed};
 use crate::fs::{remove_if_exists, seeded};
 use crate::index::IndexFile;
 
@@ -28,16 +32,27 @@ pub(crate) struct TrimOutcome {
     pub(crate) remote: bool,
 }
 
-/// Refuses an rtrim or ltrim of a file on object storage.
-fn refuse_remote(index: u32, info: FileInfo) -> Result<()> {
-    if info.remote {
-        return Err(Error::trim(
-            index,
-            "the index is on object storage (tiered): rtrim and ltrim of a remote index are \
-             not supported; drop_index is",
-        ));
-    }
-    Ok(())
+/// The stored bytes a safety check of a remote index is compared with, read from its
+/// object (a ranged GET, checked against the item index) before the trim runs in the
+/// store, which does no network I/O: `bytes` at logical position `at`.
+#[derive(Debug, Clone)]
+pub(crate) struct Fetched {
+    pub(crate) at: u32,
+    pub(crate) bytes: Bytes,
+}
+
+/// The logical range a safety check of `len` bytes compares with in an rtrim from `from`
+/// (the first bytes cut), if `info` stores it wholly.
+pub(crate) fn rtrim_check_range(info: FileInfo, from: u32, len: usize) -> Option<Range<u32>> {
+    let end = u32::try_from(u64::from(from) + len as u64).ok()?;
+    info.holds(from, u64::from(end)).then_some(from..end)
+}
+
+/// The logical range a safety check of `len` bytes compares with in an ltrim to `to` (the
+/// last bytes removed), if `info` stores it wholly.
+pub(crate) fn ltrim_check_range(info: FileInfo, to: u32, len: usize) -> Option<Range<u32>> {
+    let start = u32::try_from(u64::from(to).checked_sub(len as u64)?).ok()?;
+    info.holds(start, u64::from(to)).then_some(start..to)
 }
 
 impl Store {
@@ -56,8 +71,24 @@ impl Store {
         .0)
     }
 
-    /// Whether the `check.len()` bytes at logical `at` of `index` equal `check`.
-    fn stored_equals(&self, index: u32, at: u32, check: &[u8]) -> Result<bool> {
+    /// Whether the `check.len()` bytes at logical `at` of `index` (as `info`) equal
+    /// `check`: read from its data file, or, for a remote index, `fetched` from its object.
+    fn stored_equals(
+        &self,
+        index: u32,
+        info: FileInfo,
+        at: u32,
+        check: &[u8],
+        fetched: Option<&Fetched>,
+    ) -> Result<bool> {
+        if info.remote {
+            return match fetched {
+                Some(f) if f.at == at && f.bytes.len() == check.len() => Ok(f.bytes == check),
+                _ => Err(Error::state(format!(
+                    "the safety check of remote index {index} was not read from its object"
+                ))),
+            };
+        }
         let f = self.data_file(index)?;
         let mut got = vec![0u8; check.len()];
         f.read(at, &mut got).ctx("read data file", f.path())?;
@@ -74,13 +105,10 @@ impl Store {
         Ok(u32::try_from(kept).expect("fewer entries than u32"))
     }
 
-    /// Commits, for `index` below the head, what it will hold after a trim: a new manifest
-    /// record, named by a state record with `pending` so that recovery finishes the trim.
-    fn commit_older(&mut self, index: u32, info: Option<FileInfo>, pending: Pending) -> Result<()> {
-        let record = match info {
-            Some(info) => Some(self.seal_record_of(index, info)?),
-            None => None,
-        };
+    /// Commits, for `index` below the head, what it will hold after a trim (`record`;
+    /// `None`: nothing, a drop): a new manifest, named by a state record with `pending` so
+    /// that recovery finishes the trim.
+    fn commit_older(&mut self, index: u32, record: Option<Sealed>, pending: Pending) -> Result<()> {
         let mut next = self.manifest.with(index, record);
         next.generation = self.manifest.generation + 1;
         self.publish_manifest(next)?;
@@ -90,14 +118,79 @@ impl Store {
 
     /// [`Store::seal_record`] of a file whose data may not be trimmed yet: its checksum is
     /// of the range `info` names, read from the file as it is.
-    fn seal_record_of(&self, index: u32, info: FileInfo) -> Result<crate::format::Sealed> {
+    fn seal_record_of(&self, index: u32, info: FileInfo) -> Result<Sealed> {
         self.seal_record(index, info, None)
     }
 
-    /// Cuts `index` from logical position `from` to its end. See `AioDiskDb::rtrim`.
-    pub(crate) fn rtrim(&mut self, index: u32, from: u32, check: &[u8]) -> Result<TrimOutcome> {
+    /// Trims `index`, on object storage, to the logical range `[trim_offset, end)`. The
+    /// object is never rewritten: the trim is a manifest recording the new range, the
+    /// entries its item index keeps (those that end by `end`; the index file is not cut,
+    /// as for a local older file) and, unchanged, what the object holds, committed by a
+    /// state record with the trim `pending` (nothing is left to finish: recovery takes the
+    /// manifest's record), then `pending = none`. From the commit on, reads of the range
+    /// trimmed are `None`, though the object still holds the bytes.
+    fn trim_remote(
+        &mut self,
+        index: u32,
+        trim_offset: u32,
+        end: u32,
+        pending: Pending,
+    ) -> Result<()> {
         let info = self.file_info(index)?;
-        refuse_remote(index, info)?;
+        let Some(rec) = self.manifest.get(index).copied().filter(|r| r.remote) else {
+            return Err(Error::state(format!(
+                "remote index {index} is not recorded remote in the manifest"
+            )));
+        };
+        let Some(object) = rec.object_span() else {
+            return Err(Error::state(format!(
+                "remote index {index} is recorded without its object's checksum"
+            )));
+        };
+        let entries = self.entries_within(index, info.entries, end)?;
+        let mut record = Sealed {
+            index,
+            trim_offset,
+            end,
+            entries,
+            entries_crc: self.entries_crc(index, entries)?,
+            // Of the kept bytes, not local: not known (hydrate computes both).
+            data_crc: None,
+            tail: [0; 8],
+            remote: true,
+            object: Some(object),
+        };
+        if seeded!(self.fs, RemoteTrimObjectForgotten) {
+            // Recorded as if the object held just the new range.
+            record.object = None;
+            record.data_crc = Some(object.data_crc);
+        }
+        if seeded!(self.fs, RemoteTrimBeforeCommit) {
+            // Served as trimmed and acknowledged before a state names the manifest.
+            let mut next = self.manifest.with(index, Some(record));
+            next.generation = self.manifest.generation + 1;
+            self.publish_manifest(next)?;
+        } else {
+            self.commit_older(index, Some(record), pending)?;
+        }
+        self.catalog
+            .set_remote_file(index, trim_offset, end, entries, object.range());
+        if seeded!(self.fs, RemoteTrimBeforeCommit) {
+            return Ok(());
+        }
+        self.write_head_state(false, Pending::None)
+    }
+
+    /// Cuts `index` from logical position `from` to its end. See `AioDiskDb::rtrim`.
+    /// `fetched`: for a remote index with a safety check, the bytes it compares with.
+    pub(crate) fn rtrim(
+        &mut self,
+        index: u32,
+        from: u32,
+        check: &[u8],
+        fetched: Option<&Fetched>,
+    ) -> Result<TrimOutcome> {
+        let info = self.file_info(index)?;
         let is_head = index == self.catalog.head();
         if from > info.end {
             return Err(Error::trim(
@@ -109,7 +202,7 @@ impl Store {
             ));
         }
         if !check.is_empty() {
-            if !info.holds(from, u64::from(from) + check.len() as u64) {
+            if rtrim_check_range(info, from, check.len()).is_none() {
                 return Err(Error::trim(
                     index,
                     format!(
@@ -120,7 +213,7 @@ impl Store {
                     ),
                 ));
             }
-            if !self.stored_equals(index, from, check)? {
+            if !self.stored_equals(index, info, from, check, fetched)? {
                 return Err(Error::trim(
                     index,
                     "safety check failed: the bytes at trim_from differ",
@@ -138,6 +231,14 @@ impl Store {
         // Validated: from here on the directory changes.
         self.mark_dirty()?;
         let info = self.file_info(index)?;
+        if info.remote {
+            self.trim_remote(index, info.trim_offset, new_end, Pending::Rtrim { index })?;
+            return Ok(TrimOutcome {
+                trimmed,
+                dropped: None,
+                remote: false,
+            });
+        }
         let file = self.data_file(index)?;
         let entries = if is_head {
             0
@@ -150,42 +251,10 @@ impl Store {
             ..info
         };
         if is_head {
-            // The new end is committed, with the trim pending (so that recovery finishes
-            // it rather than checking the head's commits, which name bytes about to go),
-            // before the bytes go; then the item index is cut to match.
-            if seeded!(self.fs, TruncateBeforeCommit) {
-                file.truncate(new_end)
-                    .ctx("truncate data file", file.path())?;
-            }
-            let idx = self
-                .head
-                .idx
-                .clone()
-                .expect("marked dirty: the head is indexed");
-            let kept = crate::index::cut_len(&idx, &file, Some(info.entries), new_end)?;
-            let pending = Pending::Rtrim { index };
-            self.write_state(false, index, new_end, kept.unwrap_or(0), pending)?;
-            file.truncate(new_end)
-                .ctx("truncate data file", file.path())?;
-            if self.opts.sync {
-                file.sync().ctx("sync data file", file.path())?;
-            }
-            self.head_sums = None;
-            if kept.is_some() {
-                let n = crate::index::cut(&idx, &file, Some(info.entries), new_end)?;
-                if self.opts.sync {
-                    idx.sync().ctx("sync index file", idx.path())?;
-                }
-                self.catalog.set_head_end(new_end, n);
-                self.write_head_state(false, Pending::None)?;
-            } else {
-                // The fresh index starts at the new end.
-                self.catalog.set_head_end(new_end, 0);
-                self.restart_head_index()?;
-                self.write_head_state(false, Pending::None)?;
-            }
+            self.rtrim_head(index, info, &file, new_end)?;
         } else {
-            self.commit_older(index, Some(cut), Pending::Rtrim { index })?;
+            let record = self.seal_record_of(index, cut)?;
+            self.commit_older(index, Some(record), Pending::Rtrim { index })?;
             file.truncate(new_end)
                 .ctx("truncate data file", file.path())?;
             if self.opts.sync {
@@ -201,10 +270,61 @@ impl Store {
         })
     }
 
+    /// The rtrim of the head to `new_end` (validated; the session marked dirty).
+    fn rtrim_head(
+        &mut self,
+        index: u32,
+        info: FileInfo,
+        file: &DataFile,
+        new_end: u32,
+    ) -> Result<()> {
+        // The new end is committed, with the trim pending (so that recovery finishes
+        // it rather than checking the head's commits, which name bytes about to go),
+        // before the bytes go; then the item index is cut to match.
+        if seeded!(self.fs, TruncateBeforeCommit) {
+            file.truncate(new_end)
+                .ctx("truncate data file", file.path())?;
+        }
+        let idx = self
+            .head
+            .idx
+            .clone()
+            .expect("marked dirty: the head is indexed");
+        let kept = crate::index::cut_len(&idx, file, Some(info.entries), new_end)?;
+        let pending = Pending::Rtrim { index };
+        self.write_state(false, index, new_end, kept.unwrap_or(0), pending)?;
+        file.truncate(new_end)
+            .ctx("truncate data file", file.path())?;
+        if self.opts.sync {
+            file.sync().ctx("sync data file", file.path())?;
+        }
+        self.head_sums = None;
+        if kept.is_some() {
+            let n = crate::index::cut(&idx, file, Some(info.entries), new_end)?;
+            if self.opts.sync {
+                idx.sync().ctx("sync index file", idx.path())?;
+            }
+            self.catalog.set_head_end(new_end, n);
+            self.write_head_state(false, Pending::None)?;
+        } else {
+            // The fresh index starts at the new end.
+            self.catalog.set_head_end(new_end, 0);
+            self.restart_head_index()?;
+            self.write_head_state(false, Pending::None)?;
+        }
+        Ok(())
+    }
+
     /// Removes the bytes of `index` before logical position `to`. See `AioDiskDb::ltrim`.
-    pub(crate) fn ltrim(&mut self, index: u32, to: u32, check: &[u8]) -> Result<TrimOutcome> {
+    /// `fetched`: for a remote index with a safety check, the bytes it compares with.
+    pub(crate) fn ltrim(
+        &mut self,
+        index: u32,
+        to: u32,
+        check: &[u8],
+        fetched: Option<&Fetched>,
+    ) -> Result<TrimOutcome> {
         let info = self.file_info(index)?;
-        refuse_remote(index, info)?;
         if to <= info.trim_offset {
             return Err(Error::trim(
                 index,
@@ -221,26 +341,21 @@ impl Store {
             ));
         }
         if !check.is_empty() {
-            let start = u64::from(to).checked_sub(check.len() as u64);
-            match start.and_then(|s| u32::try_from(s).ok()) {
-                Some(s) if s >= info.trim_offset => {
-                    if !self.stored_equals(index, s, check)? {
-                        return Err(Error::trim(
-                            index,
-                            "safety check failed: the bytes before trim_to differ",
-                        ));
-                    }
-                }
-                _ => {
-                    return Err(Error::trim(
-                        index,
-                        format!(
-                            "safety check of {} bytes before {to} reaches below the trim offset {}",
-                            check.len(),
-                            info.trim_offset
-                        ),
-                    ))
-                }
+            let Some(range) = ltrim_check_range(info, to, check.len()) else {
+                return Err(Error::trim(
+                    index,
+                    format!(
+                        "safety check of {} bytes before {to} reaches below the trim offset {}",
+                        check.len(),
+                        info.trim_offset
+                    ),
+                ));
+            };
+            if !self.stored_equals(index, info, range.start, check, fetched)? {
+                return Err(Error::trim(
+                    index,
+                    "safety check failed: the bytes before trim_to differ",
+                ));
             }
         }
         if to == info.end {
@@ -249,6 +364,19 @@ impl Store {
         // Validated: from here on the directory changes.
         self.mark_dirty()?;
         let info = self.file_info(index)?;
+        let trimmed = u64::from(to - info.trim_offset);
+        if info.remote {
+            let pending = Pending::Ltrim {
+                index,
+                trim_offset: to,
+            };
+            self.trim_remote(index, to, info.end, pending)?;
+            return Ok(TrimOutcome {
+                trimmed,
+                dropped: None,
+                remote: false,
+            });
+        }
         let is_head = index == self.catalog.head();
         let naming = &self.opts.format.naming;
         let temp = self.opts.dir.join(naming.temp_file(index));
@@ -277,11 +405,7 @@ impl Store {
             // The new file's last 8 bytes: the same item bytes unless fewer than 8 are
             // kept, when they start in its header.
             record.tail = dst.tail(info.end).ctx("read temp file", &temp)?;
-            let mut next = self.manifest.with(index, Some(record));
-            next.generation = self.manifest.generation + 1;
-            self.publish_manifest(next)?;
-            self.write_head_state(false, pending)?;
-            self.forget_old_manifest()?;
+            self.commit_older(index, Some(record), pending)?;
         }
         let path = self.data_path(index);
         self.fs
@@ -296,7 +420,7 @@ impl Store {
         self.catalog.set(index, to, info.end, info.entries);
         self.write_head_state(false, Pending::None)?;
         Ok(TrimOutcome {
-            trimmed: u64::from(to - info.trim_offset),
+            trimmed,
             dropped: None,
             remote: false,
         })

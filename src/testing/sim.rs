@@ -83,6 +83,16 @@ pub(crate) enum Bug {
     /// Hydrate renames its downloaded copy into place (and records it) without syncing it.
     #[cfg(feature = "tiering")]
     HydrateUnsynced,
+    /// Hydrate records a file trimmed while remote with the remote record's data checksum
+    /// and tail (unknown, zeros) instead of those of the bytes it kept.
+    HydrateStaleRecord,
+    /// A trim of a remote index serves the range as trimmed and is acknowledged before a
+    /// state record names the manifest that records it.
+    RemoteTrimBeforeCommit,
+    /// A trim of a remote index records its new logical range but not what its object
+    /// holds: after a reopen, positions are mapped through the new trim offset instead of
+    /// the object's.
+    RemoteTrimObjectForgotten,
 }
 
 impl Bug {
@@ -103,11 +113,20 @@ impl Bug {
 
     /// The bugs of tiering, caught by its own crash enumeration (`testing/tiering.rs`).
     #[cfg(feature = "tiering")]
-    pub(crate) const TIERING: [Bug; 2] = [Bug::DeleteLocalBeforeRecord, Bug::TrustUnverifiedUpload];
+    pub(crate) const TIERING: [Bug; 4] = [
+        Bug::DeleteLocalBeforeRecord,
+        Bug::TrustUnverifiedUpload,
+        Bug::RemoteTrimBeforeCommit,
+        Bug::RemoteTrimObjectForgotten,
+    ];
 
     /// The bugs of hydrate, caught by the crash enumeration of its workload.
     #[cfg(feature = "tiering")]
-    pub(crate) const HYDRATE: [Bug; 2] = [Bug::DeleteObjectBeforeRecord, Bug::HydrateUnsynced];
+    pub(crate) const HYDRATE: [Bug; 3] = [
+        Bug::DeleteObjectBeforeRecord,
+        Bug::HydrateUnsynced,
+        Bug::HydrateStaleRecord,
+    ];
 }
 
 /// What a crash keeps of the unsynced changes.

@@ -6,14 +6,17 @@
 //! - [`FaultStore`], an object store that fails its n-th call (once or from then on) with
 //!   a timeout, an HTTP 500, a 403, or a truncated body;
 //! - the crash enumeration of tiering workloads (adds, flushes, `tier`, drops of local and
-//!   remote indexes, reopens, and `hydrate` in the second mix), checked against the model:
-//!   every acknowledged item reads back exactly, from the directory or from the object
-//!   store, after recovery, and no temp file is left; then a new session finishes the
-//!   tiering and everything still reads back (in the hydrate mix it also hydrates: no
-//!   object is left, and the directory opens and reads back without tiering);
+//!   remote indexes, rtrims and ltrims of remote indexes with right and wrong safety
+//!   checks, reopens, and `hydrate` in the second mix), checked against the model: every
+//!   acknowledged item reads back exactly, from the directory or from the object store,
+//!   after recovery, no item an acknowledged trim or drop removed reads back, and no temp
+//!   file is left; then a new session finishes the tiering and everything still reads back
+//!   (the trimmed items still `None`; in the hydrate mix it also hydrates: no object is
+//!   left, and the directory opens and reads back without tiering);
 //! - the seeded bugs of tiering, each caught;
 //! - the fault countdown over every request of the store.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -467,6 +470,12 @@ pub(crate) struct TierModel {
     pub(crate) tiered: u64,
     /// Files the workload saw hydrated.
     pub(crate) hydrated: u64,
+    /// Trims of remote indexes acknowledged (wrong safety checks refused not counted).
+    pub(crate) remote_trims: u64,
+    /// The remote indexes trimmed since their upload: whether rtrimmed, whether ltrimmed.
+    pub(crate) trimmed: BTreeMap<u32, (bool, bool)>,
+    /// Files the workload saw hydrated that were rtrimmed, and ltrimmed, while remote.
+    pub(crate) hydrated_trimmed: (u64, u64),
 }
 
 impl TierModel {
@@ -484,9 +493,94 @@ fn payload(rng: &mut StdRng) -> Vec<u8> {
     (0..n).map(|_| rng.gen()).collect()
 }
 
+/// A drop of the oldest index the workload asks for (local or remote): its items go (or
+/// may go, when it fails). `None` when there is no file below the head.
+async fn drop_oldest(db: &AioDiskDb, m: &mut TierModel) -> Option<bool> {
+    let (index, _) = db.handle_catalog().older().into_iter().next()?;
+    let outcome = db.drop_index(index).await;
+    let st = if outcome.is_ok() {
+        St::Gone
+    } else {
+        St::MaybeGone
+    };
+    for i in m.items.iter_mut().filter(|i| i.loc.index == index) {
+        i.st = st;
+    }
+    Some(outcome.is_ok())
+}
+
+/// A trim of a remote index the workload asks for: `rtrim` from an item's start or `ltrim`
+/// to an item's end (`rtrim`: which one; `None`: either, at random), with a safety check
+/// of 0 to 8 of its bytes, one in four wrong. Asked for one kind, it picks an item the
+/// trim leaves some bytes before (after), so that the file stays, trimmed. The model's
+/// items it removes go (or may go, when it fails); a wrong check must be refused with
+/// nothing changed. `None` when no remote file has such an item.
+async fn remote_trim(
+    db: &AioDiskDb,
+    m: &mut TierModel,
+    rng: &mut StdRng,
+    rtrim: Option<bool>,
+) -> Option<bool> {
+    let catalog = db.handle_catalog();
+    let stored: Vec<usize> = (0..m.items.len())
+        .filter(|&k| {
+            let i = &m.items[k];
+            catalog.get(i.loc.index).is_some_and(|f| {
+                let keeps = match rtrim {
+                    None => true,
+                    Some(true) => i.loc.position > f.trim_offset,
+                    Some(false) => i.loc.end() < u64::from(f.end),
+                };
+                f.remote && i.st == St::Durable && f.holds(i.loc.position, i.loc.end()) && keeps
+            })
+        })
+        .collect();
+    let pick = m.items[*stored.get(rng.gen_range(0..stored.len().max(1)))?].clone();
+    let index = pick.loc.index;
+    let right = rtrim.unwrap_or_else(|| rng.gen_bool(0.5));
+    let n = rng.gen_range(0..=8).min(pick.data.len());
+    let mut check = if right {
+        pick.data[..n].to_vec()
+    } else {
+        pick.data[pick.data.len() - n..].to_vec()
+    };
+    let wrong = n > 0 && rng.gen_range(0..4) == 0;
+    if wrong {
+        check[n / 2] ^= 0x20;
+    }
+    // The items it takes: those from `from` on, or those before `to`.
+    let (outcome, from, to) = if right {
+        let from = pick.loc.position;
+        (db.rtrim(index, from, &check).await, from, 0)
+    } else {
+        let to = u32::try_from(pick.loc.end()).expect("within a file");
+        (db.ltrim(index, to, &check).await, u32::MAX, u64::from(to))
+    };
+    let taken = |i: &Item| i.loc.position >= from || i.loc.end() <= to;
+    let st = match outcome {
+        Err(crate::Error::InvalidTrimCommand { .. }) if wrong => return Some(true),
+        Ok(_) if wrong => panic!("a wrong safety check was accepted: {index} {pick:?}"),
+        Ok(_) => St::Gone,
+        Err(_) => St::MaybeGone,
+    };
+    for i in m
+        .items
+        .iter_mut()
+        .filter(|i| i.loc.index == index && i.st == St::Durable && taken(i))
+    {
+        i.st = st;
+    }
+    if st == St::Gone {
+        m.remote_trims += 1;
+        let t = m.trimmed.entry(index).or_default();
+        *t = (t.0 || right, t.1 || !right);
+    }
+    Some(st == St::Gone)
+}
+
 /// Runs one seeded tiering workload of `mix` on `fs` and `store` until its end or its
-/// first failure: adds, flushes, `tier`, drops (of remote and local indexes), stop and
-/// reopen; `hydrate`.
+/// first failure: adds, flushes, `tier`, drops (of remote and local indexes), rtrims and
+/// ltrims of remote indexes, stop and reopen; `hydrate`.
 pub(crate) async fn tier_workload(
     fs: SimFs,
     store: Arc<dyn ObjectStore>,
@@ -511,7 +605,7 @@ pub(crate) async fn tier_workload(
     let mut pending = 0usize;
     for _ in 0..steps {
         let r = rng.gen_range(0..100);
-        let ok = if r < 60 && pending < 800 {
+        let ok = if r < 56 && pending < 800 {
             let data = payload(&mut rng);
             match db.add(data.clone()).await {
                 Ok(loc) => {
@@ -525,7 +619,7 @@ pub(crate) async fn tier_workload(
                 }
                 Err(_) => false,
             }
-        } else if r < 75 {
+        } else if r < 68 {
             pending = 0;
             match db.flush().await {
                 Ok(()) => {
@@ -534,30 +628,24 @@ pub(crate) async fn tier_workload(
                 }
                 Err(_) => false,
             }
-        } else if r < 92 {
-            move_files(&db, &mut m, mix == Mix::Hydrate && r >= 86).await
+        } else if r < 82 {
+            move_files(&db, &mut m, mix == Mix::Hydrate && r >= 77).await
         } else if r < 95 {
-            // Flush first, so that the model knows which items the drop takes.
+            // Flush first, so that the model knows which items a drop or trim takes.
             pending = 0;
             if db.flush().await.is_err() {
                 return m;
             }
             m.settle(St::Pending, St::Durable);
-            let catalog = db.handle_catalog();
-            let Some((index, _)) = catalog.older().into_iter().next() else {
-                continue;
-            };
-            let taken = |i: &Item| i.loc.index == index;
-            let outcome = db.drop_index(index).await;
-            let st = if outcome.is_ok() {
-                St::Gone
+            let done = if r < 85 {
+                drop_oldest(&db, &mut m).await
             } else {
-                St::MaybeGone
+                remote_trim(&db, &mut m, &mut rng, None).await
             };
-            for i in m.items.iter_mut().filter(|i| taken(i)) {
-                i.st = st;
+            match done {
+                Some(ok) => ok,
+                None => continue,
             }
-            outcome.is_ok()
         } else {
             pending = 0;
             match db.stop().await {
@@ -581,16 +669,44 @@ pub(crate) async fn tier_workload(
             return m;
         }
     }
+    // Sealed files enough that the last `tier` (keep_local 1) leaves two remote, for the
+    // trims and the hydrate below.
+    if mix == Mix::Hydrate && !seal_files(&db, &mut m, &mut rng, 3).await {
+        return m;
+    }
     if db.flush().await.is_ok() {
         m.settle(St::Pending, St::Durable);
         move_files(&db, &mut m, false).await;
         if mix == Mix::Hydrate {
+            // Remote files trimmed before the hydrate brings them back.
+            remote_trim(&db, &mut m, &mut rng, Some(true)).await;
+            remote_trim(&db, &mut m, &mut rng, Some(false)).await;
             move_files(&db, &mut m, true).await;
         }
         let _ = db.stop().await;
     }
     m.tiered += count_tiered(&mut events);
     m
+}
+
+/// Adds and flushes items until `files` files are below the head; whether it got there.
+async fn seal_files(db: &AioDiskDb, m: &mut TierModel, rng: &mut StdRng, files: usize) -> bool {
+    while db.handle_catalog().older().len() < files {
+        let data = payload(rng);
+        let Ok(loc) = db.add(data.clone()).await else {
+            return false;
+        };
+        m.items.push(Item {
+            loc,
+            data,
+            st: St::Pending,
+        });
+        if db.flush().await.is_err() {
+            return false;
+        }
+        m.settle(St::Pending, St::Durable);
+    }
+    true
 }
 
 /// `tier`, or `hydrate`; whether the workload goes on (the object store failing changes
@@ -600,6 +716,11 @@ async fn move_files(db: &AioDiskDb, m: &mut TierModel, hydrate: bool) -> bool {
         match db.hydrate().await {
             Ok(files) => {
                 m.hydrated += files.len() as u64;
+                for f in files {
+                    let (r, l) = m.trimmed.remove(&f.index).unwrap_or_default();
+                    m.hydrated_trimmed.0 += u64::from(r);
+                    m.hydrated_trimmed.1 += u64::from(l);
+                }
                 true
             }
             Err(e) => matches!(e, crate::Error::Remote { .. }),
@@ -722,6 +843,18 @@ pub(crate) fn check_redo(
                 return Err(format!("acknowledged item {} lost after redo", it.loc));
             }
         }
+        for it in m.items.iter().filter(|i| i.st == St::Gone) {
+            let got = db
+                .read(it.loc)
+                .await
+                .map_err(|e| format!("read {} after redo: {e}", it.loc))?;
+            if got.is_some() {
+                return Err(format!(
+                    "trimmed or dropped item {} read after redo",
+                    it.loc
+                ));
+            }
+        }
         let local = db
             .handle_catalog()
             .older()
@@ -753,25 +886,49 @@ pub(crate) fn check_redo(
             .await
             .map_err(|e| format!("stop after redo failed: {e}"))?;
         if mix == Mix::Hydrate {
-            let db =
-                AioDiskDb::start_with(Arc::new(image.clone()), plain_config(), Hooks::default())
-                    .await
-                    .map_err(|e| format!("open without tiering after hydrate failed: {e}"))?;
-            for it in m.items.iter().filter(|i| i.st == St::Durable) {
-                let got = db
-                    .read(it.loc)
-                    .await
-                    .map_err(|e| format!("read {} without tiering: {e}", it.loc))?;
-                if got.as_deref() != Some(&it.data[..]) {
-                    return Err(format!("acknowledged item {} lost after hydrate", it.loc));
-                }
-            }
-            db.stop()
-                .await
-                .map_err(|e| format!("stop without tiering failed: {e}"))?;
+            check_plain(image, m).await?;
         }
         Ok(())
     })
+}
+
+/// After a hydrate and a stop: the directory opens without tiering, every acknowledged item
+/// reads back, every one a trim or drop removed is `None`, and `verify` is clean.
+async fn check_plain(image: &SimFs, m: &TierModel) -> Result<(), String> {
+    let db = AioDiskDb::start_with(Arc::new(image.clone()), plain_config(), Hooks::default())
+        .await
+        .map_err(|e| format!("open without tiering after hydrate failed: {e}"))?;
+    for it in &m.items {
+        let got = db
+            .read(it.loc)
+            .await
+            .map_err(|e| format!("read {} without tiering: {e}", it.loc))?;
+        match it.st {
+            St::Durable if got.as_deref() != Some(&it.data[..]) => {
+                return Err(format!("acknowledged item {} lost after hydrate", it.loc));
+            }
+            St::Gone if got.is_some() => {
+                return Err(format!(
+                    "trimmed or dropped item {} read after hydrate",
+                    it.loc
+                ));
+            }
+            St::Pending | St::MaybeGone if got.as_ref().is_some_and(|g| g[..] != it.data[..]) => {
+                return Err(format!("item {} altered after hydrate", it.loc));
+            }
+            _ => {}
+        }
+    }
+    let v = db
+        .verify()
+        .await
+        .map_err(|e| format!("verify without tiering failed: {e}"))?;
+    if !v.is_ok() || v.remote_files > 0 {
+        return Err(format!("verify after hydrate: {v:?}"));
+    }
+    db.stop()
+        .await
+        .map_err(|e| format!("stop without tiering failed: {e}"))
 }
 
 /// Counters for the report.
@@ -781,6 +938,10 @@ pub(crate) struct TierTally {
     pub(crate) runs: AtomicU64,
     pub(crate) tiered: AtomicU64,
     pub(crate) hydrated: AtomicU64,
+    pub(crate) remote_trims: AtomicU64,
+    /// Files hydrated after an rtrim, and after an ltrim, while remote.
+    pub(crate) hydrated_rtrimmed: AtomicU64,
+    pub(crate) hydrated_ltrimmed: AtomicU64,
 }
 
 /// The object store of one run: corrupting one put in four silently.
@@ -816,6 +977,15 @@ pub(crate) fn enumerate_tiering(
         tally.runs.fetch_add(1, Ordering::Relaxed);
         tally.tiered.fetch_add(m.tiered, Ordering::Relaxed);
         tally.hydrated.fetch_add(m.hydrated, Ordering::Relaxed);
+        tally
+            .remote_trims
+            .fetch_add(m.remote_trims, Ordering::Relaxed);
+        tally
+            .hydrated_rtrimmed
+            .fetch_add(m.hydrated_trimmed.0, Ordering::Relaxed);
+        tally
+            .hydrated_ltrimmed
+            .fetch_add(m.hydrated_trimmed.1, Ordering::Relaxed);
         for (v, damage) in Damage::ALL.into_iter().enumerate() {
             let image = fs.crash_image(damage, seed ^ n.rotate_left(17) ^ v as u64);
             tally.states.fetch_add(1, Ordering::Relaxed);
@@ -868,6 +1038,7 @@ mod tests {
             .unwrap();
         let mut tiered = 0;
         let mut dropped = 0;
+        let mut remote_trims = 0;
         for seed in 0..4 {
             let fs = SimFs::new();
             let store = Arc::new(sim_store(&fs));
@@ -881,6 +1052,11 @@ mod tests {
             );
             dropped += m.items.iter().filter(|i| i.st == St::Gone).count();
             tiered += m.tiered;
+            remote_trims += m.remote_trims;
+            eprintln!(
+                "seed {seed}: {} tiered, {} remote trims",
+                m.tiered, m.remote_trims
+            );
             check_tiered(&fs.crash_image(Damage::SyncedOnly, 1), &backing, &m).unwrap();
             check_redo(
                 &fs.crash_image(Damage::SyncedOnly, 1),
@@ -892,6 +1068,7 @@ mod tests {
         }
         assert!(tiered >= 8, "files were tiered: {tiered}");
         assert!(dropped > 0, "drops ran");
+        assert!(remote_trims >= 4, "remote trims ran: {remote_trims}");
     }
 
     /// Scale knob: `AIODISKDB_CRASH_SEEDS` workloads (default 3).
@@ -912,9 +1089,11 @@ mod tests {
             let tiered = tally.tiered.load(Ordering::Relaxed) - before;
             assert!(tiered > 0, "seed {seed}: the crash runs tiered files");
         }
+        let remote_trims = tally.remote_trims.load(Ordering::Relaxed);
+        assert!(remote_trims > 0, "the crash runs trimmed remote indexes");
         eprintln!(
-            "tiering crash enumeration: {n} workloads, {} workload runs ({} files tiered), \
-             {} crash states checked, 0 violations",
+            "tiering crash enumeration: {n} workloads, {} workload runs ({} files tiered, \
+             {remote_trims} remote trims), {} crash states checked, 0 violations",
             tally.runs.load(Ordering::Relaxed),
             tally.tiered.load(Ordering::Relaxed),
             tally.states.load(Ordering::Relaxed),
@@ -931,12 +1110,24 @@ mod tests {
             let hydrated = tally.hydrated.load(Ordering::Relaxed) - before;
             assert!(hydrated > 0, "seed {seed}: the crash runs hydrated files");
         }
+        let trimmed = (
+            tally.hydrated_rtrimmed.load(Ordering::Relaxed),
+            tally.hydrated_ltrimmed.load(Ordering::Relaxed),
+        );
+        assert!(
+            trimmed.0 > 0 && trimmed.1 > 0,
+            "the crash runs hydrated files rtrimmed and ltrimmed while remote: {trimmed:?}"
+        );
         eprintln!(
             "hydrate crash enumeration: {n} workloads, {} workload runs ({} files tiered, {} \
-             hydrated), {} crash states checked, 0 violations",
+             remote trims, {} hydrated of which {} rtrimmed and {} ltrimmed while remote), {} \
+             crash states checked, 0 violations",
             tally.runs.load(Ordering::Relaxed),
             tally.tiered.load(Ordering::Relaxed),
+            tally.remote_trims.load(Ordering::Relaxed),
             tally.hydrated.load(Ordering::Relaxed),
+            trimmed.0,
+            trimmed.1,
             tally.states.load(Ordering::Relaxed),
         );
     }
@@ -1408,15 +1599,6 @@ mod tests {
             for (l, _) in items.iter().filter(|(l, _)| l.index == 1) {
                 assert_eq!(db.read(*l).await.unwrap(), None);
             }
-            // rtrim and ltrim of a remote index are refused, typed, changing nothing.
-            assert!(matches!(
-                db.rtrim(0, 10, &[]).await,
-                Err(crate::Error::InvalidTrimCommand { .. })
-            ));
-            assert!(matches!(
-                db.ltrim(0, 10, &[]).await,
-                Err(crate::Error::InvalidTrimCommand { .. })
-            ));
             assert_eq!(db.read(loc).await.unwrap().as_deref(), Some(&data[..]));
             let v = db.verify().await.unwrap();
             assert_eq!(v.remote_files, 1);
@@ -1439,6 +1621,266 @@ mod tests {
                 db.locations(0).await.unwrap().len(),
                 items.iter().filter(|(l, _)| l.index == 0).count()
             );
+            db.stop().await.unwrap();
+        });
+    }
+
+    /// rtrim and ltrim of remote indexes: validated and safety-checked (the check's bytes
+    /// read from the object), recorded in the manifest without touching the object, read
+    /// as trimmed (`None`) by the handle, after a reopen and by a read-only handle; the
+    /// object keeps its bytes and its trim offset; trims that reach every byte drop the
+    /// index and its object.
+    #[test]
+    #[expect(clippy::too_many_lines, reason = "one scenario, step by step")]
+    fn remote_trims_are_recorded_and_read_as_trimmed() {
+        let end_of = |l: ItemLocation| u32::try_from(l.end()).unwrap();
+        let rt = rt();
+        rt.block_on(async {
+            let fs = SimFs::new();
+            let backing: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+            let counting = Arc::new(FaultStore::new(Arc::clone(&backing)));
+            let db = open_tiered(&fs, counting.clone(), false).await.unwrap();
+            db.enable_overwrite();
+            // Items of 100 bytes: 10 a file.
+            let mut items = Vec::new();
+            for k in 0..35u8 {
+                let data: Vec<u8> = (0..100u8).map(|i| i.wrapping_mul(k) ^ k).collect();
+                items.push((db.add(data.clone()).await.unwrap(), data));
+            }
+            db.flush().await.unwrap();
+            assert_eq!(db.tier().await.unwrap().len(), 2);
+            let of = |index: u32| -> Vec<(ItemLocation, Vec<u8>)> {
+                items
+                    .iter()
+                    .filter(|(l, _)| l.index == index)
+                    .cloned()
+                    .collect()
+            };
+            let zero = of(0);
+            assert_eq!(zero.len(), 10);
+            let key = ObjectPath::from(format!("{PREFIX}/data00000.dat"));
+            let object = backing
+                .get_opts(&key, GetOptions::default())
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            let end = db.handle_catalog().get(0).unwrap().end;
+            let (last, last_data) = zero.last().unwrap().clone();
+            let trim = |r: crate::Result<u64>| match r {
+                Err(crate::Error::InvalidTrimCommand { reason, .. }) => reason,
+                other => panic!("{other:?}"),
+            };
+            // A wrong safety check (read from the object) changes nothing.
+            let before = counting.calls();
+            let why = trim(db.rtrim(0, last.position, b"wrong").await);
+            assert!(why.contains("safety check failed"), "{why}");
+            assert!(
+                counting.calls() > before,
+                "the check was read from the object"
+            );
+            let why = trim(db.rtrim(0, end - 2, b"past").await);
+            assert!(why.contains("outside the stored range"), "{why}");
+            assert!(trim(db.rtrim(0, end + 1, &[]).await).contains("past the end"));
+            assert_eq!(
+                db.read(last).await.unwrap().as_deref(),
+                Some(&last_data[..])
+            );
+            // rtrim with a right check: the last item goes.
+            let got = db.rtrim(0, last.position, &last_data[..7]).await.unwrap();
+            assert_eq!(got, u64::from(end - last.position));
+            assert_eq!(db.read(last).await.unwrap(), None);
+            // ltrim with a right check: the first item goes; then one without a check.
+            let (first, first_data) = zero[0].clone();
+            let tail = &first_data[first_data.len() - 9..];
+            let why = trim(db.ltrim(0, end_of(first), b"not these").await);
+            assert!(why.contains("safety check failed"), "{why}");
+            assert!(trim(db.ltrim(0, 0, &[]).await).contains("above the current trim offset"));
+            assert_eq!(
+                db.ltrim(0, end_of(first), tail).await.unwrap(),
+                u64::from(first.size)
+            );
+            let (second, _) = zero[1].clone();
+            assert_eq!(db.ltrim(0, second.position + 10, &[]).await.unwrap(), 10);
+            let check = |db: AioDiskDb| {
+                let zero = zero.clone();
+                async move {
+                    for (i, (loc, data)) in zero.iter().enumerate() {
+                        let kept = i >= 2 && i + 1 < zero.len();
+                        let want = kept.then_some(&data[..]);
+                        assert_eq!(db.read(*loc).await.unwrap().as_deref(), want, "{loc}");
+                    }
+                    // The rest of the item the ltrim cut is stored, unindexed.
+                    let cut = ItemLocation {
+                        index: 0,
+                        position: second.position + 10,
+                        size: second.size - 10,
+                    };
+                    assert_eq!(
+                        db.read(cut).await.unwrap().as_deref(),
+                        Some(&zero[1].1[10..])
+                    );
+                    let listed = db.locations(0).await.unwrap();
+                    let mut want = vec![cut];
+                    want.extend(zero[2..zero.len() - 1].iter().map(|(l, _)| *l));
+                    assert_eq!(listed, want);
+                    let info = db.handle_catalog().get(0).unwrap();
+                    assert!(info.remote);
+                    assert_eq!((info.trim_offset, info.end), (cut.position, last.position));
+                    assert_eq!(info.object_trim_offset, 0);
+                    db
+                }
+            };
+            let db = check(db).await;
+            let v = db.verify().await.unwrap();
+            assert!(v.is_ok(), "{v:?}");
+            assert_eq!(v.remote_files, 2);
+            db.stop().await.unwrap();
+            // The object is as uploaded.
+            let now = backing
+                .get_opts(&key, GetOptions::default())
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            assert_eq!(now, object);
+            // Reopened, and beside it a read-only handle: the same.
+            let db = check(open_tiered(&fs, counting.clone(), false).await.unwrap()).await;
+            let ro = Builder::new("/db")
+                .read_only()
+                .tiering(Tiering::new(counting.clone(), PREFIX))
+                .validate()
+                .unwrap()
+                .0;
+            let reader = AioDiskDb::start_with(Arc::new(fs.clone()), ro, Hooks::default())
+                .await
+                .unwrap();
+            let reader = check(reader).await;
+            // A second rtrim of the trimmed file, then trims that reach every byte drop
+            // the indexes and their objects.
+            db.enable_overwrite();
+            let (third, third_data) = zero[2].clone();
+            assert_eq!(
+                db.rtrim(0, end_of(third), &[]).await.unwrap(),
+                u64::from(last.position - end_of(third))
+            );
+            assert_eq!(
+                db.read(third).await.unwrap().as_deref(),
+                Some(&third_data[..])
+            );
+            // The read-only handle sees it at its next refresh.
+            tokio::time::sleep(crate::readonly::REFRESH_AFTER * 2).await;
+            assert_eq!(reader.read(zero[3].0).await.unwrap(), None);
+            assert_eq!(
+                reader.read(third).await.unwrap().as_deref(),
+                Some(&third_data[..])
+            );
+            let mut rx = db.subscribe();
+            assert_eq!(
+                db.ltrim(0, end_of(third), &third_data[third_data.len() - 3..])
+                    .await
+                    .unwrap(),
+                u64::from(end_of(third) - second.position - 10)
+            );
+            assert!(matches!(
+                rx.try_recv(),
+                Ok(Event::IndexDropped { index: 0, .. })
+            ));
+            let one = of(1);
+            assert!(db.rtrim(1, 0, &one[0].1[..4]).await.unwrap() > 0);
+            for index in [0, 1] {
+                let key = ObjectPath::from(format!("{PREFIX}/data0000{index}.dat"));
+                assert!(matches!(
+                    backing.get_opts(&key, GetOptions::default()).await,
+                    Err(object_store::Error::NotFound { .. })
+                ));
+            }
+            for (loc, _) in &items {
+                if loc.index < 2 {
+                    assert_eq!(db.read(*loc).await.unwrap(), None);
+                }
+            }
+            tokio::time::sleep(crate::readonly::REFRESH_AFTER * 2).await;
+            assert_eq!(reader.read(third).await.unwrap(), None);
+            reader.stop().await.unwrap();
+            db.stop().await.unwrap();
+        });
+    }
+
+    /// The safety check of a remote trim read from a store that fails (`Error::Remote`) or
+    /// from a damaged object (`Error::Corrupted`, the item's CRC32C): the trim fails, typed,
+    /// with nothing changed and the handle not poisoned; once the store answers, it runs.
+    #[test]
+    fn a_remote_safety_check_that_cannot_be_read_changes_nothing() {
+        let rt = rt();
+        rt.block_on(async {
+            let fs = SimFs::new();
+            let backing: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+            let faults = Arc::new(FaultStore::new(Arc::clone(&backing)));
+            let db = open_tiered(&fs, faults.clone(), false).await.unwrap();
+            db.enable_overwrite();
+            let items = fill(&db, 2, 1).await;
+            assert_eq!(db.tier().await.unwrap().len(), 1);
+            let zero: Vec<_> = items
+                .iter()
+                .filter(|(l, _)| l.index == 0)
+                .cloned()
+                .collect();
+            let (loc, data) = zero[1].clone();
+            let unchanged = || async {
+                for (l, d) in &items {
+                    assert_eq!(db.read(*l).await.unwrap().as_deref(), Some(&d[..]), "{l}");
+                }
+            };
+            for kind in StoreFault::ALL {
+                faults.fail(0, kind, false);
+                match db.rtrim(0, loc.position, &data[..4]).await {
+                    Err(crate::Error::Remote { key, .. }) => {
+                        assert!(key.ends_with("data00000.dat"), "{key}");
+                    }
+                    other => panic!("{kind:?}: {other:?}"),
+                }
+                faults.heal();
+                unchanged().await;
+            }
+            // A byte flipped in the object, inside the item the check reads.
+            let key = ObjectPath::from(format!("{PREFIX}/data00000.dat"));
+            let object = backing
+                .get_opts(&key, GetOptions::default())
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            let mut bad = object.to_vec();
+            bad[24 + loc.position as usize + 100] ^= 1;
+            backing
+                .put_opts(&key, bad.into(), PutOptions::default())
+                .await
+                .unwrap();
+            match db
+                .ltrim(0, u32::try_from(loc.end()).unwrap(), &data[296..])
+                .await
+            {
+                Err(crate::Error::Corrupted { location, reason }) => {
+                    assert_eq!(location, loc);
+                    assert!(reason.contains("remote copy"), "{reason}");
+                }
+                other => panic!("{other:?}"),
+            }
+            backing
+                .put_opts(&key, object.into(), PutOptions::default())
+                .await
+                .unwrap();
+            unchanged().await;
+            let end = db.handle_catalog().get(0).unwrap().end;
+            assert_eq!(
+                db.rtrim(0, loc.position, &data[..4]).await.unwrap(),
+                u64::from(end - loc.position)
+            );
+            assert_eq!(db.read(loc).await.unwrap(), None);
             db.stop().await.unwrap();
         });
     }

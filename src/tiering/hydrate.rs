@@ -1,30 +1,37 @@
 //! Hydrate: every remote file brought back into the directory, for good (the end of
-//! tiering). For each remote file, oldest first: the object's length is checked (a HEAD),
-//! its bytes are downloaded by ranged GETs of [`PART`] bytes (up to `concurrency` at once)
+//! tiering). For each remote file, oldest first: the object's length is checked (a HEAD)
+//! against the range it was uploaded with, its bytes are downloaded by ranged GETs of
+//! [`PART`] bytes (up to `concurrency` at once), its header checked and the CRC32C of its
+//! data bytes computed as they come, and the bytes of the file's logical range are written
 //! into a temp file (`.tmp.{file name}`: neither a `{prefix}*.dat` name that the Python
-//! library would list, nor a `.checkpoint-*` one), its header checked and the CRC32C of its
-//! data bytes computed as they come; the temp file is synced; the flusher checks that
-//! CRC32C against the one the manifest records, renames the temp file into place, syncs
-//! the directory and records the file as local (`Store::record_place`); only then is the
-//! object deleted. At the end, objects under the prefix that name a data file of ours
+//! library would list, nor a `.checkpoint-*` one) with a header of the logical trim offset,
+//! as a local ltrim writes its new file (a remote file trimmed since its upload comes back
+//! as what the database holds, not as the object); the temp file is synced; the flusher
+//! checks the object's range and CRC32C against what the manifest records it holds,
+//! renames the temp file into place, syncs the directory and records the file as local
+//! with the checksum and tail of the bytes kept (`Store::record_place`); only then is the
+//! object deleted. A file trimmed during its download is downloaded again; one dropped
+//! meanwhile is skipped. At the end, objects under the prefix that name a data file of ours
 //! below the head that is not remote (left by an interrupted hydrate, an upload never
 //! recorded, or a drop whose delete failed) are deleted.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
+use object_store::path::Path as ObjectPath;
 use tokio::sync::mpsc;
 
 use super::upload::{crc_of_part, PART};
 use super::{delete, get_range, object_size, record, remote_error, Remote};
 use crate::catalog::FileInfo;
+use crate::datafile::DataFile;
 use crate::db::Inner;
 use crate::error::{Error, IoContext, Result};
 use crate::flusher::Command;
-use crate::format::{Header, HEADER_LEN};
-use crate::fs::{seeded, FsFile};
+use crate::format::{Header, ObjectSpan, HEADER_LEN};
+use crate::fs::seeded;
 use crate::reader::Files;
 use crate::store::{FileCopy, Place};
 
@@ -34,7 +41,8 @@ use crate::store::{FileCopy, Place};
 pub struct Hydrated {
     /// Its index.
     pub index: u32,
-    /// The data file's size in bytes (header included), as the object's.
+    /// The data file's size in bytes (header included): its object's, or less for a file
+    /// trimmed while remote (only its logical range comes back).
     pub size: u64,
 }
 
@@ -78,57 +86,76 @@ pub(crate) async fn hydrate(
     let mut done = Vec::new();
     for (index, info) in catalog.older().into_iter().filter(|(_, f)| f.remote) {
         let key = remote.key(&files.naming, index);
-        let copy = match download(remote, files, index, info).await {
-            Ok(copy) => copy,
-            Err(e) => {
-                remove_temp(files, index).await;
-                // Dropped meanwhile (its object with it): not a failure.
-                if inner.lock().catalog().get(index) != Some(info) {
-                    continue;
+        let mut info = info;
+        // Again while the file changes under the download (trimmed meanwhile: its new
+        // range comes back); skipped once it is gone (dropped meanwhile: not a failure).
+        let size = loop {
+            let (copy, to) = match download(remote, files, index, info).await {
+                Ok(got) => got,
+                Err(e) => {
+                    remove_temp(files, index).await;
+                    match inner.lock().catalog().get(index) {
+                        Some(now) if now == info => return Err(e),
+                        Some(now) if now.remote => {
+                            info = now;
+                            continue;
+                        }
+                        _ => break None,
+                    }
                 }
-                return Err(e);
+            };
+            if seeded!(files.fs, DeleteObjectBeforeRecord) {
+                delete(store, &key).await?;
+            }
+            match record(&commands, copy, to).await {
+                Ok(true) => break Some(copy.size),
+                // Changed meanwhile: nothing recorded.
+                Ok(false) => remove_temp(files, index).await,
+                // The object differs from what the manifest records: it stays remote.
+                Err(Error::FilesInconsistency { reason, .. }) => {
+                    remove_temp(files, index).await;
+                    return Err(remote_error(&key, &reason));
+                }
+                // An I/O failure poisoned the handle; recovery removes the temp file.
+                Err(e) => return Err(e),
+            }
+            match inner.lock().catalog().get(index) {
+                Some(now) if now.remote => info = now,
+                _ => break None,
             }
         };
-        if seeded!(files.fs, DeleteObjectBeforeRecord) {
-            delete(store, &key).await?;
-        }
-        match record(&commands, copy, Place::Local).await {
-            Ok(true) => {}
-            // Dropped meanwhile: nothing recorded.
-            Ok(false) => {
-                remove_temp(files, index).await;
-                continue;
-            }
-            // The object differs from what the manifest records: it stays remote.
-            Err(Error::FilesInconsistency { reason, .. }) => {
-                remove_temp(files, index).await;
-                return Err(remote_error(&key, &reason));
-            }
-            // An I/O failure poisoned the handle; recovery removes the temp file.
-            Err(e) => return Err(e),
-        }
+        let Some(size) = size else {
+            continue;
+        };
         // Recorded local: the object is named by nothing any more.
         delete(store, &key).await?;
-        done.push(Hydrated {
-            index,
-            size: copy.size,
-        });
+        done.push(Hydrated { index, size });
     }
     sweep(inner, remote, files).await?;
     Ok(done)
 }
 
 /// Downloads the object of remote file `index` (as the catalog has it at `info`) into its
-/// temp file, synced, checking its length and header; the copy, with the CRC32C of its
-/// data bytes (checked against the manifest by the record).
+/// temp file, synced: the object's length and header are checked against the range it was
+/// uploaded with (`info.object_trim_offset..info.object_end`), and the CRC32C of its data
+/// bytes taken; the temp file is written as a local ltrim writes its new file (a fresh
+/// header with the logical trim offset, then the object's bytes of the logical range at
+/// their positions), so a file trimmed while remote comes back as its logical range only.
+/// Returns the copy (the CRC32C of the bytes kept) and where to record it (the object as
+/// downloaded, checked against the manifest by the record, and the kept bytes' tail).
 ///
 /// # Errors
 /// [`Error::Remote`] when the object store fails or the object is not the file;
 /// [`Error::Io`] writing the temp file.
-async fn download(remote: &Remote, files: &Files, index: u32, info: FileInfo) -> Result<FileCopy> {
+async fn download(
+    remote: &Remote,
+    files: &Files,
+    index: u32,
+    info: FileInfo,
+) -> Result<(FileCopy, Place)> {
     let store = remote.cfg.store.as_ref();
     let key = remote.key(&files.naming, index);
-    let size = HEADER_LEN + info.data_len();
+    let size = info.object_size();
     let got_size = {
         let _permit = remote
             .requests
@@ -147,21 +174,21 @@ async fn download(remote: &Remote, files: &Files, index: u32, info: FileInfo) ->
     }
     let path = temp_path(files, index);
     let file = {
-        let (fs, path) = (Arc::clone(&files.fs), path.clone());
+        let (fs, path, genesis) = (Arc::clone(&files.fs), path.clone(), files.genesis);
         blocking(move || {
             crate::fs::remove_if_exists(fs.as_ref(), &path).ctx("remove temp file", &path)?;
-            fs.create_new(&path).ctx("create temp file", &path)
+            DataFile::create(fs.as_ref(), &path, genesis, info.trim_offset, false)
         })
         .await?
     };
     let ranges = (0..size)
         .step_by(usize::try_from(PART).expect("8 MiB"))
         .map(|at| at..(at + PART).min(size));
-    // Each part is written where it goes as soon as it arrives; the checksum is taken in
-    // order.
+    // Each part's kept bytes are written where they go as soon as it arrives; the
+    // checksums are taken in order.
     let mut parts = futures_util::stream::iter(ranges)
         .map(|range| {
-            let (key, file, path) = (&key, Arc::clone(&file), &path);
+            let (key, file) = (&key, file.clone());
             async move {
                 let at = range.start;
                 let bytes = {
@@ -172,50 +199,90 @@ async fn download(remote: &Remote, files: &Files, index: u32, info: FileInfo) ->
                         .map_err(|_| Error::NotRunning)?;
                     get_range(store, key, range).await?
                 };
-                write_part(file, path, at, bytes.clone()).await?;
-                Ok::<_, Error>((at, bytes))
+                let kept = kept_part(info, at, &bytes);
+                if let Some((position, kept)) = kept.clone() {
+                    write_part(file, position, kept).await?;
+                }
+                Ok::<_, Error>((at, bytes, kept))
             }
         })
         .buffered(remote.cfg.concurrency);
-    let mut crc = 0;
-    while let Some((at, bytes)) = parts.try_next().await? {
+    let (mut object_crc, mut kept_crc) = (0, 0);
+    while let Some((at, bytes, kept)) = parts.try_next().await? {
         if at == 0 {
-            let header = Header::decode(&bytes, files.genesis).map_err(|reason| {
-                remote_error(
-                    &key,
-                    &format!("the object's header: {reason}: not hydrated"),
-                )
-            })?;
-            if header.trim_offset != info.trim_offset {
-                return Err(remote_error(
-                    &key,
-                    &format!(
-                        "the object's header says trim offset {}, the manifest records {}: not \
-                         hydrated",
-                        header.trim_offset, info.trim_offset
-                    ),
-                ));
-            }
+            check_header(&key, &bytes, files.genesis, info.object_trim_offset)?;
         }
-        crc = crc_of_part(crc, &bytes, at);
+        object_crc = crc_of_part(object_crc, &bytes, at);
+        if let Some((_, kept)) = kept {
+            kept_crc = crc32c::crc32c_append(kept_crc, &kept);
+        }
     }
     drop(parts);
-    if !seeded!(files.fs, HydrateUnsynced) {
-        blocking(move || file.sync_data().ctx("sync temp file", &path)).await?;
-    }
-    Ok(FileCopy {
+    let sync = !seeded!(files.fs, HydrateUnsynced);
+    let tail = blocking(move || {
+        if sync {
+            file.sync().ctx("sync temp file", file.path())?;
+        }
+        file.tail(info.end).ctx("read temp file", file.path())
+    })
+    .await?;
+    let copy = FileCopy {
         index,
         trim_offset: info.trim_offset,
         end: info.end,
-        data_crc: crc,
-        size,
-    })
+        data_crc: kept_crc,
+        size: info.data_len() + HEADER_LEN,
+    };
+    let object = ObjectSpan {
+        trim_offset: info.object_trim_offset,
+        end: info.object_end,
+        data_crc: object_crc,
+    };
+    Ok((copy, Place::Local { object, tail }))
 }
 
-/// Writes `bytes` at `at` of `file` on a blocking thread.
-async fn write_part(file: Arc<dyn FsFile>, path: &Path, at: u64, bytes: Bytes) -> Result<()> {
-    let path = path.to_path_buf();
-    blocking(move || file.write_all_at(&bytes, at).ctx("write temp file", &path)).await
+/// Checks the header at the start of the object at `key`: `genesis`, and the trim offset
+/// the object was uploaded with.
+fn check_header(key: &ObjectPath, first: &[u8], genesis: [u8; 4], trim_offset: u32) -> Result<()> {
+    let header = Header::decode(first, genesis).map_err(|reason| {
+        remote_error(key, &format!("the object's header: {reason}: not hydrated"))
+    })?;
+    if header.trim_offset != trim_offset {
+        return Err(remote_error(
+            key,
+            &format!(
+                "the object's header says trim offset {}, the manifest records {trim_offset}: \
+                 not hydrated",
+                header.trim_offset
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The bytes of the part at object offset `at` that the file keeps (its logical range,
+/// within what the object holds), with the logical position of the first; `None` when it
+/// keeps none of them.
+fn kept_part(info: FileInfo, at: u64, part: &Bytes) -> Option<(u32, Bytes)> {
+    // Object offset of logical position p: 24 + p - object trim offset.
+    let offset = |p: u32| HEADER_LEN + u64::from(p - info.object_trim_offset);
+    let (from, to) = (offset(info.trim_offset), offset(info.end));
+    let (start, end) = (at.max(from), (at + part.len() as u64).min(to));
+    if start >= end {
+        return None;
+    }
+    let position = info.trim_offset + u32::try_from(start - from).expect("within a file");
+    let within = |o: u64| usize::try_from(o - at).expect("within a part");
+    Some((position, part.slice(within(start)..within(end))))
+}
+
+/// Writes `bytes` at logical `position` of `file` on a blocking thread.
+async fn write_part(file: DataFile, position: u32, bytes: Bytes) -> Result<()> {
+    blocking(move || {
+        file.write(position, &bytes)
+            .ctx("write temp file", file.path())
+    })
+    .await
 }
 
 /// Deletes the objects under the prefix named as a data file of ours below the head that

@@ -12,7 +12,9 @@
 //!
 //! An object is the whole data file, header included, under `{prefix}/{file name}`, so
 //! the item at logical position `p` is at byte `24 + p - trim offset` of the object, as in
-//! the file. The item index (`.idx`) of a remote file stays in the directory: it is small
+//! the file, with the trim offset the object was uploaded with (`object_trim_offset`): a
+//! trim of a remote file only narrows the logical range the catalog serves, and the object
+//! is never rewritten. The item index (`.idx`) of a remote file stays in the directory: it is small
 //! (8 bytes per item), and every remote read is checked against it without a second
 //! request.
 
@@ -361,7 +363,7 @@ impl Remote {
             None
         };
         let key = self.key(&files.naming, loc.index);
-        let start = data_offset(loc.position, info.trim_offset);
+        let start = data_offset(loc.position, info.object_trim_offset);
         let bytes = {
             let _permit = self
                 .requests
@@ -405,15 +407,77 @@ impl Remote {
             .acquire()
             .await
             .map_err(|_| Error::NotRunning)?;
-        let size = crate::format::HEADER_LEN + info.data_len();
-        Ok(check_object(self.cfg.store.as_ref(), &key, size)
+        Ok(
+            check_object(self.cfg.store.as_ref(), &key, info.object_size())
+                .await?
+                .map(|(kind, message)| crate::Damage {
+                    index,
+                    location: None,
+                    kind,
+                    message,
+                }),
+        )
+    }
+
+    /// The bytes at logical `range` of remote file `index` (as `info`), for a trim's safety
+    /// check: one ranged GET of the object, widened to whole items where indexed items
+    /// overlap the range's ends, each indexed item it covers checked against its CRC32C
+    /// (a mismatch is [`Error::Corrupted`] naming the remote copy). The object holds every
+    /// item of the item index, also those a trim of the remote file cut.
+    pub(crate) async fn read_range(
+        &self,
+        files: &Files,
+        index: u32,
+        info: FileInfo,
+        range: Range<u32>,
+    ) -> Result<Bytes> {
+        let pieces = if info.entries > 0 {
+            let table = self.table(files, index, info).await?;
+            // Indexed items wholly inside what the object holds of the logical range.
+            table
+                .pieces(info.object_trim_offset, info.end)
+                .into_iter()
+                .filter_map(|(p, size, crc)| Some((p, p + size, crc?)))
+                .filter(|&(p, end, _)| p < range.end && end > range.start)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let start = pieces.iter().map(|p| p.0).fold(range.start, u32::min);
+        let end = pieces.iter().map(|p| p.1).fold(range.end, u32::max);
+        let key = self.key(&files.naming, index);
+        let first = data_offset(start, info.object_trim_offset);
+        let bytes = {
+            let _permit = self
+                .requests
+                .acquire()
+                .await
+                .map_err(|_| Error::NotRunning)?;
+            get_range(
+                self.cfg.store.as_ref(),
+                &key,
+                first..first + u64::from(end - start),
+            )
             .await?
-            .map(|(kind, message)| crate::Damage {
-                index,
-                location: None,
-                kind,
-                message,
-            }))
+        };
+        for (p, item_end, crc) in pieces {
+            let item = &bytes[(p - start) as usize..(item_end - start) as usize];
+            if crc32c::crc32c(item) != crc {
+                return Err(Error::Corrupted {
+                    location: ItemLocation {
+                        index,
+                        position: p,
+                        size: item_end - p,
+                    },
+                    reason: format!(
+                        "remote copy {key}: its CRC32C is {:08x}, the item index recorded \
+                         {crc:08x}",
+                        crc32c::crc32c(item)
+                    ),
+                });
+            }
+        }
+        Ok(bytes.slice((range.start - start) as usize..(range.end - start) as usize))
     }
 
     /// Deletes the object of `index`, best effort (an upload that was not recorded).
