@@ -495,30 +495,32 @@ pub(crate) fn check(image: &SimFs, m: &Model) -> Result<(), String> {
     check_catalog(image, &cfg, &catalog, m)
 }
 
+/// One item of a model against what a read of its location returned after a crash:
+/// whether it is there exactly, or the violation (an acknowledged item lost or altered, a
+/// trimmed or dropped one back, an unacknowledged one partial or altered).
+pub(crate) fn judge(it: &Item, got: Option<&[u8]>) -> Result<bool, String> {
+    let exact = got == Some(&it.data[..]);
+    match it.st {
+        St::Durable if !exact => Err(format!(
+            "acknowledged item {} lost or altered: {:?}",
+            it.loc,
+            got.map(<[u8]>::len)
+        )),
+        St::Gone if exact => Err(format!("trimmed or dropped item {} came back", it.loc)),
+        St::Pending | St::MaybeGone if got.is_some() && !exact => Err(format!(
+            "unacknowledged item {} is partial or altered",
+            it.loc
+        )),
+        _ => Ok(exact),
+    }
+}
+
 fn check_catalog(image: &SimFs, cfg: &Config, catalog: &Catalog, m: &Model) -> Result<(), String> {
     let mut present = vec![false; m.items.len()];
     let reader = reader(image, cfg);
     for (n, it) in m.items.iter().enumerate() {
         let got = read(&reader, catalog, it.loc)?;
-        let exact = got.as_deref() == Some(&it.data[..]);
-        present[n] = exact;
-        match it.st {
-            St::Durable if !exact => {
-                return Err(format!(
-                    "acknowledged item {} lost or altered: {:?}",
-                    it.loc,
-                    got.map(|g| g.len())
-                ));
-            }
-            St::Gone if exact => return Err(format!("trimmed item {} came back", it.loc)),
-            St::Pending | St::MaybeGone if got.is_some() && !exact => {
-                return Err(format!(
-                    "unacknowledged item {} is partial or altered",
-                    it.loc
-                ));
-            }
-            _ => {}
-        }
+        present[n] = judge(it, got.as_deref())?;
     }
     for g in &m.groups {
         let reused = g.iter().any(|n| m.items[*n].st == St::Reused);
