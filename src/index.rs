@@ -551,6 +551,12 @@ mod tests {
     }
 
     proptest::proptest! {
+        // Failures print the shrunk case; nothing is written next to the sources.
+        #![proptest_config(proptest::test_runner::Config {
+            failure_persistence: None,
+            ..proptest::test_runner::Config::default()
+        })]
+
         /// The interpolating look-up agrees with a binary search over the whole table, for
         /// tables of mixed, skewed and equal item sizes and ends near `u32::MAX`.
         #[test]
