@@ -220,7 +220,9 @@ impl Catalog {
 
     /// `fresh` (the files read afresh by a read-only handle) as the next version of this
     /// catalog: a file keeps its generation, and so its read handle and item table, when it
-    /// has the same trim offset, an end no shorter and the same place (local or remote); the others, and every index in
+    /// has the same trim offset, an end no shorter and the same place (local or remote, and
+    /// for a remote one the same object range: a hydrate and a new `tier` of a file trimmed
+    /// while remote put an object of another layout under its key); the others, and every index in
     /// `changed` (whose bytes may differ although they look the same: a head that a writer
     /// may have cut and written again), are new generations.
     pub(crate) fn carry_over(&self, fresh: &Catalog, changed: &[u32]) -> Catalog {
@@ -232,6 +234,9 @@ impl Catalog {
                     if was.trim_offset == info.trim_offset
                         && was.end <= info.end
                         && was.remote == info.remote
+                        && (!info.remote
+                            || (was.object_trim_offset, was.object_end)
+                                == (info.object_trim_offset, info.object_end))
                         && !changed.contains(&index) =>
                 {
                     was.generation

@@ -495,19 +495,31 @@ impl AioDiskDb {
             Found::Disk(info) => info,
         };
         if info.remote {
-            let got = self.read_remote(loc, info).await;
-            // A hydrate or a drop may have moved the file (and deleted its object) while
-            // it was read: judge a failure by the catalog as it is now, once.
-            if got.is_err() {
+            let mut info = info;
+            for _ in 0..4 {
+                let got = self.read_remote(loc, info).await;
+                // A hydrate or a drop may have moved the file (and deleted its object)
+                // while it was read, and a `tier` after a hydrate may have put another
+                // object under its key, whose header has the trim offset the file had
+                // then (a file trimmed while remote comes back as its logical range only):
+                // the bytes were read at the positions of the object `info` names. Judge
+                // the read by the catalog as it is now: the same object trim offset (it
+                // only grows) maps every position as it did, so the bytes are the
+                // location's (or the failure is the store's).
                 match Self::find(inner, loc)? {
                     Found::Disk(now) if !now.remote => {
                         return Ok(self.read_disk(loc, now).await?.map(|(bytes, _)| bytes));
                     }
-                    Found::Missing => return Ok(None),
-                    Found::Disk(_) | Found::Ram(_) => {}
+                    Found::Disk(now) if now.object_trim_offset != info.object_trim_offset => {
+                        info = now;
+                    }
+                    Found::Missing if got.is_err() => return Ok(None),
+                    Found::Disk(_) | Found::Ram(_) | Found::Missing => return got,
                 }
             }
-            return got;
+            return Err(Error::state(format!(
+                "{loc} could not be read: its file kept moving while it was read"
+            )));
         }
         Ok(self.read_disk(loc, info).await?.map(|(bytes, _)| bytes))
     }
@@ -580,10 +592,15 @@ impl AioDiskDb {
             if info.remote {
                 // An object on the store is written once and never changed; a drop the view
                 // has not seen deletes it: judge a failure by the newest commit, once.
+                // ... but a hydrate and a new `tier` put another object under its key,
+                // whose header may have another trim offset (a file trimmed while remote
+                // comes back as its logical range only): bytes read from an object the
+                // view does not name are other bytes. The writer records both before the
+                // new object is put, so the state record is newer than the view's then.
                 match self.read_remote(loc, info).await {
-                    Ok(got) => return Ok(got),
+                    Ok(got) if self.unchanged_since(token).await? => return Ok(got),
                     Err(e) if refreshed => return Err(e),
-                    Err(_) => {}
+                    Ok(_) | Err(_) => {}
                 }
                 self.refresh().await?;
                 refreshed = true;
