@@ -1363,3 +1363,61 @@ impl AioDiskDb {
         &self.inner().cfg.path
     }
 }
+
+#[cfg(test)]
+mod review2_tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::config::Builder;
+    use crate::events::Hooks;
+    use crate::fs::Fs;
+    use crate::testing::sim::SimFs;
+    use crate::{AioDiskDb, Error};
+
+    /// A read of the head that waits for a read permit while the writer cuts the item
+    /// (rtrim) and appends another of the same size there: it must give the old bytes, the
+    /// new ones or `None`, never `Corrupted`.
+    #[tokio::test]
+    async fn a_read_waiting_for_a_permit_across_an_rtrim_and_rewrite_is_not_corrupted() {
+        let (cfg, _) = Builder::new("/db")
+            .max_file_size(1024)
+            .max_buffer_size(1000)
+            .flush_interval(Duration::from_secs(3600))
+            .overwrite(true)
+            .concurrency(1)
+            .validate()
+            .expect("valid");
+        let fs = SimFs::new();
+        let db = AioDiskDb::start_with(Arc::new(fs) as Arc<dyn Fs>, cfg, Hooks::default())
+            .await
+            .unwrap();
+        let a0 = db.add(vec![1u8; 10]).await.unwrap();
+        let a1 = db.add(vec![2u8; 10]).await.unwrap();
+        db.flush().await.unwrap();
+        // The head's table is loaded (with a1's CRC32C).
+        assert_eq!(db.read(a1).await.unwrap().as_deref(), Some(&[2u8; 10][..]));
+        let permit = db.inner().reads.acquire().await.unwrap();
+        let reader = {
+            let db = db.clone();
+            tokio::spawn(async move { db.read(a1).await })
+        };
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!reader.is_finished(), "the read waits for the permit");
+        assert_eq!(db.rtrim(a0.index, a1.position, &[]).await.unwrap(), 10);
+        let b1 = db.add(vec![3u8; 10]).await.unwrap();
+        assert_eq!(b1, a1, "the same location again");
+        db.flush().await.unwrap();
+        drop(permit);
+        let got = reader.await.unwrap();
+        match got {
+            Ok(None) => {}
+            Ok(Some(b)) => assert!(b[..] == [2u8; 10] || b[..] == [3u8; 10], "{b:?}"),
+            Err(e @ Error::Corrupted { .. }) => panic!("a false Corrupted: {e}"),
+            Err(e) => panic!("{e:?}"),
+        }
+        db.stop().await.unwrap();
+    }
+}

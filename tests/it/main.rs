@@ -20,5 +20,6 @@ mod model;
 mod nospace;
 mod readers;
 mod readonly;
+mod review2;
 mod transactions;
 mod trims;
