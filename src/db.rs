@@ -521,7 +521,27 @@ impl AioDiskDb {
                 "{loc} could not be read: its file kept moving while it was read"
             )));
         }
-        Ok(self.read_disk(loc, info).await?.map(|(bytes, _)| bytes))
+        let mut info = info;
+        for _ in 0..4 {
+            match self.read_disk(loc, info).await {
+                Ok(got) => return Ok(got.map(|(bytes, _)| bytes)),
+                // An rtrim of the head may have cut the item and appends written other
+                // bytes there while it was read, against the entry of the file's version
+                // `info` names: judge the read by the catalog as it is now. The rtrim
+                // gives the file a new generation before any byte is written again, so an
+                // unchanged generation means the bytes themselves differ.
+                Err(e @ Error::Corrupted { .. }) => match Self::find(inner, loc)? {
+                    Found::Disk(now) if now.generation != info.generation => info = now,
+                    Found::Ram(bytes) => return Ok(Some(bytes)),
+                    Found::Missing => return Ok(None),
+                    Found::Disk(_) => return Err(e),
+                },
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::state(format!(
+            "{loc} could not be read: its file kept being cut and written while it was read"
+        )))
     }
 
     /// Where `loc` is, if the handle serves reads.
