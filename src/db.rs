@@ -1385,7 +1385,7 @@ impl AioDiskDb {
 }
 
 #[cfg(test)]
-mod review2_tests {
+mod read_races {
     use std::sync::Arc;
     use std::time::Duration;
 

@@ -20,6 +20,6 @@ mod model;
 mod nospace;
 mod readers;
 mod readonly;
-mod review2;
+mod small_trims;
 mod transactions;
 mod trims;

@@ -1,4 +1,6 @@
-//! Review 2: scenario tests of few-byte ltrims, rtrims after them, verified reads.
+//! Trims that keep a few bytes (an 8-byte tail reaching into the header), 1-byte items,
+//! read-only handles following them, and a writer's read racing an rtrim of the head
+//! and a rewrite of the cut range (from a review that tried to break them).
 
 use aiodiskdb::{AioDiskDb, ItemLocation};
 
