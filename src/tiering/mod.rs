@@ -343,6 +343,25 @@ impl Remote {
         Ok(table)
     }
 
+    /// One ranged GET of the `len` bytes at logical position `from` of the remote file
+    /// whose object is `key` (as `info`: its object's trim offset maps positions), within
+    /// the requests in flight.
+    async fn get_logical(
+        &self,
+        key: &ObjectPath,
+        info: FileInfo,
+        from: u32,
+        len: u32,
+    ) -> Result<Bytes> {
+        let first = data_offset(from, info.object_trim_offset);
+        let _permit = self
+            .requests
+            .acquire()
+            .await
+            .map_err(|_| Error::NotRunning)?;
+        get_range(self.cfg.store.as_ref(), key, first..first + u64::from(len)).await
+    }
+
     /// Reads `loc` of remote file `info`: from the cache, else one ranged GET, checked
     /// against the item's CRC32C when `verify` (a mismatch is [`Error::Corrupted`], and
     /// nothing is cached).
@@ -363,20 +382,7 @@ impl Remote {
             None
         };
         let key = self.key(&files.naming, loc.index);
-        let start = data_offset(loc.position, info.object_trim_offset);
-        let bytes = {
-            let _permit = self
-                .requests
-                .acquire()
-                .await
-                .map_err(|_| Error::NotRunning)?;
-            get_range(
-                self.cfg.store.as_ref(),
-                &key,
-                start..start + u64::from(loc.size),
-            )
-            .await?
-        };
+        let bytes = self.get_logical(&key, info, loc.position, loc.size).await?;
         if let Some(t) = table {
             crate::reader::check(&t, loc, &bytes).map_err(|e| match e {
                 Error::Corrupted { location, reason } => Error::Corrupted {
@@ -446,20 +452,7 @@ impl Remote {
         let start = pieces.iter().map(|p| p.0).fold(range.start, u32::min);
         let end = pieces.iter().map(|p| p.1).fold(range.end, u32::max);
         let key = self.key(&files.naming, index);
-        let first = data_offset(start, info.object_trim_offset);
-        let bytes = {
-            let _permit = self
-                .requests
-                .acquire()
-                .await
-                .map_err(|_| Error::NotRunning)?;
-            get_range(
-                self.cfg.store.as_ref(),
-                &key,
-                first..first + u64::from(end - start),
-            )
-            .await?
-        };
+        let bytes = self.get_logical(&key, info, start, end - start).await?;
         for (p, item_end, crc) in pieces {
             let item = &bytes[(p - start) as usize..(item_end - start) as usize];
             if crc32c::crc32c(item) != crc {

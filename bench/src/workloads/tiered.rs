@@ -583,23 +583,12 @@ async fn reads(
     which: &Arc<Vec<usize>>,
     bar: &Bar,
 ) -> anyhow::Result<f64> {
-    let start = Instant::now();
-    let workers = (0..CONCURRENCY)
-        .map(|t| {
-            let (db, locs, which, bar) =
-                (db.clone(), Arc::clone(locs), Arc::clone(which), bar.clone());
-            Exec::Tasks.spawn(async move {
-                for &i in which.iter().skip(t).step_by(CONCURRENCY) {
-                    let got = db.read(locs[i]).await?;
-                    check(got.as_deref(), i, &locs[i])?;
-                    bar.inc(1);
-                }
-                Ok(())
-            })
-        })
-        .collect();
-    join_all(workers).await?;
-    Ok(start.elapsed().as_secs_f64())
+    let db = db.clone();
+    timed_reads(locs, which, bar, move |loc| {
+        let db = db.clone();
+        async move { Ok(db.read(loc).await?) }
+    })
+    .await
 }
 
 /// The same reads as [`reads`] as plain ranged GETs of the objects: seconds.
@@ -610,24 +599,47 @@ async fn plain_gets(
     which: &Arc<Vec<usize>>,
     bar: &Bar,
 ) -> anyhow::Result<f64> {
+    let (store, keys) = (Arc::clone(&bucket.store), Arc::clone(keys));
+    timed_reads(locs, which, bar, move |loc| {
+        let (store, keys) = (Arc::clone(&store), Arc::clone(&keys));
+        async move {
+            let key = keys.get(&loc.index).context("no object for the item")?;
+            // No trims here: the item is at byte 24 + position of its object.
+            let at = HEADER + u64::from(loc.position);
+            Ok(Some(
+                store.get_range(key, at..at + u64::from(loc.size)).await?,
+            ))
+        }
+    })
+    .await
+}
+
+/// Runs `read` of item `i` of `locs` for each `i` of `which` from [`CONCURRENCY`] tasks
+/// (task `t` takes every [`CONCURRENCY`]th from `t`), each result checked: seconds. Both
+/// sides of a comparison go through it, so that they differ only in `read`.
+async fn timed_reads<F, Fut>(
+    locs: &Arc<Vec<ItemLocation>>,
+    which: &Arc<Vec<usize>>,
+    bar: &Bar,
+    read: F,
+) -> anyhow::Result<f64>
+where
+    F: Fn(ItemLocation) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<Option<Bytes>>> + Send,
+{
     let start = Instant::now();
     let workers = (0..CONCURRENCY)
         .map(|t| {
-            let store = Arc::clone(&bucket.store);
-            let (keys, locs, which, bar) = (
-                Arc::clone(keys),
+            let (locs, which, bar, read) = (
                 Arc::clone(locs),
                 Arc::clone(which),
                 bar.clone(),
+                read.clone(),
             );
             Exec::Tasks.spawn(async move {
                 for &i in which.iter().skip(t).step_by(CONCURRENCY) {
-                    let loc = locs[i];
-                    let key = keys.get(&loc.index).context("no object for the item")?;
-                    // No trims here: the item is at byte 24 + position of its object.
-                    let at = HEADER + u64::from(loc.position);
-                    let got = store.get_range(key, at..at + u64::from(loc.size)).await?;
-                    check(Some(&got), i, &loc)?;
+                    let got = read(locs[i]).await?;
+                    check(got.as_deref(), i, &locs[i])?;
                     bar.inc(1);
                 }
                 Ok(())
