@@ -70,7 +70,9 @@ Each workload also measures, in the same run and directory, the limit it is comp
                   our own reads of a local copy (warm reads)
 and prints ratio = our rate / the limit's rate (above 1: faster than the limit). durable
 also prints items_per_flush (items per synced commit) and flush_ratio = our commits/s /
-the limit's batches/s (the ratio to one fdatasync per batch of our batches' size); read
+the limit's batches/s (the ratio to one fdatasync per batch of our batches' size), and
+unsynced_ratio: the same workload with Durability::Os over the same limit (the engine's
+adds, commits and wake-ups alone, the ceiling of ratio); read
 prints, for verified reads, vs_unverified = their reads/s / those of unverified reads.
 
 Output: one line per workload (per run for append, append-large, read and verify,
@@ -99,7 +101,9 @@ secs); a figure not known is n/a (null in JSON). With --json, one object per wor
   durable: {"workload": "durable", "tasks": int, "item_bytes": 100, "items": int,
             "flushes": int, "secs": f64, "items_per_s": f64, "flushes_per_s": f64,
             "limit_batches": int, "limit_secs": f64, "limit_items_per_s": f64,
-            "ratio": f64, "items_per_flush": f64, "flush_ratio": f64}
+            "ratio": f64, "items_per_flush": f64, "flush_ratio": f64,
+            "unsynced_items_per_s": f64, "unsynced_ratio": f64 (ours: one more round
+            with Durability::Os, everything but the syncs, against the same limit)}
   open:    {"workload": "open", "files": int, "create_secs": f64, "opens": int,
             "open_ms": f64 (median), "first_open_ms": f64, "big_file_bytes": int,
             "big_open_ms": f64 (median), "items_open_ms": f64 (median)}

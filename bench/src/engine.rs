@@ -100,6 +100,14 @@ pub trait Engine: Clone + Send + Sync + 'static {
     /// an engine with group commit shares one sync among concurrent callers.
     fn add_durable(&self, data: Bytes) -> impl Future<Output = anyhow::Result<()>> + Send;
 
+    /// The configuration in which [`Engine::add_durable`] syncs nothing (`None`: the engine
+    /// has none): `durable` runs it once more so, for the engine's own ceiling, everything
+    /// but the syncs (its adds, its commits, its wake-ups).
+    #[must_use]
+    fn unsynced_config() -> Option<Self::Config> {
+        None
+    }
+
     /// Starts counting the commits (each one synced) that [`Engine::add_durable`] makes;
     /// the future, awaited after [`Engine::close`], gives how many were made. `None` when
     /// the engine does not tell (a group commit inside the engine is not counted).

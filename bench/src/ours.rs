@@ -34,6 +34,13 @@ impl Engine for AioDiskDb {
     const CLOSE: &'static str = "stop";
     const DURABLE_ADD: [&'static str; 2] = ["add + flush", "adds + flushes"];
 
+    fn unsynced_config() -> Option<Tuning> {
+        Some(Tuning {
+            durability: Some(Durability::Os),
+            ..Tuning::default()
+        })
+    }
+
     async fn open(dir: &Path, config: &Tuning) -> anyhow::Result<Self> {
         let mut builder = AioDiskDb::builder(dir);
         if let Some(n) = config.max_buffer_items {

@@ -193,6 +193,25 @@ pub(crate) struct DurableLimit {
     /// Our commits/s over the limit's batches/s: the ratio against one fdatasync per batch
     /// of our own batches' size (the sync of 6.4 KB costs what one of 5 KB does).
     pub(crate) flush_ratio: Option<f64>,
+    /// The same workload once more with the engine's syncs off (`Engine::unsynced_config`):
+    /// items/s, and their ratio to the limit's. Everything but the syncs; `None` when the
+    /// engine has no such configuration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) unsynced_items_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) unsynced_ratio: Option<f64>,
+}
+
+impl DurableLimit {
+    fn unsynced_rate(&self) -> Option<(&'static str, String)> {
+        self.unsynced_items_per_s
+            .map(|u| ("unsynced_items_per_s", format!("{u:.0}")))
+    }
+
+    fn unsynced_ratio(&self) -> Option<(&'static str, String)> {
+        self.unsynced_ratio
+            .map(|u| ("unsynced_ratio", format!("{u:.2}")))
+    }
 }
 
 /// The figures of `open`.
@@ -530,6 +549,8 @@ impl Report {
                             or_na(l.flush_ratio.map(|r| format!("{r:.2}"))),
                         )
                     }))
+                    .kv_opt(limit.and_then(DurableLimit::unsynced_rate))
+                    .kv_opt(limit.and_then(DurableLimit::unsynced_ratio))
                     .write(out)
             }
             Report::Open(r) => r.line().write(out),

@@ -162,6 +162,8 @@ fn durable_limit() -> DurableLimit {
         ratio: 0.5,
         items_per_flush: Some(2.0),
         flush_ratio: Some(0.5),
+        unsynced_items_per_s: Some(7.0),
+        unsynced_ratio: Some(0.875),
     }
 }
 
@@ -219,13 +221,13 @@ fn read_and_durable() {
     let ours = durable_report(None, Some(4), Some(durable_limit()));
     assert_eq!(
         json(&ours),
-        r#"{"workload":"durable","tasks":2,"item_bytes":100,"items":8,"flushes":4,"secs":2.0,"items_per_s":4.0,"flushes_per_s":2.0,"limit_batches":4,"limit_secs":1.0,"limit_items_per_s":8.0,"ratio":0.5,"items_per_flush":2.0,"flush_ratio":0.5}"#
+        r#"{"workload":"durable","tasks":2,"item_bytes":100,"items":8,"flushes":4,"secs":2.0,"items_per_s":4.0,"flushes_per_s":2.0,"limit_batches":4,"limit_secs":1.0,"limit_items_per_s":8.0,"ratio":0.5,"items_per_flush":2.0,"flush_ratio":0.5,"unsynced_items_per_s":7.0,"unsynced_ratio":0.875}"#
     );
     assert_eq!(
         text(&ours),
         "workload=durable tasks=2 item_bytes=100 items=8 flushes=4 secs=2.000 items_per_s=4 \
          flushes_per_s=2 limit_batches=4 limit_secs=1.000 limit_items_per_s=8 ratio=0.50 \
-         items_per_flush=2.0 flush_ratio=0.50\n"
+         items_per_flush=2.0 flush_ratio=0.50 unsynced_items_per_s=7 unsynced_ratio=0.88\n"
     );
     let peer = durable_report(Some("okaywal"), None, None);
     assert_eq!(

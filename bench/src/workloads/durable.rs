@@ -79,6 +79,16 @@ pub async fn durable<E: Engine>(
     bar.finish();
     db.close().await?;
     let flushes = commits.await?;
+    // The engine's own ceiling: one more round with its syncs off, in a store of its own.
+    let unsynced = match E::unsynced_config().filter(|_| b.limits) {
+        Some(config) => {
+            let db = E::open(&dir.join("unsynced"), &config).await?;
+            let (n, t) = durable_round(&db, tasks, &payload, round, &bar).await?;
+            db.close().await?;
+            Some(rate(n, t))
+        }
+        None => None,
+    };
     let limit = b.limits.then(|| {
         let limit_items_per_s = rate(limit_batches * tasks as u64, limit_secs);
         DurableLimit {
@@ -88,6 +98,8 @@ pub async fn durable<E: Engine>(
             ratio: ratio(rate(items, secs), limit_items_per_s),
             items_per_flush: flushes.map(|f| ratio(as_f64(items), as_f64(f))),
             flush_ratio: flushes.map(|f| ratio(rate(f, secs), rate(limit_batches, limit_secs))),
+            unsynced_items_per_s: unsynced,
+            unsynced_ratio: unsynced.map(|u| ratio(u, limit_items_per_s)),
         }
     });
     Ok(Report::Durable(DurableReport {
