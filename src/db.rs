@@ -522,16 +522,24 @@ impl AioDiskDb {
             )));
         }
         let mut info = info;
-        for _ in 0..4 {
+        let mut read_again = true;
+        for _ in 0..5 {
             match self.read_disk(loc, info).await {
                 Ok(got) => return Ok(got.map(|(bytes, _)| bytes)),
                 // An rtrim of the head may have cut the item and appends written other
                 // bytes there while it was read, against the entry of the file's version
                 // `info` names: judge the read by the catalog as it is now. The rtrim
-                // gives the file a new generation before any byte is written again, so an
-                // unchanged generation means the bytes themselves differ.
+                // gives the file a new generation before any byte is written again.
+                // But the cut itself may be what the read saw, the trim not published
+                // yet: a read racing a truncation that shrinks the file can copy the
+                // zeros the kernel fills the rest of the new end's page with (Linux
+                // checks the size, then copies), as many bytes as it asked for. Once it
+                // saw them, the file is cut: the same version read again gives `None`
+                // (or, if the trim was published and the range written again meanwhile,
+                // a new generation). A mismatch on the second read is the bytes'.
                 Err(e @ Error::Corrupted { .. }) => match Self::find(inner, loc)? {
                     Found::Disk(now) if now.generation != info.generation => info = now,
+                    Found::Disk(_) if read_again => read_again = false,
                     Found::Ram(bytes) => return Ok(Some(bytes)),
                     Found::Missing => return Ok(None),
                     Found::Disk(_) => return Err(e),
@@ -1386,12 +1394,15 @@ impl AioDiskDb {
 
 #[cfg(test)]
 mod read_races {
-    use std::sync::Arc;
+    use std::ffi::OsString;
+    use std::io;
+    use std::path::Path;
+    use std::sync::{Arc, Condvar, Mutex};
     use std::time::Duration;
 
     use crate::config::Builder;
     use crate::events::Hooks;
-    use crate::fs::Fs;
+    use crate::fs::{Fs, FsFile};
     use crate::testing::sim::SimFs;
     use crate::{AioDiskDb, Error};
 
@@ -1438,6 +1449,206 @@ mod read_races {
             Err(e @ Error::Corrupted { .. }) => panic!("a false Corrupted: {e}"),
             Err(e) => panic!("{e:?}"),
         }
+        db.stop().await.unwrap();
+    }
+
+    /// Where a read of a data file and a truncation of it stand ([`RacyFs`]).
+    #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+    enum Phase {
+        #[default]
+        Off,
+        /// The next read of a data file's bytes races the next truncation.
+        Armed,
+        /// That read has checked the file's size and waits to copy.
+        Reading,
+        /// The truncation is done; it waits (before the trim goes on) for the read's end.
+        Cut,
+        /// The read (`AioDiskDb::read`) returned.
+        Done,
+    }
+
+    #[derive(Debug, Default)]
+    struct Gate {
+        phase: Mutex<Phase>,
+        moved: Condvar,
+    }
+
+    impl Gate {
+        fn set(&self, to: Phase) {
+            *self.phase.lock().unwrap() = to;
+            self.moved.notify_all();
+        }
+
+        /// Moves from `from` to `to`, if it is at `from`.
+        fn step(&self, from: Phase, to: Phase) -> bool {
+            let mut p = self.phase.lock().unwrap();
+            let at = *p == from;
+            if at {
+                *p = to;
+                self.moved.notify_all();
+            }
+            at
+        }
+
+        fn wait_for(&self, want: Phase) -> bool {
+            let p = self.phase.lock().unwrap();
+            let (_p, t) = self
+                .moved
+                .wait_timeout_while(p, Duration::from_secs(10), |p| *p != want)
+                .unwrap();
+            !t.timed_out()
+        }
+    }
+
+    /// `SimFs` with Linux's read racing a truncation that shrinks a file: the read checks
+    /// the size, the truncation cuts the file and zero-fills the rest of the page holding
+    /// the new end, and the read copies those zeros, as many bytes as it asked for.
+    #[derive(Debug)]
+    struct RacyFs {
+        sim: SimFs,
+        gate: Arc<Gate>,
+    }
+
+    #[derive(Debug)]
+    struct RacyFile {
+        file: Arc<dyn FsFile>,
+        gate: Arc<Gate>,
+        reader: bool,
+    }
+
+    impl RacyFs {
+        fn wrap(&self, path: &Path, file: Arc<dyn FsFile>, reader: bool) -> Arc<dyn FsFile> {
+            if path.extension().is_some_and(|e| e == "dat") {
+                Arc::new(RacyFile {
+                    file,
+                    gate: Arc::clone(&self.gate),
+                    reader,
+                })
+            } else {
+                file
+            }
+        }
+    }
+
+    impl Fs for RacyFs {
+        fn create_new(&self, path: &Path) -> io::Result<Arc<dyn FsFile>> {
+            Ok(self.wrap(path, self.sim.create_new(path)?, false))
+        }
+        fn open_rw(&self, path: &Path) -> io::Result<Arc<dyn FsFile>> {
+            Ok(self.wrap(path, self.sim.open_rw(path)?, false))
+        }
+        fn open_ro(&self, path: &Path) -> io::Result<Arc<dyn FsFile>> {
+            Ok(self.wrap(path, self.sim.open_ro(path)?, true))
+        }
+        fn open_or_create(&self, path: &Path) -> io::Result<(Arc<dyn FsFile>, bool)> {
+            let (f, created) = self.sim.open_or_create(path)?;
+            Ok((self.wrap(path, f, false), created))
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            self.sim.rename(from, to)
+        }
+        fn remove(&self, path: &Path) -> io::Result<()> {
+            self.sim.remove(path)
+        }
+        fn list(&self, dir: &Path) -> io::Result<Vec<OsString>> {
+            self.sim.list(dir)
+        }
+        fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+            self.sim.sync_dir(dir)
+        }
+        fn dir_exists(&self, dir: &Path) -> io::Result<bool> {
+            self.sim.dir_exists(dir)
+        }
+        fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+            self.sim.create_dir_all(dir)
+        }
+    }
+
+    impl FsFile for RacyFile {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+            let item_bytes = offset >= crate::format::HEADER_LEN;
+            if self.reader && item_bytes && self.gate.step(Phase::Armed, Phase::Reading) {
+                if !self.gate.wait_for(Phase::Cut) {
+                    return Err(io::Error::other("the truncation never came"));
+                }
+                buf.fill(0);
+                return Ok(buf.len());
+            }
+            self.file.read_at(buf, offset)
+        }
+        fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+            self.file.write_at(buf, offset)
+        }
+        fn len(&self) -> io::Result<u64> {
+            self.file.len()
+        }
+        fn set_len(&self, len: u64) -> io::Result<()> {
+            self.file.set_len(len)?;
+            if !self.reader && self.gate.step(Phase::Reading, Phase::Cut) {
+                // The trim goes on (and its new generation is published) only after the
+                // read returned.
+                let _ = self.gate.wait_for(Phase::Done);
+            }
+            Ok(())
+        }
+        fn sync_data(&self) -> io::Result<()> {
+            self.file.sync_data()
+        }
+        fn try_lock(&self) -> io::Result<bool> {
+            self.file.try_lock()
+        }
+    }
+
+    /// A read of the head that copies the bytes an rtrim is cutting as the kernel zeroes
+    /// them (the handle still names the file's version before the trim, which is not done
+    /// yet) is the rtrim's: `None` (or the old bytes), never `Corrupted`.
+    #[tokio::test]
+    async fn a_read_copying_the_zeros_of_a_truncation_in_progress_is_not_corrupted() {
+        let (cfg, _) = Builder::new("/db")
+            .max_file_size(1024)
+            .max_buffer_size(1000)
+            .flush_interval(Duration::from_secs(3600))
+            .overwrite(true)
+            .concurrency(1)
+            .validate()
+            .expect("valid");
+        let gate = Arc::new(Gate::default());
+        let fs = RacyFs {
+            sim: SimFs::new(),
+            gate: Arc::clone(&gate),
+        };
+        let db = AioDiskDb::start_with(Arc::new(fs) as Arc<dyn Fs>, cfg, Hooks::default())
+            .await
+            .unwrap();
+        let a0 = db.add(vec![1u8; 10]).await.unwrap();
+        let a1 = db.add(vec![2u8; 10]).await.unwrap();
+        db.flush().await.unwrap();
+        // The head is open for reads and its table loaded (with a1's CRC32C).
+        assert_eq!(db.read(a1).await.unwrap().as_deref(), Some(&[2u8; 10][..]));
+        gate.set(Phase::Armed);
+        let reader = {
+            let (db, gate) = (db.clone(), Arc::clone(&gate));
+            tokio::spawn(async move {
+                let got = db.read(a1).await;
+                gate.set(Phase::Done);
+                got
+            })
+        };
+        let g = Arc::clone(&gate);
+        let reading = tokio::task::spawn_blocking(move || g.wait_for(Phase::Reading));
+        assert!(reading.await.unwrap(), "the read reached the file");
+        assert_eq!(db.rtrim(a0.index, a1.position, &[]).await.unwrap(), 10);
+        match reader.await.unwrap() {
+            Ok(None) => {}
+            Ok(Some(b)) => panic!("{b:?} for an item being cut"),
+            Err(e @ Error::Corrupted { .. }) => panic!("a false Corrupted: {e}"),
+            Err(e) => panic!("{e:?}"),
+        }
+        assert_eq!(*gate.phase.lock().unwrap(), Phase::Done);
+        let b1 = db.add(vec![3u8; 10]).await.unwrap();
+        assert_eq!(b1, a1, "the same location again");
+        db.flush().await.unwrap();
+        assert_eq!(db.read(a1).await.unwrap().as_deref(), Some(&[3u8; 10][..]));
         db.stop().await.unwrap();
     }
 }
