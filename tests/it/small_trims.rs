@@ -252,7 +252,10 @@ async fn a_writer_read_racing_an_rtrim_and_rewrite_of_the_head_is_not_corrupted(
                 Ok(Some(b)) if b[..] == d[..] => olds += 1,
                 Ok(Some(b)) if b[..] == new[i].1[..] => news += 1,
                 Ok(Some(_)) => odd += 1,
-                Err(aiodiskdb::Error::Corrupted { .. }) => corrupted += 1,
+                Err(e @ aiodiskdb::Error::Corrupted { .. }) => {
+                    eprintln!("{l}: {e}");
+                    corrupted += 1;
+                }
                 Err(e) => panic!("{l}: {e:?}"),
             }
         }
