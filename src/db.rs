@@ -9,7 +9,7 @@
 //! events, after it released `shared`.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -58,6 +58,12 @@ pub(crate) struct Inner {
     /// The hooks' own queue, when any hook is set: hooks see every event.
     hooks: Option<HookSender>,
     overwrite: AtomicBool,
+    /// Trims run by the store, counted twice: odd while one cuts files (from before its
+    /// first byte changes until the handle adopted its catalog). A read no CRC32C checked
+    /// that overlapped one is read again after it (`AioDiskDb::read`).
+    trims: AtomicU64,
+    /// Wakes reads waiting for a trim to end.
+    trim_ended: Notify,
     reads: Semaphore,
     pub(crate) read_cache: ReadCache,
     /// The running side of tiering, when configured.
@@ -67,12 +73,48 @@ pub(crate) struct Inner {
     follower: Option<Follower>,
 }
 
+/// A trim in progress ([`Inner::trim_running`]).
+pub(crate) struct TrimRunning<'a>(&'a Inner);
+
+impl Drop for TrimRunning<'_> {
+    fn drop(&mut self) {
+        self.0.trims.fetch_add(1, Ordering::SeqCst);
+        self.0.trim_ended.notify_waiters();
+    }
+}
+
 impl Inner {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Shared> {
         // A panic while holding this lock leaves plain data behind; keep serving.
         self.shared
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A trim starts cutting files (the flusher, before the store runs it): until the
+    /// guard is dropped (once the handle adopted its outcome, or it failed or was
+    /// abandoned), unchecked reads that overlap it are read again.
+    pub(crate) fn trim_running(&self) -> TrimRunning<'_> {
+        self.trims.fetch_add(1, Ordering::SeqCst);
+        TrimRunning(self)
+    }
+
+    /// The trim count now (odd: one is cutting files).
+    fn trims(&self) -> u64 {
+        self.trims.load(Ordering::SeqCst)
+    }
+
+    /// Returns once no trim is cutting files.
+    async fn no_trim_running(&self) {
+        loop {
+            let ended = self.trim_ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if self.trims().is_multiple_of(2) {
+                return;
+            }
+            ended.await;
+        }
     }
 
     /// Sends `event` to the subscribers and queues it for the hooks. Never waits: a slow
@@ -112,6 +154,8 @@ impl Inner {
             .map(|t| Arc::new(crate::tiering::Remote::new(t)));
         let inner = Arc::new(Inner {
             overwrite: AtomicBool::new(cfg.overwrite),
+            trims: AtomicU64::new(0),
+            trim_ended: Notify::new(),
             reads: Semaphore::new(cfg.concurrency),
             cfg,
             shared: Mutex::new(shared),
@@ -524,7 +568,19 @@ impl AioDiskDb {
         let mut info = info;
         let mut read_again = true;
         for _ in 0..5 {
+            let trims = inner.trims();
             match self.read_disk(loc, info).await {
+                // Bytes no CRC32C checked, read while a trim cut the file (a truncation
+                // shows zeros to a read it overlaps, see below): read again once the trim
+                // is done, by the catalog it left.
+                Ok(Some((_, false))) if !trims.is_multiple_of(2) || inner.trims() != trims => {
+                    inner.no_trim_running().await;
+                    match Self::find(inner, loc)? {
+                        Found::Disk(now) => info = now,
+                        Found::Ram(bytes) => return Ok(Some(bytes)),
+                        Found::Missing => return Ok(None),
+                    }
+                }
                 Ok(got) => return Ok(got.map(|(bytes, _)| bytes)),
                 // An rtrim of the head may have cut the item and appends written other
                 // bytes there while it was read, against the entry of the file's version
@@ -1471,6 +1527,8 @@ mod read_races {
     struct Gate {
         phase: Mutex<Phase>,
         moved: Condvar,
+        /// The trim goes on once it cut the file (else it waits for the read's end).
+        free_trim: bool,
     }
 
     impl Gate {
@@ -1584,7 +1642,7 @@ mod read_races {
         }
         fn set_len(&self, len: u64) -> io::Result<()> {
             self.file.set_len(len)?;
-            if !self.reader && self.gate.step(Phase::Reading, Phase::Cut) {
+            if !self.reader && self.gate.step(Phase::Reading, Phase::Cut) && !self.gate.free_trim {
                 // The trim goes on (and its new generation is published) only after the
                 // read returned.
                 let _ = self.gate.wait_for(Phase::Done);
@@ -1597,6 +1655,53 @@ mod read_races {
         fn try_lock(&self) -> io::Result<bool> {
             self.file.try_lock()
         }
+    }
+
+    /// The same race for a read no CRC32C checks (`verify_reads(false)`), the trim going on
+    /// meanwhile: the zeros are not returned as the item; the read overlapped a trim, so it
+    /// is read again once the trim is done, and the item is gone (`None`).
+    #[tokio::test]
+    async fn an_unchecked_read_overlapping_a_truncation_is_read_again_after_it() {
+        let (cfg, _) = Builder::new("/db")
+            .max_file_size(1024)
+            .max_buffer_size(1000)
+            .flush_interval(Duration::from_secs(3600))
+            .overwrite(true)
+            .concurrency(1)
+            .verify_reads(false)
+            .validate()
+            .expect("valid");
+        let gate = Arc::new(Gate {
+            free_trim: true,
+            ..Gate::default()
+        });
+        let fs = RacyFs {
+            sim: SimFs::new(),
+            gate: Arc::clone(&gate),
+        };
+        let db = AioDiskDb::start_with(Arc::new(fs) as Arc<dyn Fs>, cfg, Hooks::default())
+            .await
+            .unwrap();
+        let a0 = db.add(vec![1u8; 10]).await.unwrap();
+        let a1 = db.add(vec![2u8; 10]).await.unwrap();
+        db.flush().await.unwrap();
+        assert_eq!(db.read(a1).await.unwrap().as_deref(), Some(&[2u8; 10][..]));
+        gate.set(Phase::Armed);
+        let reader = {
+            let db = db.clone();
+            tokio::spawn(async move { db.read(a1).await })
+        };
+        let g = Arc::clone(&gate);
+        let reading = tokio::task::spawn_blocking(move || g.wait_for(Phase::Reading));
+        assert!(reading.await.unwrap(), "the read reached the file");
+        assert_eq!(db.rtrim(a0.index, a1.position, &[]).await.unwrap(), 10);
+        match reader.await.unwrap() {
+            Ok(None) => {}
+            Ok(Some(b)) => panic!("{b:?} for an item being cut"),
+            Err(e) => panic!("{e:?}"),
+        }
+        assert_eq!(db.read(a0).await.unwrap().as_deref(), Some(&[1u8; 10][..]));
+        db.stop().await.unwrap();
     }
 
     /// A read of the head that copies the bytes an rtrim is cutting as the kernel zeroes

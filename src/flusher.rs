@@ -353,6 +353,9 @@ impl Flusher {
             let fetched = self.fetch_check(&op).await?;
             #[cfg(not(feature = "tiering"))]
             let fetched: Option<Fetched> = None;
+            // From here until the catalog is adopted, unchecked reads that overlap are read
+            // again (`AioDiskDb::read`).
+            let running = self.inner.trim_running();
             let outcome: Result<(TrimOutcome, _)> = blocking(&self.store, move |st| {
                 let fetched = fetched.as_ref();
                 let o = match op {
@@ -363,11 +366,15 @@ impl Flusher {
                 Ok((o, st.catalog()))
             })
             .await;
-            match outcome {
-                Ok((o, catalog)) => {
-                    self.inner.lock().adopt(catalog);
-                    // The file was replaced, shrunk or removed: no read keeps its handle.
-                    self.inner.read_cache.evict(index);
+            let adopted = outcome.map(|(o, catalog)| {
+                self.inner.lock().adopt(catalog);
+                // The file was replaced, shrunk or removed: no read keeps its handle.
+                self.inner.read_cache.evict(index);
+                o
+            });
+            drop(running);
+            match adopted {
+                Ok(o) => {
                     #[cfg(feature = "tiering")]
                     if o.remote {
                         self.delete_remote(index).await;
