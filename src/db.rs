@@ -566,14 +566,16 @@ impl AioDiskDb {
             )));
         }
         let mut info = info;
-        let mut read_again = true;
-        for _ in 0..5 {
+        for _ in 0..4 {
             let trims = inner.trims();
-            match self.read_disk(loc, info).await {
-                // Bytes no CRC32C checked, read while a trim cut the file (a truncation
-                // shows zeros to a read it overlaps, see below): read again once the trim
-                // is done, by the catalog it left.
-                Ok(Some((_, false))) if !trims.is_multiple_of(2) || inner.trims() != trims => {
+            let got = self.read_disk(loc, info).await;
+            // A trim overlapped the read: a truncation shows zeros to a read it overlaps
+            // (Linux checks the size, then copies), at full length, before the trim's new
+            // generation is published. Bytes no CRC32C checked, or a failed check, are
+            // judged once the trim is done, by the catalog it left.
+            let overlapped = !trims.is_multiple_of(2) || inner.trims() != trims;
+            match got {
+                Ok(Some((_, false))) | Err(Error::Corrupted { .. }) if overlapped => {
                     inner.no_trim_running().await;
                     match Self::find(inner, loc)? {
                         Found::Disk(now) => info = now,
@@ -585,17 +587,10 @@ impl AioDiskDb {
                 // An rtrim of the head may have cut the item and appends written other
                 // bytes there while it was read, against the entry of the file's version
                 // `info` names: judge the read by the catalog as it is now. The rtrim
-                // gives the file a new generation before any byte is written again.
-                // But the cut itself may be what the read saw, the trim not published
-                // yet: a read racing a truncation that shrinks the file can copy the
-                // zeros the kernel fills the rest of the new end's page with (Linux
-                // checks the size, then copies), as many bytes as it asked for. Once it
-                // saw them, the file is cut: the same version read again gives `None`
-                // (or, if the trim was published and the range written again meanwhile,
-                // a new generation). A mismatch on the second read is the bytes'.
+                // gives the file a new generation before any byte is written again, so an
+                // unchanged generation means the bytes themselves differ.
                 Err(e @ Error::Corrupted { .. }) => match Self::find(inner, loc)? {
                     Found::Disk(now) if now.generation != info.generation => info = now,
-                    Found::Disk(_) if read_again => read_again = false,
                     Found::Ram(bytes) => return Ok(Some(bytes)),
                     Found::Missing => return Ok(None),
                     Found::Disk(_) => return Err(e),
@@ -1467,7 +1462,7 @@ mod read_races {
     use crate::events::Hooks;
     use crate::fs::{Fs, FsFile};
     use crate::testing::sim::SimFs;
-    use crate::{AioDiskDb, Error};
+    use crate::{AioDiskDb, Error, ItemLocation};
 
     /// A read of the head that waits for a read permit while the writer cuts the item
     /// (rtrim) and appends another of the same size there: it must give the old bytes, the
@@ -1535,8 +1530,8 @@ mod read_races {
         phase: Mutex<Phase>,
         moved: Condvar,
         /// How long the trim, once it cut the file, waits for the read's end before it goes
-        /// on (`None`: until then).
-        hold: Option<Duration>,
+        /// on (and publishes its new generation).
+        hold: Duration,
     }
 
     impl Gate {
@@ -1655,10 +1650,9 @@ mod read_races {
         fn set_len(&self, len: u64) -> io::Result<()> {
             self.file.set_len(len)?;
             if !self.reader && self.gate.step(Phase::Reading, Phase::Cut) {
-                // The trim goes on (and its new generation is published) only after the
-                // read returned.
-                let limit = self.gate.hold.unwrap_or(Duration::from_secs(10));
-                let _ = self.gate.wait_at_most(Phase::Done, limit);
+                // The trim goes on (and publishes its new generation) once the read
+                // returned, or after `hold` at most.
+                let _ = self.gate.wait_at_most(Phase::Done, self.gate.hold);
             }
             Ok(())
         }
@@ -1670,22 +1664,24 @@ mod read_races {
         }
     }
 
-    /// The same race for a read no CRC32C checks (`verify_reads(false)`), the trim going on
-    /// meanwhile: the zeros are not returned as the item; the read overlapped a trim, so it
-    /// is read again once the trim is done, and the item is gone (`None`).
-    #[tokio::test]
-    async fn an_unchecked_read_overlapping_a_truncation_is_read_again_after_it() {
+    /// A writer on a [`RacyFs`] whose head holds two items of 10 bytes, `a0` then `a1`,
+    /// committed (and read once, so that the head is open with its table loaded); a trim
+    /// that cut a file waits up to `hold` for the racing read's end.
+    async fn two_items(
+        verify_reads: bool,
+        hold: Duration,
+    ) -> (AioDiskDb, Arc<Gate>, ItemLocation, ItemLocation) {
         let (cfg, _) = Builder::new("/db")
             .max_file_size(1024)
             .max_buffer_size(1000)
             .flush_interval(Duration::from_secs(3600))
             .overwrite(true)
             .concurrency(1)
-            .verify_reads(false)
+            .verify_reads(verify_reads)
             .validate()
             .expect("valid");
         let gate = Arc::new(Gate {
-            hold: Some(Duration::ZERO),
+            hold,
             ..Gate::default()
         });
         let fs = RacyFs {
@@ -1699,16 +1695,42 @@ mod read_races {
         let a1 = db.add(vec![2u8; 10]).await.unwrap();
         db.flush().await.unwrap();
         assert_eq!(db.read(a1).await.unwrap().as_deref(), Some(&[2u8; 10][..]));
+        (db, gate, a0, a1)
+    }
+
+    /// Runs `op` so that its first read of item bytes copies the zeros of an rtrim cutting
+    /// `a1` off the head (`a0` stays); returns what `op` gave.
+    async fn racing_the_cut<T: Send + 'static>(
+        db: &AioDiskDb,
+        gate: &Arc<Gate>,
+        a0: ItemLocation,
+        a1: ItemLocation,
+        op: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> T {
         gate.set(Phase::Armed);
-        let reader = {
-            let db = db.clone();
-            tokio::spawn(async move { db.read(a1).await })
+        let running = {
+            let gate = Arc::clone(gate);
+            tokio::spawn(async move {
+                let got = op.await;
+                gate.set(Phase::Done);
+                got
+            })
         };
-        let g = Arc::clone(&gate);
+        let g = Arc::clone(gate);
         let reading = tokio::task::spawn_blocking(move || g.wait_for(Phase::Reading));
         assert!(reading.await.unwrap(), "the read reached the file");
         assert_eq!(db.rtrim(a0.index, a1.position, &[]).await.unwrap(), 10);
-        match reader.await.unwrap() {
+        running.await.unwrap()
+    }
+
+    /// The same race for a read no CRC32C checks (`verify_reads(false)`), the trim going on
+    /// meanwhile: the zeros are not returned as the item; the read overlapped a trim, so it
+    /// is read again once the trim is done, and the item is gone (`None`).
+    #[tokio::test]
+    async fn an_unchecked_read_overlapping_a_truncation_is_read_again_after_it() {
+        let (db, gate, a0, a1) = two_items(false, Duration::ZERO).await;
+        let reader = db.clone();
+        match racing_the_cut(&db, &gate, a0, a1, async move { reader.read(a1).await }).await {
             Ok(None) => {}
             Ok(Some(b)) => panic!("{b:?} for an item being cut"),
             Err(e) => panic!("{e:?}"),
@@ -1722,42 +1744,12 @@ mod read_races {
     /// reported as damage.
     #[tokio::test]
     async fn verify_overlapping_a_truncation_reports_no_damage() {
-        let (cfg, _) = Builder::new("/db")
-            .max_file_size(1024)
-            .max_buffer_size(1000)
-            .flush_interval(Duration::from_secs(3600))
-            .overwrite(true)
-            .validate()
-            .expect("valid");
-        let gate = Arc::new(Gate {
-            hold: Some(Duration::from_millis(300)),
-            ..Gate::default()
-        });
-        let fs = RacyFs {
-            sim: SimFs::new(),
-            gate: Arc::clone(&gate),
-        };
-        let db = AioDiskDb::start_with(Arc::new(fs) as Arc<dyn Fs>, cfg, Hooks::default())
+        let (db, gate, a0, a1) = two_items(true, Duration::from_millis(300)).await;
+        assert!(db.verify().await.unwrap().problems.is_empty());
+        let verifier = db.clone();
+        let report = racing_the_cut(&db, &gate, a0, a1, async move { verifier.verify().await })
             .await
             .unwrap();
-        let a0 = db.add(vec![1u8; 10]).await.unwrap();
-        let a1 = db.add(vec![2u8; 10]).await.unwrap();
-        db.flush().await.unwrap();
-        assert!(db.verify().await.unwrap().problems.is_empty());
-        gate.set(Phase::Armed);
-        let verifier = {
-            let (db, gate) = (db.clone(), Arc::clone(&gate));
-            tokio::spawn(async move {
-                let got = db.verify().await;
-                gate.set(Phase::Done);
-                got
-            })
-        };
-        let g = Arc::clone(&gate);
-        let reading = tokio::task::spawn_blocking(move || g.wait_for(Phase::Reading));
-        assert!(reading.await.unwrap(), "the walk reached the file");
-        assert_eq!(db.rtrim(a0.index, a1.position, &[]).await.unwrap(), 10);
-        let report = verifier.await.unwrap().unwrap();
         assert!(report.problems.is_empty(), "{:?}", report.problems);
         let after = db.verify().await.unwrap();
         assert!(after.problems.is_empty(), "{:?}", after.problems);
@@ -1766,45 +1758,13 @@ mod read_races {
     }
 
     /// A read of the head that copies the bytes an rtrim is cutting as the kernel zeroes
-    /// them (the handle still names the file's version before the trim, which is not done
-    /// yet) is the rtrim's: `None` (or the old bytes), never `Corrupted`.
+    /// them (the handle still names the file's version before the trim, which takes a while
+    /// to publish it) is the rtrim's: `None`, never `Corrupted`.
     #[tokio::test]
     async fn a_read_copying_the_zeros_of_a_truncation_in_progress_is_not_corrupted() {
-        let (cfg, _) = Builder::new("/db")
-            .max_file_size(1024)
-            .max_buffer_size(1000)
-            .flush_interval(Duration::from_secs(3600))
-            .overwrite(true)
-            .concurrency(1)
-            .validate()
-            .expect("valid");
-        let gate = Arc::new(Gate::default());
-        let fs = RacyFs {
-            sim: SimFs::new(),
-            gate: Arc::clone(&gate),
-        };
-        let db = AioDiskDb::start_with(Arc::new(fs) as Arc<dyn Fs>, cfg, Hooks::default())
-            .await
-            .unwrap();
-        let a0 = db.add(vec![1u8; 10]).await.unwrap();
-        let a1 = db.add(vec![2u8; 10]).await.unwrap();
-        db.flush().await.unwrap();
-        // The head is open for reads and its table loaded (with a1's CRC32C).
-        assert_eq!(db.read(a1).await.unwrap().as_deref(), Some(&[2u8; 10][..]));
-        gate.set(Phase::Armed);
-        let reader = {
-            let (db, gate) = (db.clone(), Arc::clone(&gate));
-            tokio::spawn(async move {
-                let got = db.read(a1).await;
-                gate.set(Phase::Done);
-                got
-            })
-        };
-        let g = Arc::clone(&gate);
-        let reading = tokio::task::spawn_blocking(move || g.wait_for(Phase::Reading));
-        assert!(reading.await.unwrap(), "the read reached the file");
-        assert_eq!(db.rtrim(a0.index, a1.position, &[]).await.unwrap(), 10);
-        match reader.await.unwrap() {
+        let (db, gate, a0, a1) = two_items(true, Duration::from_millis(300)).await;
+        let reader = db.clone();
+        match racing_the_cut(&db, &gate, a0, a1, async move { reader.read(a1).await }).await {
             Ok(None) => {}
             Ok(Some(b)) => panic!("{b:?} for an item being cut"),
             Err(e @ Error::Corrupted { .. }) => panic!("a false Corrupted: {e}"),
