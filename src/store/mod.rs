@@ -12,7 +12,7 @@
 //! matches its checksums.
 
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, OnceLock};
 use std::time::Duration;
 
 use crate::catalog::{Catalog, FileInfo};
@@ -137,29 +137,35 @@ fn internal(reason: String) -> Error {
 
 /// A thread that syncs files for the store, so that a commit's syncs are issued at once
 /// (the data file on the store's thread, the index here) without starting a thread per
-/// commit. It ends when the store is dropped.
-#[derive(Debug)]
+/// commit. Started by the first commit that syncs two files (a store opened only to
+/// recover, check or read starts none); it ends when the store is dropped.
+#[derive(Debug, Default)]
 struct Syncer {
-    tx: Option<mpsc::Sender<SyncJob>>,
+    /// `None` inside: no thread could be started (every sync then runs on the store's
+    /// thread, one after the other).
+    tx: OnceLock<Option<mpsc::Sender<SyncJob>>>,
 }
 
 /// A file to sync, and where to send the outcome.
 type SyncJob = (Arc<dyn FsFile>, mpsc::SyncSender<std::io::Result<()>>);
 
 impl Syncer {
-    fn new() -> Syncer {
-        let (tx, rx) = mpsc::channel::<SyncJob>();
-        let started = std::thread::Builder::new()
-            .name("aiodiskdb-sync".into())
-            .spawn(move || {
-                for (file, reply) in rx {
-                    let _ = reply.send(file.sync_data());
-                }
-            });
-        // No thread to spare: every sync runs on the store's thread, one after the other.
-        Syncer {
-            tx: started.ok().map(|_| tx),
-        }
+    /// The sync thread's channel, starting the thread on first use.
+    fn sender(&self) -> Option<&mpsc::Sender<SyncJob>> {
+        self.tx
+            .get_or_init(|| {
+                let (tx, rx) = mpsc::channel::<SyncJob>();
+                std::thread::Builder::new()
+                    .name("aiodiskdb-sync".into())
+                    .spawn(move || {
+                        for (file, reply) in rx {
+                            let _ = reply.send(file.sync_data());
+                        }
+                    })
+                    .ok()
+                    .map(|_| tx)
+            })
+            .as_ref()
     }
 
     /// Syncs the files together: the first on this thread, the others on the sync thread
@@ -173,7 +179,7 @@ impl Syncer {
         let mut inline = Vec::new();
         for &(f, path) in rest {
             let (reply, outcome) = mpsc::sync_channel(1);
-            match &self.tx {
+            match self.sender() {
                 Some(tx) if tx.send((Arc::clone(f), reply)).is_ok() => {
                     pending.push((outcome, path));
                 }
@@ -191,13 +197,6 @@ impl Syncer {
             result = result.and(f.sync_data().ctx("sync file", path));
         }
         result
-    }
-}
-
-impl Drop for Syncer {
-    fn drop(&mut self) {
-        // Closing the channel ends the thread once it has answered what it was sent.
-        self.tx.take();
     }
 }
 
@@ -229,13 +228,19 @@ impl Store {
             catalog,
             manifest,
             old_manifest: None,
-            syncer: Syncer::new(),
+            syncer: Syncer::default(),
         };
         // Refuse now, with the directory untouched, rather than at the first flush.
         if store.state_file.state.seq == u64::MAX {
             return Err(store.seq_exhausted());
         }
         Ok(store)
+    }
+
+    /// Whether the sync thread was started.
+    #[cfg(test)]
+    pub(crate) fn sync_thread_started(&self) -> bool {
+        self.syncer.tx.get().is_some()
     }
 
     fn seq_exhausted(&self) -> Error {

@@ -773,6 +773,27 @@ mod tests {
         }
     }
 
+    /// A store opened to recover (or to check, as this harness does for every crash
+    /// state) starts no sync thread; the first commit with files to sync together does.
+    #[test]
+    fn the_sync_thread_starts_with_the_first_commit_that_syncs() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let fs = SimFs::new();
+        rt.block_on(workload(fs.clone(), 0, 60));
+        let mut store = open_store(&fs.crash_image(Damage::SyncedOnly, 1)).unwrap();
+        assert!(!store.sync_thread_started(), "started by recovery");
+        let info = store.catalog().head_info();
+        let seg = Segment::one(store.catalog().head(), info.end, false, vec![7; 10]);
+        store.write_batch(&[&seg]).unwrap();
+        assert!(
+            store.sync_thread_started(),
+            "not started by a durable commit"
+        );
+    }
+
     /// Scale knob: `AIODISKDB_CRASH_SEEDS` workloads per test (default 5).
     fn seeds() -> u64 {
         std::env::var("AIODISKDB_CRASH_SEEDS")
