@@ -2799,6 +2799,56 @@ mod tests {
             assert!(failed.is_empty(), "failed: {failed:?}");
         }
 
+        /// A stop while `hydrate` downloads a file: its record step finds the handle
+        /// stopped (`NotRunning`), and the download's temp file goes too. Left behind, it
+        /// made the next open with `clean_stale_data(false)` refuse the cleanly stopped
+        /// directory as one that needs recovery.
+        #[test]
+        fn hydrate_ended_by_a_stop_leaves_no_temp_file() {
+            let rt = rt();
+            rt.block_on(async {
+                let fs = SimFs::new();
+                let backing: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+                let gated = Arc::new(FaultStore::new(Arc::clone(&backing)));
+                let db = open_tiered(&fs, gated.clone(), false).await.unwrap();
+                let items = fill(&db, 2, 9).await;
+                assert!(!db.tier().await.unwrap().is_empty());
+                let (entered, release) = gated.gate_next_ranged_get();
+                let hydrate = tokio::spawn({
+                    let db = db.clone();
+                    async move { db.hydrate().await }
+                });
+                entered.notified().await;
+                let stop = tokio::spawn({
+                    let db = db.clone();
+                    async move { db.stop().await }
+                });
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                release.add_permits(1);
+                let got = hydrate.await.unwrap();
+                stop.await.unwrap().unwrap();
+                assert!(matches!(got, Err(crate::Error::NotRunning)), "{got:?}");
+                assert!(
+                    fs.names().iter().all(|n| !n.starts_with(".tmp.")),
+                    "{:?}",
+                    fs.names()
+                );
+                let mut cfg = tier_config(Arc::clone(&backing), false);
+                cfg.clean_stale_data = false;
+                let db = AioDiskDb::start_with(
+                    Arc::new(fs.clone()) as Arc<dyn Fs>,
+                    cfg,
+                    Hooks::default(),
+                )
+                .await
+                .unwrap();
+                for (loc, data) in &items {
+                    assert_eq!(db.read(*loc).await.unwrap().as_deref(), Some(&data[..]));
+                }
+                db.stop().await.unwrap();
+            });
+        }
+
         /// A read of a remote item that gets its catalog entry before a hydrate and a new
         /// `tier` of its file, and its ranged GET after: the new object has the file's new
         /// trim offset in its header (the file was ltrimmed while remote, and hydrate wrote its

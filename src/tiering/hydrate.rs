@@ -116,6 +116,14 @@ pub(crate) async fn hydrate(
                     remove_temp(files, index).await;
                     return Err(remote_error(&key, &reason));
                 }
+                // The handle stopped before the flusher recorded the file (had it been
+                // dropped while recording, the rename is done and there is nothing to
+                // remove): the stop marks the directory clean, so no recovery would
+                // remove the temp file, and an open that keeps stale files refuses it.
+                Err(Error::NotRunning) => {
+                    remove_temp(files, index).await;
+                    return Err(Error::NotRunning);
+                }
                 // An I/O failure poisoned the handle; recovery removes the temp file.
                 Err(e) => return Err(e),
             }
