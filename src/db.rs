@@ -58,9 +58,11 @@ pub(crate) struct Inner {
     /// The hooks' own queue, when any hook is set: hooks see every event.
     hooks: Option<HookSender>,
     overwrite: AtomicBool,
-    /// Trims run by the store, counted twice: odd while one cuts files (from before its
-    /// first byte changes until the handle adopted its catalog). A read no CRC32C checked
-    /// that overlapped one is read again after it (`AioDiskDb::read`).
+    /// Trims (and moves of a file to or from the object store) run by the store, counted
+    /// twice: odd while one cuts, replaces or removes files (from before its first change
+    /// until the handle adopted its catalog). A read that overlapped one and found no
+    /// bytes, or bytes no CRC32C checked, or a failed check, is judged again after it
+    /// (`AioDiskDb::read`).
     trims: AtomicU64,
     /// Wakes reads waiting for a trim to end.
     trim_ended: Notify,
@@ -575,7 +577,7 @@ impl AioDiskDb {
             // judged once the trim is done, by the catalog it left.
             let overlapped = !trims.is_multiple_of(2) || inner.trims() != trims;
             match got {
-                Ok(Some((_, false))) | Err(Error::Corrupted { .. }) if overlapped => {
+                Ok(Some((_, false)) | None) | Err(Error::Corrupted { .. }) if overlapped => {
                     inner.no_trim_running().await;
                     match Self::find(inner, loc)? {
                         Found::Disk(now) => info = now,
@@ -583,6 +585,24 @@ impl AioDiskDb {
                         Found::Missing => return Ok(None),
                     }
                 }
+                // The catalog says these bytes are stored, in the file's version `info`
+                // names, and no trim or move of a file ran meanwhile: the file was
+                // deleted or cut behind the database's back. Say so; never "not stored".
+                Ok(None) => match Self::find(inner, loc)? {
+                    Found::Disk(now) if now.generation == info.generation => {
+                        return Err(Error::FilesInconsistency {
+                            path: inner.read_cache.files().data_path(loc.index),
+                            reason: format!(
+                                "{loc} is committed in it, but the file is missing or shorter: \
+                                 deleted or cut while the database was running"
+                            ),
+                        });
+                    }
+                    Found::Disk(now) if now.remote => return Box::pin(self.read(loc)).await,
+                    Found::Disk(now) => info = now,
+                    Found::Ram(bytes) => return Ok(Some(bytes)),
+                    Found::Missing => return Ok(None),
+                },
                 Ok(got) => return Ok(got.map(|(bytes, _)| bytes)),
                 // An rtrim of the head may have cut the item and appends written other
                 // bytes there while it was read, against the entry of the file's version
@@ -1646,6 +1666,9 @@ mod read_races {
         }
         fn len(&self) -> io::Result<u64> {
             self.file.len()
+        }
+        fn stat(&self) -> io::Result<crate::fs::FileStat> {
+            self.file.stat()
         }
         fn set_len(&self, len: u64) -> io::Result<()> {
             self.file.set_len(len)?;

@@ -460,23 +460,30 @@ impl Flusher {
             None => return Ok(false),
         };
         self.inner.lock().admit(Call::Persist)?;
+        // The store removes or replaces the local file before the handle adopts the new
+        // place: reads that overlap are judged again after it, as for a trim.
+        let running = self.inner.trim_running();
         let outcome = blocking(&self.store, move |st| {
             let recorded = st.record_place(&copy, to, &id)?;
             Ok((recorded, st.catalog()))
         })
         .await;
+        let outcome = outcome.map(|(recorded, catalog)| {
+            if recorded {
+                self.inner.lock().adopt(catalog);
+                self.inner.read_cache.evict(copy.index);
+            }
+            recorded
+        });
+        drop(running);
         match outcome {
-            Ok((recorded, catalog)) => {
-                if recorded {
-                    self.inner.lock().adopt(catalog);
-                    self.inner.read_cache.evict(copy.index);
-                    if to == crate::store::Place::Remote {
-                        self.inner.emit(Event::Tiered {
-                            at: SystemTime::now(),
-                            index: copy.index,
-                            size: copy.size,
-                        });
-                    }
+            Ok(recorded) => {
+                if recorded && to == crate::store::Place::Remote {
+                    self.inner.emit(Event::Tiered {
+                        at: SystemTime::now(),
+                        index: copy.index,
+                        size: copy.size,
+                    });
                 }
                 Ok(recorded)
             }

@@ -63,6 +63,15 @@ macro_rules! seeded {
 pub(crate) use seeded;
 
 /// An open file.
+/// What [`FsFile::stat`] tells of an open file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileStat {
+    /// Its length.
+    pub(crate) len: u64,
+    /// Whether a directory entry still names it.
+    pub(crate) linked: bool,
+}
+
 pub(crate) trait FsFile: Send + Sync + Debug {
     /// Reads at `offset`; returns how many bytes were read (0 at the end).
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
@@ -70,6 +79,14 @@ pub(crate) trait FsFile: Send + Sync + Debug {
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize>;
     /// The file's length.
     fn len(&self) -> io::Result<u64>;
+    /// The file's length, and whether a directory entry still names it (`false`: deleted
+    /// while open). Platforms that cannot tell say it is named.
+    fn stat(&self) -> io::Result<FileStat> {
+        Ok(FileStat {
+            len: self.len()?,
+            linked: true,
+        })
+    }
     /// Truncates or extends the file.
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Makes the file's data (and the length) durable.
@@ -276,6 +293,18 @@ impl FsFile for RealFile {
 
     fn len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
+    }
+
+    fn stat(&self) -> io::Result<FileStat> {
+        let m = self.file.metadata()?;
+        #[cfg(unix)]
+        let linked = std::os::unix::fs::MetadataExt::nlink(&m) > 0;
+        #[cfg(not(unix))]
+        let linked = true;
+        Ok(FileStat {
+            len: m.len(),
+            linked,
+        })
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {

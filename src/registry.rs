@@ -181,6 +181,10 @@ impl FsFile for Registered {
         self.file().len()
     }
 
+    fn stat(&self) -> io::Result<crate::fs::FileStat> {
+        self.file().stat()
+    }
+
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.file().set_len(len)
     }

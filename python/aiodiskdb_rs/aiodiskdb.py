@@ -69,11 +69,17 @@ def _mb(name: str, value: typing.Any) -> int:
 
 def _number(name: str, value: typing.Any, kind: typing.Callable[[typing.Any], typing.Any]) -> typing.Any:
     try:
-        return kind(value)
+        number = kind(value)
     except (TypeError, ValueError, OverflowError):
         raise exceptions.InvalidConfigurationException(
             f"{name} must be a number, not {value!r}"
         ) from None
+    if kind is int and not 0 <= number < 2**32:
+        # A count: the engine takes it unsigned (a negative one is no OverflowError here).
+        raise exceptions.InvalidConfigurationException(
+            f"{name} must be a positive integer, not {value!r}"
+        )
+    return number
 
 
 class AioDiskDB:
@@ -153,6 +159,7 @@ class AioDiskDB:
         self._loop: typing.Optional[asyncio.AbstractEventLoop] = None
         self._done: "typing.Optional[asyncio.Future[None]]" = None
         self._stop_signalled = False
+        self._stopping: "typing.Optional[asyncio.Future[bool]]" = None
 
     def __repr__(self) -> str:
         return f"<aiodiskdb_rs.AioDiskDB {str(self.path)!r} running={self.running}>"
@@ -211,17 +218,33 @@ class AioDiskDB:
     async def stop(self) -> bool:
         """Persists everything buffered (fsynced), marks the directory cleanly stopped,
         releases it, fires ``on_stop`` and ends :meth:`run`. Every later call raises
-        ``NotRunningException``. Returns ``True``.
+        ``NotRunningException``; a ``stop()`` made while another is under way waits for it
+        and has its outcome (as in the original). Returns ``True``.
 
         Raises ``NotRunningException`` if not running, ``TimeoutException`` after
         ``timeout`` seconds, ``InvalidDBStateException`` after a failed write (the
         directory is released and recovers on the next open).
         """
+        if self._stopping is not None:
+            # A stop is under way (a signal handler racing a shutdown, two tasks): this
+            # one has its outcome, as in the original, where both return True.
+            return await asyncio.shield(self._stopping)
+        stopping = self._stopping = asyncio.get_running_loop().create_future()
         try:
             await self._core.stop()
+        except BaseException as e:
+            if isinstance(e, asyncio.CancelledError):
+                stopping.cancel()
+            else:
+                stopping.set_exception(e)
+                stopping.exception()  # retrieved: no "never retrieved" warning if none waits
+            raise
         finally:
+            # The stops waiting hold the future; a later one finds the database stopped.
+            self._stopping = None
             if not self._core.running:
                 _LIVE.discard(self)
+        stopping.set_result(True)
         self._finish(None)
         return True
 
@@ -241,13 +264,15 @@ class AioDiskDB:
                 self._loop.call_soon_threadsafe(self._finish, None)
         raise GracefulExit()
 
-    def add(self, data: typing.Union[bytes, bytearray]) -> "Call[ItemLocation]":
-        """``await db.add(data)``: appends ``data`` (``bytes`` or ``bytearray``, not empty)
-        and returns its :class:`ItemLocation` at once; the item is readable immediately
-        and persisted by a later flush. Waits for buffer space when the buffer is full.
+    def add(self, data: typing.Union[bytes, bytearray, memoryview]) -> "Call[ItemLocation]":
+        """``await db.add(data)``: appends ``data`` (``bytes``, ``bytearray``,
+        ``memoryview`` or another bytes-like object, not empty) and returns its
+        :class:`ItemLocation` at once; the item is readable immediately and persisted by a
+        later flush. Waits for buffer space when the buffer is full.
 
         Raises ``EmptyPayloadException``, ``ItemTooLargeException`` (above
-        ``max_buffer_size``), ``TimeoutException``, ``NotRunningException``, ``TypeError``.
+        ``max_buffer_size``, or above what one data file holds: ``max_file_size`` less
+        its 24-byte header), ``TimeoutException``, ``NotRunningException``, ``TypeError``.
         """
         return self._core.add(data)
 

@@ -195,7 +195,9 @@ fn count(py: Python<'_>, r: aiodiskdb::Result<u64>) -> PyResult<Py<PyAny>> {
     }
 }
 
-/// An item's bytes: `bytes` (shared, not copied, when large) or `bytearray` (copied).
+/// An item's bytes: `bytes` (shared, not copied, when large), or any other bytes-like
+/// object (`bytearray`, `memoryview`, `array.array`, ...: what `memoryview()` takes, as
+/// the original writes whatever its file takes), copied.
 pub(crate) fn item_bytes(data: &Bound<'_, PyAny>) -> PyResult<Bytes> {
     if let Ok(b) = data.cast::<PyBytes>() {
         let s = b.as_bytes();
@@ -207,10 +209,29 @@ pub(crate) fn item_bytes(data: &Bound<'_, PyAny>) -> PyResult<Bytes> {
     if let Ok(b) = data.cast::<PyByteArray>() {
         return Ok(Bytes::from(b.to_vec()));
     }
-    Err(PyTypeError::new_err(format!(
-        "data must be bytes or bytearray, not {}",
-        data.get_type().name()?
-    )))
+    Ok(Bytes::from(bytes_like(data, "data")?))
+}
+
+/// The bytes of a bytes-like object other than `bytes` (a copy, through `memoryview`:
+/// the buffer protocol is not in the limited API of Python 3.9). `TypeError` naming
+/// `what` for anything else (a `str`, an `int`, `None`).
+pub(crate) fn bytes_like(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
+    let py = obj.py();
+    let view = py
+        .import("builtins")?
+        .getattr("memoryview")?
+        .call1((obj,))
+        .map_err(|_| {
+            let name = obj
+                .get_type()
+                .name()
+                .map_or_else(|_| "?".to_owned(), |n| n.to_string());
+            PyTypeError::new_err(format!(
+                "{what} must be a bytes-like object (bytes, bytearray, memoryview), not {name}"
+            ))
+        })?;
+    let copied = view.call_method0("tobytes")?;
+    Ok(copied.cast::<PyBytes>()?.as_bytes().to_vec())
 }
 
 /// A Python int as a `u32` index: out of range, no such index exists.

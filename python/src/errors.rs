@@ -46,6 +46,11 @@ pub(crate) fn to_py(py: Python<'_>, err: &Error) -> PyErr {
         Error::ItemTooLarge { .. } => "ItemTooLargeException",
         Error::EmptyPayload => "EmptyPayloadException",
         Error::EmptyTransaction => "EmptyTransactionException",
+        // A handle that refuses writes because its files changed behind its back (a data
+        // file deleted or cut while running): the class the original raises at its flush.
+        Error::InvalidDbState {
+            cause: Some(cause), ..
+        } if matches!(**cause, Error::FilesInconsistency { .. }) => "FilesInconsistencyException",
         Error::InvalidDbState { .. } => "InvalidDBStateException",
         Error::IndexDoesNotExist { .. } => "IndexDoesNotExist",
         Error::InvalidTrimCommand { .. } => "InvalidTrimCommandException",

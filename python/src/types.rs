@@ -90,15 +90,23 @@ impl PyItemLocation {
         PyBytes::new(py, &aiodiskdb::ItemLocation::from(*self).to_bytes())
     }
 
-    /// Decodes :meth:`serialize`. Raises ``InvalidLocationException`` (a ``ValueError``)
-    /// unless ``location`` is exactly 12 bytes.
+    /// Decodes :meth:`serialize` from any bytes-like object (``bytes``, ``bytearray``,
+    /// ``memoryview``). Raises ``InvalidLocationException`` (a ``ValueError``) unless
+    /// ``location`` is exactly 12 bytes.
     #[classmethod]
     fn deserialize(
         _cls: &Bound<'_, PyType>,
         py: Python<'_>,
-        location: &[u8],
+        location: &Bound<'_, PyAny>,
     ) -> PyResult<PyItemLocation> {
-        aiodiskdb::ItemLocation::from_bytes(location)
+        let copied;
+        let bytes = if let Ok(b) = location.cast::<PyBytes>() {
+            b.as_bytes()
+        } else {
+            copied = crate::core::bytes_like(location, "location")?;
+            &copied
+        };
+        aiodiskdb::ItemLocation::from_bytes(bytes)
             .map(PyItemLocation::from)
             .map_err(|e| errors::to_py(py, &e))
     }

@@ -340,6 +340,10 @@ async def test_bad_arguments_raise_clear_exceptions_and_lose_nothing(path):
         ({"flush_interval": -1}, "flush_interval"),
         ({"timeout": 0}, "timeout"),
         ({"concurrency": 0}, "concurrency"),
+        ({"file_padding": -1}, "file_padding"),
+        ({"max_buffer_items": -5}, "max_buffer_items"),
+        ({"concurrency": -1}, "concurrency"),
+        ({"concurrency": 2**40}, "concurrency"),
         ({"durability": "never"}, "durability"),
     ],
 )
@@ -446,6 +450,11 @@ def test_item_location_value_type():
     assert repr(loc) == "ItemLocation(index=3, position=80, size=1024333)"
     assert pickle.loads(pickle.dumps(loc)) == loc
     assert ItemLocation(0, 5, 1) < ItemLocation(1, 0, 1)
+    # Any bytes-like object, as the original (keys read back from a store or a socket).
+    for raw in (bytearray(loc.serialize()), memoryview(loc.serialize())):
+        assert ItemLocation.deserialize(raw) == loc
+    with pytest.raises(TypeError, match="bytes-like"):
+        ItemLocation.deserialize("not bytes")
     with pytest.raises(exceptions.InvalidLocationException):
         ItemLocation.deserialize(b"short")
     with pytest.raises(ValueError):
@@ -509,6 +518,61 @@ async def test_corrupted_data_is_reported_not_returned(path):
     db = mkdb(path, verify_reads=False)
     async with running(db):
         assert await db.read(loc) == b"Precious bytes"
+
+
+async def test_items_may_be_any_bytes_like_object(path):
+    import array
+
+    db = mkdb(path)
+    async with running(db):
+        view = await db.add(memoryview(b"xxviewxx")[2:6])
+        arr = await db.add(array.array("B", [1, 2, 3]))
+        tx = db.transaction()
+        tx.add(memoryview(bytearray(b"in a transaction")))
+        (in_tx,) = await tx.commit()
+        for bad in ("text", 5, None):
+            with pytest.raises(TypeError, match="bytes-like"):
+                await db.add(bad)
+        assert await db.read(view) == b"view"
+        assert await db.read(arr) == b"\x01\x02\x03"
+        assert await db.read(in_tx) == b"in a transaction"
+
+
+async def test_a_stop_while_another_runs_waits_for_it(path):
+    db = mkdb(path)
+    async with running(db):
+        loc = await db.add(b"persisted by the first stop")
+        assert await asyncio.gather(db.stop(), db.stop()) == [True, True]
+        with pytest.raises(exceptions.NotRunningException):
+            await db.stop()
+    db = mkdb(path)
+    async with running(db):
+        assert await db.read(loc) == b"persisted by the first stop"
+
+
+async def test_the_head_file_deleted_while_running_fails_the_flush(path):
+    db = mkdb(path)
+    failures = []
+
+    async def on_failure(ts, *args):
+        failures.append(ts)
+
+    db.events.on_failure = on_failure
+    async with running(db) as task:
+        await db.add(b"first")
+        await db.flush()
+        os.remove(os.path.join(path, "data00000.dat"))
+        await db.add(b"second")
+        # As the original: the flush raises, instead of acknowledging an item written
+        # into a file no one can open again.
+        with pytest.raises(exceptions.FilesInconsistencyException, match="deleted"):
+            await db.flush()
+        with pytest.raises(exceptions.AioDiskDBException):
+            await db.add(b"third")
+        await asyncio.sleep(0.05)
+    assert failures, "on_failure fired"
+    with pytest.raises(exceptions.FilesInconsistencyException):
+        task.result()  # what run() raised
 
 
 async def test_calls_needing_no_io_complete_without_an_event_loop_round(path):

@@ -72,6 +72,43 @@ impl Store {
         Ok(created)
     }
 
+    /// The head's files are still as this session left them: named (not deleted behind
+    /// its back, which would make the batch land in a file no one can open again), and the
+    /// data file not shorter than its committed end (cut behind its back: what the session
+    /// acknowledged is gone, and the batch would land after a hole). Longer is left alone:
+    /// bytes past the end that a crash left are written over. One `fstat` per file per
+    /// batch.
+    fn check_head_in_place(&self) -> Result<()> {
+        let file = &self.head.file;
+        let stat = file.file().stat().ctx("stat data file", file.path())?;
+        let needed = file.len_at(self.catalog.head_info().end);
+        let reason = if !stat.linked {
+            Some("deleted while the database was running".to_owned())
+        } else if stat.len < needed {
+            Some(format!(
+                "cut to {} bytes while the database was running; its committed end needs {needed}",
+                stat.len
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(Error::FilesInconsistency {
+                path: file.path().to_path_buf(),
+                reason,
+            });
+        }
+        if let Some(idx) = &self.head.idx {
+            if !idx.file().stat().ctx("stat index file", idx.path())?.linked {
+                return Err(Error::FilesInconsistency {
+                    path: idx.path().to_path_buf(),
+                    reason: "deleted while the database was running".to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Creates the files `created` with their header, and their index.
     fn create_files(&mut self, created: &[u32]) -> Result<Vec<(DataFile, IndexFile)>> {
         let mut files = Vec::with_capacity(created.len());
@@ -187,6 +224,7 @@ impl Store {
     fn commit(&mut self, segments: &[&Segment]) -> Result<()> {
         self.mark_dirty()?;
         let created = self.check_continues(segments)?;
+        self.check_head_in_place()?;
         let new_files = self.create_files(&created)?;
         let mut parts = self.write_parts(segments, new_files)?;
         // Index entries. Only the last file (the head after the batch) gets a batch marker

@@ -609,6 +609,16 @@ impl FsFile for SimFile {
         Ok(self.fs.state.lock().unwrap().inodes[&self.ino].live.len() as u64)
     }
 
+    /// Not counted as an operation: it changes nothing, so a crash "at" it is the crash
+    /// after the operation before, and the crash enumeration need not try it.
+    fn stat(&self) -> io::Result<crate::fs::FileStat> {
+        let s = self.fs.state.lock().unwrap();
+        Ok(crate::fs::FileStat {
+            len: s.inodes[&self.ino].live.len() as u64,
+            linked: s.live_dir.values().any(|i| *i == self.ino),
+        })
+    }
+
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.fs.simple(OpClass::Other)?;
         let mut s = self.fs.state.lock().unwrap();

@@ -220,6 +220,97 @@ async fn the_head_deleted_or_cut_to_its_header_is_reported_not_reused() -> TestR
     Ok(())
 }
 
+/// The head's data file deleted or cut, or its item index deleted, while the database
+/// runs (by a person, a tool, a clean-up script): the next flush fails with
+/// `FilesInconsistency` naming the file, rather than acknowledging items written into a
+/// file no one can open again, or after a hole where acknowledged items were; the handle
+/// then refuses writes. (Before: the flush succeeded, and the items were gone at the next
+/// open.)
+#[tokio::test]
+async fn the_head_deleted_or_cut_while_running_fails_the_next_flush() -> TestResult {
+    for damage in ["data deleted", "data cut", "index deleted"] {
+        let dir = tempfile::tempdir()?;
+        let db = builder(dir.path()).open().await?;
+        let first = db.add(&b"first item"[..]).await?;
+        db.flush().await?;
+        let path = if damage.starts_with("index") {
+            dir.path().join("data00000.idx")
+        } else {
+            dir.path().join(name(0))
+        };
+        if damage == "data cut" {
+            OpenOptions::new()
+                .write(true)
+                .open(&path)?
+                .set_len(HEADER_LEN + u64::from(first.size) - 1)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+        db.add(&b"second item"[..]).await?;
+        // The batch failed, the handle refuses writes: `InvalidDbState`, whose cause is the
+        // inconsistency.
+        let flushed = db.flush().await;
+        let cause = match &flushed {
+            Err(Error::InvalidDbState { cause: Some(c), .. }) => c.as_ref(),
+            r => panic!("{damage}: the flush gave {r:?}"),
+        };
+        match cause {
+            Error::FilesInconsistency { path: p, reason } => {
+                assert_eq!(p, &path, "{damage}");
+                let said = if damage.ends_with("cut") {
+                    "cut to"
+                } else {
+                    "deleted"
+                };
+                assert!(reason.contains(said), "{damage}: {reason}");
+            }
+            e => panic!("{damage}: the flush failed with {e:?}"),
+        }
+        let refused = db.add(&b"third item"[..]).await;
+        assert!(refused.is_err(), "{damage}: a write after it: {refused:?}");
+        let _ = db.stop().await;
+    }
+    Ok(())
+}
+
+/// An older (sealed) data file deleted or cut while the database runs: a read of an item
+/// it held fails with `FilesInconsistency` naming the file, never "not stored"; items of
+/// other files still read. (Before: `read` returned `None`, as for a location never
+/// written.)
+#[tokio::test]
+async fn an_older_file_deleted_or_cut_while_running_fails_its_reads() -> TestResult {
+    for cut in [false, true] {
+        let dir = tempfile::tempdir()?;
+        let items = populate(dir.path()).await?;
+        let db = builder(dir.path()).open().await?;
+        let path = dir.path().join(name(0));
+        if cut {
+            OpenOptions::new()
+                .write(true)
+                .open(&path)?
+                .set_len(HEADER_LEN + 10)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+        let (gone, _) = items
+            .iter()
+            .find(|(l, _)| l.index == 0 && l.position > 10)
+            .expect("items in index 0");
+        match db.read(*gone).await {
+            Err(Error::FilesInconsistency { path: p, reason }) => {
+                assert_eq!(p, path, "cut {cut}");
+                assert!(reason.contains("missing or shorter"), "{reason}");
+            }
+            r => panic!("cut {cut}: the read gave {r:?}"),
+        }
+        for (loc, data) in items.iter().filter(|(l, _)| l.index != 0) {
+            assert_eq!(db.read(*loc).await?.as_deref(), Some(&data[..]), "{loc}");
+        }
+        db.stop().await?;
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn two_files_swapped_or_a_header_altered_are_reported() -> TestResult {
     let dir = tempfile::tempdir()?;
