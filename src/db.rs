@@ -75,6 +75,24 @@ pub(crate) struct Inner {
     follower: Option<Follower>,
 }
 
+/// An add's place in the queue of adds waiting for buffer space; leaving it (placed,
+/// failed, timed out, or the future dropped) lets the next one try.
+struct Ticket<'a>(u64, &'a Inner);
+
+impl<'a> Ticket<'a> {
+    fn new(inner: &'a Inner) -> Ticket<'a> {
+        Ticket(inner.lock().queue_add(), inner)
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if self.1.lock().leave_queue(self.0) {
+            self.1.space.notify_waiters();
+        }
+    }
+}
+
 /// A trim in progress ([`Inner::trim_running`]).
 pub(crate) struct TrimRunning<'a>(&'a Inner);
 
@@ -426,7 +444,10 @@ impl AioDiskDb {
     /// persisted by a later flush (see [`AioDiskDb::flush`], [`AioDiskDb::wait_persisted`]).
     ///
     /// Waits for buffer space (back pressure) when the RAM buffer is full, and while a
-    /// transaction commit or a trim runs.
+    /// transaction commit or a trim runs. Adds that wait are placed in the order they
+    /// began to wait, and an add made while others wait queues behind them: adds are
+    /// placed in the order they were made, and no item waits for ever while smaller ones
+    /// pass it.
     ///
     /// # Errors
     /// [`Error::EmptyPayload`]; [`Error::ItemTooLarge`] above `max_buffer_size` (or what
@@ -437,6 +458,7 @@ impl AioDiskDb {
     /// # Cancel safety
     /// The item is added in one synchronous step after the last `.await`: if the future is
     /// dropped, the item either was added (its location is lost to the caller) or was not.
+    /// A dropped add that waited for space leaves the queue, and the next one goes on.
     ///
     /// # Examples
     /// ```
@@ -461,16 +483,19 @@ impl AioDiskDb {
                 limit,
             });
         }
-        // The common case: room in the buffer. No waiter is registered.
-        if let Some(loc) = self.try_add(&data)? {
+        // The common case: room in the buffer, and no add waiting for it. No waiter is
+        // registered.
+        if let Some(loc) = self.try_add(&data, None)? {
             return Ok(loc);
         }
+        // Wait in the queue: adds are placed in the order they began to wait.
+        let ticket = Ticket::new(inner);
         let mut deadline = None;
         loop {
             let notified = inner.space.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(loc) = self.try_add(&data)? {
+            if let Some(loc) = self.try_add(&data, Some(ticket.0))? {
                 return Ok(loc);
             }
             let until = *deadline.get_or_insert_with(|| after(Instant::now(), inner.cfg.timeout));
@@ -483,9 +508,9 @@ impl AioDiskDb {
         }
     }
 
-    fn try_add(&self, data: &[u8]) -> Result<Option<ItemLocation>> {
+    fn try_add(&self, data: &[u8], ticket: Option<u64>) -> Result<Option<ItemLocation>> {
         let inner = self.inner();
-        let placed = inner.lock().place(data)?;
+        let placed = inner.lock().place(data, ticket)?;
         match placed {
             Placed::Added { location, flush } => {
                 if flush {
@@ -497,7 +522,7 @@ impl AioDiskDb {
                 inner.flusher_wake.notify_one();
                 Ok(None)
             }
-            Placed::Held => Ok(None),
+            Placed::Held | Placed::Queued => Ok(None),
         }
     }
 

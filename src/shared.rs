@@ -3,6 +3,7 @@
 //! batch, enter and leave an exclusive operation, poison, stop), taken under the handle's
 //! short std mutex (`Inner::lock` in `db.rs`), never across an `.await`.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -49,6 +50,8 @@ pub(crate) enum Placed {
     NoRoom,
     /// A commit, a trim or the stop holds the buffer: wait.
     Held,
+    /// Adds that waited for space before this one come first: wait in the queue.
+    Queued,
 }
 
 /// Where the bytes of a location are.
@@ -89,6 +92,12 @@ pub(crate) struct Shared {
     flush_requested: bool,
     /// A commit, trim or stop is in progress: adds wait.
     exclusive: bool,
+    /// The adds waiting for buffer space, in the order they began to wait (their tickets):
+    /// only the first is placed, and an add that has not waited queues behind them, so
+    /// that adds are placed in the order they were made and a large item is not passed by
+    /// small ones for ever.
+    waiting_adds: VecDeque<u64>,
+    next_ticket: u64,
     last_flush: Instant,
     limits: Limits,
     /// A read-only handle: every call but reads (and the stop) is refused.
@@ -107,6 +116,8 @@ impl Shared {
             flushing_seq: 0,
             flush_requested: false,
             exclusive: false,
+            waiting_adds: VecDeque::new(),
+            next_ticket: 0,
             last_flush: now,
             limits,
             read_only: false,
@@ -151,10 +162,15 @@ impl Shared {
     /// # Errors
     /// As [`Shared::admit`] for a write; [`Error::DatabaseFull`].
     #[inline]
-    pub(crate) fn place(&mut self, data: &[u8]) -> Result<Placed> {
+    pub(crate) fn place(&mut self, data: &[u8], ticket: Option<u64>) -> Result<Placed> {
         self.admit(Call::Write)?;
         if self.exclusive {
             return Ok(Placed::Held);
+        }
+        if let Some(&first) = self.waiting_adds.front() {
+            if ticket != Some(first) {
+                return Ok(Placed::Queued);
+            }
         }
         if !self.active.has_room(data.len() as u64, &self.limits) {
             // Full for this item: the flusher must take the buffer even below its limit.
@@ -163,10 +179,38 @@ impl Shared {
         }
         let location = self.active.push(&mut self.tail, data, &self.limits)?;
         self.added += 1;
+        if ticket.is_some() {
+            self.waiting_adds.pop_front();
+        }
         Ok(Placed::Added {
             location,
             flush: self.active.reached_limit(&self.limits),
         })
+    }
+
+    /// A ticket for an add that waits for space, at the end of the queue.
+    pub(crate) fn queue_add(&mut self) -> u64 {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.waiting_adds.push_back(ticket);
+        ticket
+    }
+
+    /// An add stops waiting (placed, failed, timed out or dropped): its ticket leaves the
+    /// queue. Whether adds behind it may be placed now (it was the first, or was placed).
+    pub(crate) fn leave_queue(&mut self, ticket: u64) -> bool {
+        match self.waiting_adds.iter().position(|&t| t == ticket) {
+            Some(0) => {
+                self.waiting_adds.pop_front();
+                true
+            }
+            Some(n) => {
+                self.waiting_adds.remove(n);
+                false
+            }
+            // Placed: `place` took it off.
+            None => true,
+        }
     }
 
     /// Where the bytes of `loc` are.
