@@ -12,7 +12,7 @@ import weakref
 from pathlib import Path
 
 from aiodiskdb_rs import exceptions
-from aiodiskdb_rs._native import AioDiskDBTransaction, Call, Core
+from aiodiskdb_rs._native import AioDiskDBTransaction, Call, Core, _exiting
 from aiodiskdb_rs.internals import GracefulExit, logger
 from aiodiskdb_rs.local_types import EventsHandlers, ItemLocation
 
@@ -45,6 +45,9 @@ def _stop_at_exit() -> None:
             db._core.stop_blocking()
         except Exception:  # noqa: BLE001 - nothing else can be done at exit
             logger.exception("aiodiskdb_rs: stopping %s at exit failed", db.path)
+    # Then no engine thread calls into the interpreter any more (one that asked for the
+    # GIL while it finalizes would abort the process).
+    _exiting()
 
 
 def _dispatch(ref: "weakref.ref[AioDiskDB]", kind: str, ts: float, a: typing.Any, b: typing.Any) -> None:

@@ -17,8 +17,10 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use pyo3::exceptions::{PyBaseException, PyRuntimeError, PyStopIteration};
 use pyo3::prelude::*;
@@ -158,7 +160,7 @@ impl Call {
         let (loop_ref, waiter_ref) = (event_loop.unbind(), waiter.clone().unbind());
         runtime().spawn(async move {
             let outcome = fut.await;
-            Python::attach(|py| deliver(py, &loop_ref, &waiter_ref, outcome(py)));
+            attach(|py| deliver(py, &loop_ref, &waiter_ref, outcome(py)));
         });
         waiter.setattr("_asyncio_future_blocking", true)?;
         *self.lock() = State::Waiting(waiter.clone().unbind());
@@ -204,6 +206,56 @@ fn deliver(
 
 /// `_resolve`, kept by the module's init for [`deliver`].
 pub(crate) static RESOLVE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// Whether the interpreter is exiting (set by [`_exiting`]), and how many engine threads
+/// are calling into Python or about to.
+static EXITING: AtomicBool = AtomicBool::new(false);
+static CALLING: Mutex<usize> = Mutex::new(0);
+static CALLS_ENDED: Condvar = Condvar::new();
+
+/// Runs `f` with the GIL on an engine thread, unless the interpreter is exiting (`None`).
+///
+/// A thread that is not Python's and asks for the GIL once the interpreter finalizes is
+/// ended by `CPython` with `pthread_exit`, an unwind Rust cannot take: the process aborts
+/// (it did, about one exit in 16, after a database's failure had left an event to deliver
+/// at exit). So every call from an engine thread goes through here, and [`_exiting`]
+/// waits for those under way before finalization goes on.
+pub(crate) fn attach<R>(f: impl FnOnce(Python<'_>) -> R) -> Option<R> {
+    struct Leave;
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            let mut calling = CALLING
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *calling -= 1;
+            CALLS_ENDED.notify_all();
+        }
+    }
+    *CALLING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
+    let _leave = Leave;
+    if EXITING.load(Ordering::SeqCst) {
+        return None;
+    }
+    Some(Python::attach(f))
+}
+
+/// Called at interpreter exit (`atexit`, after the databases still running were stopped):
+/// from now on engine threads leave Python alone; waits (without the GIL, so that they can
+/// finish) for the calls already under way, 10 s at most.
+#[pyfunction]
+pub(crate) fn _exiting(py: Python<'_>) {
+    EXITING.store(true, Ordering::SeqCst);
+    py.detach(|| {
+        let calling = CALLING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = CALLS_ENDED
+            .wait_timeout_while(calling, Duration::from_secs(10), |n| *n > 0)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    });
+}
 
 /// Sets `waiter`'s result (`ok`) or exception, unless it is already done (cancelled).
 /// Runs on the loop's thread, scheduled by the engine's workers.

@@ -94,7 +94,7 @@ enum PyEvent {
 async fn forward(dispatch: Arc<Py<PyAny>>, at: SystemTime, event: PyEvent) {
     let ts = epoch_secs(at);
     let call = move || {
-        Python::attach(|py| {
+        crate::bridge::attach(|py| {
             let d = dispatch.bind(py);
             let r = match event {
                 PyEvent::Start => d.call1(("start", ts, py.None(), py.None())),

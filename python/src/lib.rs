@@ -30,5 +30,6 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let resolve = wrap_pyfunction!(bridge::_resolve, m)?;
     bridge::RESOLVE.get_or_init(py, || resolve.clone().into_any().unbind());
     m.add_function(resolve)?;
+    m.add_function(wrap_pyfunction!(bridge::_exiting, m)?)?;
     Ok(())
 }

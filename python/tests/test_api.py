@@ -538,6 +538,18 @@ async def test_items_may_be_any_bytes_like_object(path):
         assert await db.read(in_tx) == b"in a transaction"
 
 
+async def test_adds_under_back_pressure_keep_call_order(path):
+    # A 1 MB buffer, 400 adds of about 10 KB at once: most wait for space, and are
+    # placed in the order they were made, as the original's.
+    db = mkdb(path, max_file_size=2, max_buffer_size=1)
+    async with running(db):
+        items = [bytes([i % 251 + 1]) * (10000 + i) for i in range(400)]
+        locs = await asyncio.gather(*[db.add(item) for item in items])
+        assert locs == sorted(locs, key=lambda loc: (loc.index, loc.position))
+        for loc, item in zip(locs[::37], items[::37]):
+            assert await db.read(loc) == item
+
+
 async def test_a_stop_while_another_runs_waits_for_it(path):
     db = mkdb(path)
     async with running(db):
