@@ -20,7 +20,7 @@ use crate::location::ItemLocation;
 use crate::shared::Batch;
 #[cfg(feature = "tiering")]
 use crate::shared::Call;
-use crate::store::{Fetched, Store, TrimOutcome};
+use crate::store::{Fetched, Store};
 
 /// A request to the flusher.
 #[derive(Debug)]
@@ -345,6 +345,36 @@ impl Flusher {
         .await
     }
 
+    /// Runs `op` on the store, which cuts, replaces or removes files of `index`, and adopts
+    /// the catalog it leaves when `adopt` says so of its outcome, forgetting the file's read
+    /// handle. Counted as a trim from before `op` until the catalog is adopted
+    /// (`Inner::trim_running`): a read that overlaps it
+    /// is judged again after it (`AioDiskDb::read`), as the files change before the
+    /// handle's catalog does.
+    async fn changing_files<T: Send + 'static>(
+        &self,
+        index: u32,
+        op: impl FnOnce(&mut Store) -> Result<T> + Send + 'static,
+        adopt: impl FnOnce(&T) -> bool,
+    ) -> Result<T> {
+        let running = self.inner.trim_running();
+        let outcome = blocking(&self.store, move |st| {
+            let o = op(st)?;
+            Ok((o, st.catalog()))
+        })
+        .await;
+        let outcome = outcome.map(|(o, catalog)| {
+            if adopt(&o) {
+                self.inner.lock().adopt(catalog);
+                // The file was replaced, shrunk or removed: no read keeps its handle.
+                self.inner.read_cache.evict(index);
+            }
+            o
+        });
+        drop(running);
+        outcome
+    }
+
     async fn trim(&self, op: TrimOp) -> Result<u64> {
         self.exclusive(|| async {
             self.flush().await?;
@@ -353,27 +383,25 @@ impl Flusher {
             let fetched = self.fetch_check(&op).await?;
             #[cfg(not(feature = "tiering"))]
             let fetched: Option<Fetched> = None;
-            // From here until the catalog is adopted, unchecked reads that overlap are read
-            // again (`AioDiskDb::read`).
-            let running = self.inner.trim_running();
-            let outcome: Result<(TrimOutcome, _)> = blocking(&self.store, move |st| {
-                let fetched = fetched.as_ref();
-                let o = match op {
-                    TrimOp::Right { index, from, check } => st.rtrim(index, from, &check, fetched),
-                    TrimOp::Left { index, to, check } => st.ltrim(index, to, &check, fetched),
-                    TrimOp::Drop { index } => st.drop_index(index),
-                }?;
-                Ok((o, st.catalog()))
-            })
-            .await;
-            let adopted = outcome.map(|(o, catalog)| {
-                self.inner.lock().adopt(catalog);
-                // The file was replaced, shrunk or removed: no read keeps its handle.
-                self.inner.read_cache.evict(index);
-                o
-            });
-            drop(running);
-            match adopted {
+            let outcome = self
+                .changing_files(
+                    index,
+                    move |st| {
+                        let fetched = fetched.as_ref();
+                        match op {
+                            TrimOp::Right { index, from, check } => {
+                                st.rtrim(index, from, &check, fetched)
+                            }
+                            TrimOp::Left { index, to, check } => {
+                                st.ltrim(index, to, &check, fetched)
+                            }
+                            TrimOp::Drop { index } => st.drop_index(index),
+                        }
+                    },
+                    |_| true,
+                )
+                .await;
+            match outcome {
                 Ok(o) => {
                     #[cfg(feature = "tiering")]
                     if o.remote {
@@ -460,22 +488,14 @@ impl Flusher {
             None => return Ok(false),
         };
         self.inner.lock().admit(Call::Persist)?;
-        // The store removes or replaces the local file before the handle adopts the new
-        // place: reads that overlap are judged again after it, as for a trim.
-        let running = self.inner.trim_running();
-        let outcome = blocking(&self.store, move |st| {
-            let recorded = st.record_place(&copy, to, &id)?;
-            Ok((recorded, st.catalog()))
-        })
-        .await;
-        let outcome = outcome.map(|(recorded, catalog)| {
-            if recorded {
-                self.inner.lock().adopt(catalog);
-                self.inner.read_cache.evict(copy.index);
-            }
-            recorded
-        });
-        drop(running);
+        // The store removes or replaces the local file before the handle adopts the move.
+        let outcome = self
+            .changing_files(
+                copy.index,
+                move |st| st.record_place(&copy, to, &id),
+                |recorded| *recorded,
+            )
+            .await;
         match outcome {
             Ok(recorded) => {
                 if recorded && to == crate::store::Place::Remote {

@@ -62,7 +62,6 @@ macro_rules! seeded {
 }
 pub(crate) use seeded;
 
-/// An open file.
 /// What [`FsFile::stat`] tells of an open file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FileStat {
@@ -72,6 +71,7 @@ pub(crate) struct FileStat {
     pub(crate) linked: bool,
 }
 
+/// An open file.
 pub(crate) trait FsFile: Send + Sync + Debug {
     /// Reads at `offset`; returns how many bytes were read (0 at the end).
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
-use pyo3::types::{PyByteArray, PyBytes, PyList};
+use pyo3::types::{PyByteArray, PyBytes, PyList, PyMemoryView};
 use tokio::sync::watch;
 
 use crate::bridge::{runtime, Call};
@@ -195,43 +195,38 @@ fn count(py: Python<'_>, r: aiodiskdb::Result<u64>) -> PyResult<Py<PyAny>> {
     }
 }
 
-/// An item's bytes: `bytes` (shared, not copied, when large), or any other bytes-like
-/// object (`bytearray`, `memoryview`, `array.array`, ...: what `memoryview()` takes, as
-/// the original writes whatever its file takes), copied.
+/// An item's bytes: `bytes` (shared, not copied, when large), `bytearray` (copied), or any
+/// other bytes-like object (`memoryview`, `array.array`, ...: what `memoryview()` takes, as
+/// the original writes whatever its file takes; copied once).
 pub(crate) fn item_bytes(data: &Bound<'_, PyAny>) -> PyResult<Bytes> {
-    if let Ok(b) = data.cast::<PyBytes>() {
-        let s = b.as_bytes();
-        if s.len() >= ZERO_COPY_FROM {
-            return Ok(Bytes::from_owner(PyBackedBytes::from(b.clone())));
-        }
-        return Ok(Bytes::copy_from_slice(s));
-    }
     if let Ok(b) = data.cast::<PyByteArray>() {
         return Ok(Bytes::from(b.to_vec()));
     }
-    Ok(Bytes::from(bytes_like(data, "data")?))
+    let b = bytes_of(data, "data")?;
+    let s = b.as_bytes();
+    if s.len() >= ZERO_COPY_FROM {
+        return Ok(Bytes::from_owner(PyBackedBytes::from(b)));
+    }
+    Ok(Bytes::copy_from_slice(s))
 }
 
-/// The bytes of a bytes-like object other than `bytes` (a copy, through `memoryview`:
-/// the buffer protocol is not in the limited API of Python 3.9). `TypeError` naming
-/// `what` for anything else (a `str`, an `int`, `None`).
-pub(crate) fn bytes_like(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
-    let py = obj.py();
-    let view = py
-        .import("builtins")?
-        .getattr("memoryview")?
-        .call1((obj,))
-        .map_err(|_| {
-            let name = obj
-                .get_type()
-                .name()
-                .map_or_else(|_| "?".to_owned(), |n| n.to_string());
-            PyTypeError::new_err(format!(
-                "{what} must be a bytes-like object (bytes, bytearray, memoryview), not {name}"
-            ))
-        })?;
-    let copied = view.call_method0("tobytes")?;
-    Ok(copied.cast::<PyBytes>()?.as_bytes().to_vec())
+/// `obj` as `bytes`: itself, or for another bytes-like object a copy through
+/// `memoryview` (the buffer protocol is not in the limited API of Python 3.9). `TypeError`
+/// naming `what` for anything else (a `str`, an `int`, `None`).
+pub(crate) fn bytes_of<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Bound<'py, PyBytes>> {
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(b.clone());
+    }
+    let view = PyMemoryView::from(obj).map_err(|_| {
+        let name = obj
+            .get_type()
+            .name()
+            .map_or_else(|_| "?".to_owned(), |n| n.to_string());
+        PyTypeError::new_err(format!(
+            "{what} must be a bytes-like object (bytes, bytearray, memoryview), not {name}"
+        ))
+    })?;
+    Ok(view.call_method0("tobytes")?.cast_into::<PyBytes>()?)
 }
 
 /// A Python int as a `u32` index: out of range, no such index exists.

@@ -99,14 +99,8 @@ impl PyItemLocation {
         py: Python<'_>,
         location: &Bound<'_, PyAny>,
     ) -> PyResult<PyItemLocation> {
-        let copied;
-        let bytes = if let Ok(b) = location.cast::<PyBytes>() {
-            b.as_bytes()
-        } else {
-            copied = crate::core::bytes_like(location, "location")?;
-            &copied
-        };
-        aiodiskdb::ItemLocation::from_bytes(bytes)
+        let bytes = crate::core::bytes_of(location, "location")?;
+        aiodiskdb::ItemLocation::from_bytes(bytes.as_bytes())
             .map(PyItemLocation::from)
             .map_err(|e| errors::to_py(py, &e))
     }

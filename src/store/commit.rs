@@ -11,6 +11,7 @@
 //! of syncs, a new manifest records the sealed files and a state record names the new head
 //! and that manifest: that record is the commit point of a rollover.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use super::{internal, Store, Sums};
@@ -79,31 +80,29 @@ impl Store {
     /// bytes past the end that a crash left are written over. One `fstat` per file per
     /// batch.
     fn check_head_in_place(&self) -> Result<()> {
+        let changed = |path: &Path, reason: String| Error::FilesInconsistency {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let deleted = "deleted while the database was running";
         let file = &self.head.file;
         let stat = file.file().stat().ctx("stat data file", file.path())?;
         let needed = file.len_at(self.catalog.head_info().end);
-        let reason = if !stat.linked {
-            Some("deleted while the database was running".to_owned())
-        } else if stat.len < needed {
-            Some(format!(
-                "cut to {} bytes while the database was running; its committed end needs {needed}",
-                stat.len
-            ))
-        } else {
-            None
-        };
-        if let Some(reason) = reason {
-            return Err(Error::FilesInconsistency {
-                path: file.path().to_path_buf(),
-                reason,
-            });
+        if !stat.linked {
+            return Err(changed(file.path(), deleted.to_owned()));
+        }
+        if stat.len < needed {
+            return Err(changed(
+                file.path(),
+                format!(
+                    "cut to {} bytes while the database was running; its committed end needs {needed}",
+                    stat.len
+                ),
+            ));
         }
         if let Some(idx) = &self.head.idx {
             if !idx.file().stat().ctx("stat index file", idx.path())?.linked {
-                return Err(Error::FilesInconsistency {
-                    path: idx.path().to_path_buf(),
-                    reason: "deleted while the database was running".to_owned(),
-                });
+                return Err(changed(idx.path(), deleted.to_owned()));
             }
         }
         Ok(())

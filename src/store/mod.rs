@@ -31,9 +31,9 @@ mod trim;
 
 #[cfg(feature = "tiering")]
 pub(crate) use tier::{FileCopy, Place};
+pub(crate) use trim::Fetched;
 #[cfg(feature = "tiering")]
 pub(crate) use trim::{ltrim_check_range, rtrim_check_range};
-pub(crate) use trim::{Fetched, TrimOutcome};
 
 /// What the storage core needs to know of the configuration.
 #[derive(Debug, Clone)]
