@@ -246,7 +246,7 @@ impl DataFile {
                 .ctx("read data file", &self.path)?;
             dst.write(pos, &chunk[..n])
                 .ctx("write temp file", &dst.path)?;
-            crc = crc32c::crc32c_append(crc, &chunk[..n]);
+            crc = crate::crc::crc32c_append(crc, &chunk[..n]);
             pos += u32::try_from(n).expect("a chunk fits u32");
         }
         Ok(crc)

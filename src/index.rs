@@ -368,7 +368,7 @@ pub(crate) fn data_crc(data: &DataFile, from: u32, to: u32) -> Result<u32> {
         let n = ((to - pos) as usize).min(buf.len());
         data.read(pos, &mut buf[..n])
             .ctx("read data file", data.path())?;
-        crc = crc32c::crc32c_append(crc, &buf[..n]);
+        crc = crate::crc::crc32c_append(crc, &buf[..n]);
         pos += u32::try_from(n).expect("a buffer fits u32");
     }
     Ok(crc)
@@ -467,7 +467,7 @@ pub(crate) fn verify_head(
         }
         let entries = idx.entries(c.prev_entries, Some(c.entries))?;
         if entries.len() != (c.entries - c.prev_entries) as usize
-            || crc32c::crc32c(&encode_entries(&entries)) != c.entries_crc
+            || crate::crc::crc32c(&encode_entries(&entries)) != c.entries_crc
             || c.prev_end > c.end
             || data_crc(data, c.prev_end, c.end)? != c.data_crc
         {
@@ -489,7 +489,7 @@ pub(crate) fn verify_head(
         while let Some(entry) = rest.get(at + items.len()) {
             if entry.end == e {
                 // The marker.
-                if entry.crc != crc32c::crc32c(&encode_entries(&items)) || items.is_empty() {
+                if entry.crc != crate::crc::crc32c(&encode_entries(&items)) || items.is_empty() {
                     break 'batches;
                 }
                 break;

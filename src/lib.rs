@@ -64,6 +64,7 @@
 mod buffer;
 mod catalog;
 mod config;
+mod crc;
 mod datafile;
 mod db;
 mod error;

@@ -95,7 +95,7 @@ fn check_crc(crc: Option<u32>, loc: ItemLocation, bytes: &[u8]) -> Result<bool> 
     let Some(crc) = crc else {
         return Ok(false);
     };
-    let got = crc32c::crc32c(bytes);
+    let got = crate::crc::crc32c(bytes);
     if got == crc {
         Ok(true)
     } else {

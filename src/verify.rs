@@ -275,7 +275,7 @@ fn read_pieces(
             }
             let from = (at.max(p) - pos) as usize;
             let to = (end.min(chunk_end) - pos) as usize;
-            crc = crc32c::crc32c_append(crc, &chunk[from..to]);
+            crc = crate::crc::crc32c_append(crc, &chunk[from..to]);
             if end > chunk_end {
                 break; // continues in the next piece of the file
             }

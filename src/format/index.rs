@@ -59,7 +59,7 @@ impl IndexHeader {
         h[12..16].copy_from_slice(&self.index.to_le_bytes());
         h[16..20].copy_from_slice(&self.first.to_le_bytes());
         h[20..24].copy_from_slice(&self.genesis);
-        let crc = crc32c::crc32c(&h[..28]);
+        let crc = crate::crc::crc32c(&h[..28]);
         h[28..32].copy_from_slice(&crc.to_le_bytes());
         h
     }
@@ -69,7 +69,7 @@ impl IndexHeader {
         if b.len() < INDEX_HEADER_BYTES
             || &b[0..8] != INDEX_MAGIC
             || word(b, 8) != VERSION
-            || word(b, 28) != crc32c::crc32c(&b[..28])
+            || word(b, 28) != crate::crc::crc32c(&b[..28])
         {
             return None;
         }
@@ -148,7 +148,7 @@ impl Commit {
         s[32..36].copy_from_slice(&self.prev_end.to_le_bytes());
         s[36..40].copy_from_slice(&self.data_crc.to_le_bytes());
         s[40..44].copy_from_slice(&self.entries_crc.to_le_bytes());
-        let crc = crc32c::crc32c(&s[..48]);
+        let crc = crate::crc::crc32c(&s[..48]);
         s[48..52].copy_from_slice(&crc.to_le_bytes());
         s
     }
@@ -158,7 +158,7 @@ impl Commit {
         if b.len() < 52
             || &b[0..8] != COMMIT_MAGIC
             || word(b, 8) != VERSION
-            || word(b, 48) != crc32c::crc32c(&b[..48])
+            || word(b, 48) != crate::crc::crc32c(&b[..48])
         {
             return None;
         }
@@ -194,7 +194,7 @@ impl Commit {
 pub(crate) fn batch_entries(prev_end: u32, items: impl IntoIterator<Item = Entry>) -> Vec<Entry> {
     let mut v: Vec<Entry> = items.into_iter().collect();
     let end = v.last().map_or(prev_end, |e| e.end);
-    let crc = crc32c::crc32c(&encode_entries(&v));
+    let crc = crate::crc::crc32c(&encode_entries(&v));
     v.push(Entry { end, crc });
     v
 }
@@ -222,7 +222,10 @@ mod tests {
         );
         assert_eq!(batch.len(), 3);
         assert_eq!(batch[2].end, 130, "a marker is an empty entry");
-        assert_eq!(batch[2].crc, crc32c::crc32c(&encode_entries(&batch[..2])));
+        assert_eq!(
+            batch[2].crc,
+            crate::crc::crc32c(&encode_entries(&batch[..2]))
+        );
         assert_eq!(decode_entries(&encode_entries(&batch)), batch);
         assert_eq!(entry_offset(2), 1024 + 32 + 16);
 

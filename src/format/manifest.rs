@@ -201,8 +201,8 @@ impl Manifest {
         out.extend_from_slice(&self.generation.to_le_bytes());
         let count = u32::try_from(self.files.len()).expect("fewer files than u32");
         out.extend_from_slice(&count.to_le_bytes());
-        out.extend_from_slice(&crc32c::crc32c(&records).to_le_bytes());
-        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crate::crc::crc32c(&records).to_le_bytes());
+        let crc = crate::crc::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out.extend_from_slice(&records);
         out
@@ -210,7 +210,10 @@ impl Manifest {
 
     /// Decodes a manifest; `None` when it is torn or not one.
     pub(crate) fn decode(b: &[u8]) -> Option<Manifest> {
-        if b.len() < HEADER_BYTES || &b[0..8] != MAGIC || word(b, 28) != crc32c::crc32c(&b[..28]) {
+        if b.len() < HEADER_BYTES
+            || &b[0..8] != MAGIC
+            || word(b, 28) != crate::crc::crc32c(&b[..28])
+        {
             return None;
         }
         let version = word(b, 8);
@@ -219,9 +222,9 @@ impl Manifest {
         let records = b.get(HEADER_BYTES..records_end)?;
         let mut objects = Vec::new();
         let remote = match version {
-            VERSION if word(b, 24) == crc32c::crc32c(records) => None,
+            VERSION if word(b, 24) == crate::crc::crc32c(records) => None,
             VERSION_REMOTE | VERSION_OBJECTS
-                if word(b, 24) == crc32c::crc32c(&b[HEADER_BYTES..]) =>
+                if word(b, 24) == crate::crc::crc32c(&b[HEADER_BYTES..]) =>
             {
                 let (prefix, rest) = take_str(&b[records_end..])?;
                 let (store, mut rest) = take_str(rest)?;

@@ -111,7 +111,7 @@ impl State {
         let len = u16::try_from(prefix.len()).expect("at most MAX_PREFIX_BYTES");
         s[60..62].copy_from_slice(&len.to_le_bytes());
         s[STATE_PREFIX_AT..STATE_PREFIX_AT + prefix.len()].copy_from_slice(prefix);
-        let crc = crc32c::crc32c(&s[..STATE_CRC_AT]);
+        let crc = crate::crc::crc32c(&s[..STATE_CRC_AT]);
         s[STATE_CRC_AT..].copy_from_slice(&crc.to_le_bytes());
         s
     }
@@ -128,7 +128,7 @@ impl State {
             2 | STATE_VERSION if slot.len() >= SLOT_BYTES => STATE_CRC_AT,
             _ => return None,
         };
-        if word(crc_at) != crc32c::crc32c(&slot[..crc_at]) {
+        if word(crc_at) != crate::crc::crc32c(&slot[..crc_at]) {
             return None;
         }
         let pending = match word(32) {
@@ -257,7 +257,7 @@ mod tests {
         v1[28..32].copy_from_slice(&99u32.to_le_bytes());
         v1[32..36].copy_from_slice(&2u32.to_le_bytes());
         v1[36..40].copy_from_slice(&1u32.to_le_bytes());
-        let crc = crc32c::crc32c(&v1[..44]);
+        let crc = crate::crc::crc32c(&v1[..44]);
         v1[44..48].copy_from_slice(&crc.to_le_bytes());
         let slot = State::decode(&v1).expect("a valid version 1 slot");
         assert_eq!(

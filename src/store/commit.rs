@@ -207,12 +207,12 @@ impl Store {
             for (position, bytes) in seg.items() {
                 part.items.push(Entry {
                     end: position + u32::try_from(bytes.len()).expect("an item fits a file"),
-                    crc: crc32c::crc32c(bytes),
+                    crc: crate::crc::crc32c(bytes),
                 });
             }
-            part.data_crc = crc32c::crc32c_append(part.data_crc, &seg.data);
+            part.data_crc = crate::crc::crc32c_append(part.data_crc, &seg.data);
             part.sums = part.sums.map(|s| Sums {
-                data: crc32c::crc32c_append(s.data, &seg.data),
+                data: crate::crc::crc32c_append(s.data, &seg.data),
                 ..s
             });
             part.end = seg.end();
@@ -248,7 +248,7 @@ impl Store {
             }
             let bytes = encode_entries(&entries);
             p.sums = p.sums.map(|s| Sums {
-                entries: crc32c::crc32c_append(s.entries, &bytes),
+                entries: crate::crc::crc32c_append(s.entries, &bytes),
                 ..s
             });
             p.start_entries += u32::try_from(entries.len()).expect("entries fit u32");
@@ -261,7 +261,7 @@ impl Store {
                         - u32::try_from(entries.len()).expect("entries fit u32"),
                     prev_end: p.start,
                     data_crc: p.data_crc,
-                    entries_crc: crc32c::crc32c(&bytes),
+                    entries_crc: crate::crc::crc32c(&bytes),
                 };
                 p.idx
                     .write_commit(&commit)

@@ -461,7 +461,7 @@ impl Store {
     fn entries_crc(&self, index: u32, entries: u32) -> Result<u32> {
         let idx = IndexFile::open(self.fs.as_ref(), &self.opts.index_path(index))?;
         Ok(match idx {
-            Some(idx) if entries > 0 => crc32c::crc32c(&crate::format::encode_entries(
+            Some(idx) if entries > 0 => crate::crc::crc32c(&crate::format::encode_entries(
                 &idx.entries(0, Some(entries))?,
             )),
             _ => 0,

@@ -222,7 +222,7 @@ async fn download(
         }
         object_crc = crc_of_part(object_crc, &bytes, at);
         if let Some((_, kept)) = kept {
-            kept_crc = crc32c::crc32c_append(kept_crc, &kept);
+            kept_crc = crate::crc::crc32c_append(kept_crc, &kept);
         }
     }
     drop(parts);

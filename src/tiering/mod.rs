@@ -455,7 +455,7 @@ impl Remote {
         let bytes = self.get_logical(&key, info, start, end - start).await?;
         for (p, item_end, crc) in pieces {
             let item = &bytes[(p - start) as usize..(item_end - start) as usize];
-            if crc32c::crc32c(item) != crc {
+            if crate::crc::crc32c(item) != crc {
                 return Err(Error::Corrupted {
                     location: ItemLocation {
                         index,
@@ -465,7 +465,7 @@ impl Remote {
                     reason: format!(
                         "remote copy {key}: its CRC32C is {:08x}, the item index recorded \
                          {crc:08x}",
-                        crc32c::crc32c(item)
+                        crate::crc::crc32c(item)
                     ),
                 });
             }
