@@ -33,7 +33,9 @@ mod tests {
     /// at the lengths where the folding changes strategy, appended at every split.
     #[test]
     fn matches_an_independent_crc32c_whole_and_appended() {
-        let data: Vec<u8> = (0..70_000u32).map(|i| (i * 31 + i / 251).to_le_bytes()[0]).collect();
+        let data: Vec<u8> = (0..70_000u32)
+            .map(|i| (i * 31 + i / 251).to_le_bytes()[0])
+            .collect();
         for len in [
             0, 1, 7, 8, 15, 16, 31, 32, 63, 64, 127, 128, 255, 256, 1024, 4097, 65_536,
         ] {

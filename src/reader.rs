@@ -90,38 +90,25 @@ pub(crate) fn check(table: &ItemTable, loc: ItemLocation, bytes: &[u8]) -> Resul
 }
 
 /// [`check`] against the CRC32C the table holds for `loc` (`None`: no item is exactly
-/// `loc`), looked up before the read.
+/// `loc`).
+#[cfg(feature = "tiering")]
 fn check_crc(crc: Option<u32>, loc: ItemLocation, bytes: &[u8]) -> Result<bool> {
-    let Some(crc) = crc else {
+    let Some(want) = crc else {
         return Ok(false);
     };
-    let got = crate::crc::crc32c(bytes);
-    if got == crc {
+    verdict(want, crate::crc::crc32c(bytes), loc)
+}
+
+/// `Ok(true)` when the CRC32C `got` of the bytes read at `loc` is the recorded `want`.
+fn verdict(want: u32, got: u32, loc: ItemLocation) -> Result<bool> {
+    if got == want {
         Ok(true)
     } else {
         Err(Error::Corrupted {
             location: loc,
-            reason: format!("its CRC32C is {got:08x}, the item index recorded {crc:08x}"),
+            reason: format!("its CRC32C is {got:08x}, the item index recorded {want:08x}"),
         })
     }
-}
-
-/// `buf`, read at `loc`, checked against `expect`: the bytes, and whether a CRC32C vouched
-/// for them.
-fn checked(expect: &Expect, loc: ItemLocation, buf: Vec<u8>) -> Result<Got> {
-    let vouched = match *expect {
-        Expect::Nothing => false,
-        Expect::Crc(crc) => check_crc(Some(crc), loc, &buf)?,
-    };
-    Ok(Some((Bytes::from(buf), vouched)))
-}
-
-/// What a read is checked against, decided before it reads.
-enum Expect {
-    /// Reads are not verified, or no item is exactly the location.
-    Nothing,
-    /// The location is exactly one indexed item with this CRC32C.
-    Crc(u32),
 }
 
 impl ReadCache {
@@ -166,20 +153,39 @@ impl ReadCache {
         self.cache.lock().expect("read cache lock").remove(&index);
     }
 
-    /// What a read of `loc` in `info` is checked against: `None` when it must be checked
-    /// and the table is not loaded that far. One look at the table, under its lock once.
-    fn expect(&self, cached: &Cached, loc: ItemLocation, info: FileInfo) -> Option<Expect> {
+    /// `buf`, read at `loc` in `info`, checked against its item's CRC32C: the bytes, and
+    /// whether a CRC32C vouched for them (not when reads are not verified, or no indexed
+    /// item is exactly `loc`). `None` when it must be checked and the table is not loaded
+    /// that far.
+    ///
+    /// The entry is looked up and the bytes summed under one hold of the table's lock,
+    /// after the read: the look-up's load of the entry (a cache miss in a large table) and
+    /// the summing overlap, where summing after the release would wait for the load (the
+    /// release is a locked instruction) and looking up before the read would wait for it
+    /// at the system call.
+    fn checked(
+        &self,
+        cached: &Cached,
+        loc: ItemLocation,
+        info: FileInfo,
+        buf: Vec<u8>,
+    ) -> Option<Result<Got>> {
         if !self.verify || info.entries == 0 {
-            return Some(Expect::Nothing);
+            return Some(Ok(Some((Bytes::from(buf), false))));
         }
         let table = cached.table.read().expect("table lock");
         if table.raw() < info.entries {
             return None;
         }
-        Some(match table.crc_of(loc.position, loc.size) {
-            Some(crc) => Expect::Crc(crc),
-            None => Expect::Nothing,
-        })
+        let sums = table
+            .crc_of(loc.position, loc.size)
+            .map(|want| (want, crate::crc::crc32c(&buf)));
+        drop(table);
+        let vouched = match sums {
+            None => Ok(false),
+            Some((want, got)) => verdict(want, got, loc),
+        };
+        Some(vouched.map(|v| Some((Bytes::from(buf), v))))
     }
 
     /// Loads the entries of `cached`'s item index up to `info.entries` (blocking).
@@ -218,10 +224,11 @@ impl ReadCache {
         if loc.position < cached.file.trim_offset() {
             return Some(Ok(None));
         }
-        let expect = self.expect(&cached, loc, info)?;
         let mut buf = vec![0u8; loc.size as usize];
         match cached.file.read_cached(loc.position, &mut buf) {
-            Ok(true) => Some(checked(&expect, loc, buf)),
+            // A table not loaded that far (the first read of a file, or of a commit's
+            // items) sends the read to the blocking path, which loads it and reads again.
+            Ok(true) => self.checked(&cached, loc, info, buf),
             Ok(false) => None,
             Err(e) => Some(Err(Error::io(
                 "read data file",
@@ -270,16 +277,14 @@ impl ReadCache {
         if loc.position < cached.file.trim_offset() {
             return Ok(None);
         }
-        let expect = if let Some(e) = self.expect(&cached, loc, info) {
-            e
-        } else {
+        if self.verify && cached.table.read().expect("table lock").raw() < info.entries {
             self.load_table(loc.index, &cached, info)?;
-            self.expect(&cached, loc, info)
-                .expect("the table is loaded up to the entries")
-        };
+        }
         let mut buf = vec![0u8; loc.size as usize];
         match cached.file.read(loc.position, &mut buf) {
-            Ok(()) => checked(&expect, loc, buf),
+            Ok(()) => self
+                .checked(&cached, loc, info, buf)
+                .expect("the table is loaded up to the entries"),
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
             Err(e) => Err(e).ctx("read data file", &self.files.data_path(loc.index)),
         }

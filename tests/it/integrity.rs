@@ -87,6 +87,12 @@ async fn flipped_item(index: u32) -> TestResult {
         other => panic!("read of the altered item {victim}: {other:?}"),
     }
     all_others_read(&db, &items, &[victim]).await?;
+    // Again, now that the file is open and its table loaded: the read that does not leave
+    // the task (a page-cache hit) checks it as well.
+    assert!(
+        matches!(db.read(victim).await, Err(Error::Corrupted { .. })),
+        "second read of {victim}"
+    );
     let v = db.verify().await?;
     assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
     assert_eq!(v.problems[0].location, Some(victim));
