@@ -247,6 +247,21 @@ async fn tiers_many_files_and_reads_every_item_back() -> TestResult {
         msg.contains(&bucket) && msg.contains(PREFIX) && msg.contains("data00000.dat"),
         "{msg}"
     );
+    // With the same prefix in another bucket, too (it was opened, its reads failing or,
+    // unverified, returning whatever that bucket held under these keys), read-only as well.
+    let other = format!("{bucket}-other");
+    create_bucket(&endpoint, &other)?;
+    let elsewhere = Tiering::new(s3(&endpoint, &other), PREFIX);
+    for read_only in [false, true] {
+        let mut b = builder(dir.path(), elsewhere.clone());
+        if read_only {
+            b = b.read_only();
+        }
+        let e = b.open().await.unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, Error::InvalidConfiguration { .. }), "{e}");
+        assert!(msg.contains(&bucket) && msg.contains(&other), "{msg}");
+    }
     Ok(())
 }
 

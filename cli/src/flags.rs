@@ -43,6 +43,7 @@ fn config_line(option: &str, value: &str, reason: &str) -> String {
     match option {
         "store" => format!("--store {value}: {reason}"),
         "tiering" if value == "none" => format!("no --store given: {}", store_hint(reason)),
+        "tiering store" => format!("--store {}: {}", unquote(value), store_hint(reason)),
         "tiering prefix" => format!(
             "--store with key prefix {}: {}",
             unquote(value),
@@ -222,6 +223,17 @@ mod tests {
                 )
             )),
             format!("--store with key prefix q: {whereabouts}: give --store s3://b/p")
+        );
+        assert_eq!(
+            error_line(&config(
+                "tiering store",
+                "s3://c/p",
+                &format!(
+                    "{whereabouts}, not in bucket \"c\": open with that store; with the CLI, \
+                     give --store s3://b/p"
+                )
+            )),
+            format!("--store s3://c/p: {whereabouts}, not in bucket \"c\": give --store s3://b/p")
         );
         assert_eq!(
             error_line(&config(

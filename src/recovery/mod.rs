@@ -98,7 +98,8 @@ pub(crate) fn open(fs: Arc<dyn Fs>, opts: Options) -> Result<Store> {
 }
 
 /// Refuses a directory whose manifest records files on object storage when tiering is not
-/// configured, or configured with another key prefix: never read as missing data.
+/// configured, or configured with another key prefix or another S3 bucket: never read as
+/// missing data, or as another database's.
 pub(crate) fn check_remote(opts: &Options, plan: &Plan) -> Result<()> {
     if plan.remote.is_empty() {
         return Ok(());
@@ -130,19 +131,36 @@ pub(crate) fn check_remote(opts: &Options, plan: &Plan) -> Result<()> {
             &format!("{:?}", ours.prefix),
             format!("{whereabouts}: open with that prefix; with the CLI, give --store {url}"),
         )),
-        Some(_) => Ok(()),
+        Some(ours) => match (s3_bucket(&ours.store), s3_bucket(&recorded.store)) {
+            // Another bucket holds none of these files, or another database's under the
+            // same keys: a read would fail or (unverified) return its bytes, and a `tier`
+            // would split the directory's files over two buckets.
+            (Some(given), Some(bucket)) if given != bucket => Err(Error::config(
+                "tiering store",
+                &store_url(ours),
+                format!(
+                    "{whereabouts}, not in bucket {given:?}: open with that store; with the \
+                     CLI, give --store {url}"
+                ),
+            )),
+            // Only an S3 store's name says where it is; other names are for messages.
+            _ => Ok(()),
+        },
     }
+}
+
+/// The bucket of an S3 store's name (`AmazonS3(bucket)`, as `object_store` names one).
+fn s3_bucket(store: &str) -> Option<&str> {
+    store
+        .strip_prefix("AmazonS3(")
+        .and_then(|b| b.strip_suffix(')'))
 }
 
 /// The `s3://bucket/prefix` URL of the remote files of a manifest, as the CLI's `--store`
 /// takes it: the bucket from the store's name (`AmazonS3(bucket)`, as `object_store`
 /// names an S3 store), else `BUCKET`.
 pub(crate) fn store_url(id: &crate::format::RemoteId) -> String {
-    let bucket = id
-        .store
-        .strip_prefix("AmazonS3(")
-        .and_then(|b| b.strip_suffix(')'))
-        .unwrap_or("BUCKET");
+    let bucket = s3_bucket(&id.store).unwrap_or("BUCKET");
     if id.prefix.is_empty() {
         format!("s3://{bucket}")
     } else {
