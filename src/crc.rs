@@ -41,16 +41,24 @@ mod tests {
         ] {
             for at in [0, 1, 3, 8, 13] {
                 let b = &data[at..at + len];
-                assert_eq!(super::crc32c(b), crate::crc::crc32c(b), "{len} at {at}");
+                assert_eq!(super::crc32c(b), crc32c::crc32c(b), "{len} at {at}");
             }
         }
         let b = &data[5..3000];
         for split in [0, 1, 17, 64, 1000, 2995] {
-            let first = crate::crc::crc32c(&b[..split]);
-            assert_eq!(
-                super::crc32c_append(first, &b[split..]),
-                crate::crc::crc32c(b)
-            );
+            let first = crc32c::crc32c(&b[..split]);
+            assert_eq!(super::crc32c_append(first, &b[split..]), crc32c::crc32c(b));
+        }
+        // Any start value, as the crate's own append takes it (empty input included).
+        for start in [0, 1, 0x8000_0000, 0xffff_ffff, 0x1234_5678] {
+            for len in [0, 1, 16, 100, 1024, 4097] {
+                let b = &data[3..3 + len];
+                assert_eq!(
+                    super::crc32c_append(start, b),
+                    crc32c::crc32c_append(start, b),
+                    "{start:08x} {len}"
+                );
+            }
         }
         assert_eq!(super::crc32c_append(0, b"123456789"), 0xe306_9283);
     }

@@ -101,7 +101,7 @@ impl Header {
     pub(crate) fn decode(bytes: &[u8], genesis: [u8; 4]) -> std::result::Result<Header, String> {
         if bytes.len() < HEADER_BYTES {
             return Err(format!(
-                "header too short: {} bytes, expected {HEADER_LEN}",
+                "{SHORT_HEADER}: {} bytes, expected {HEADER_LEN}",
                 bytes.len()
             ));
         }
@@ -220,6 +220,15 @@ fn parse_digits(digits: &str, padding: usize) -> Option<u32> {
 }
 
 /// Returns the reason a data file header is invalid, wrapped with its path.
+/// How the reason of a data file shorter than its header begins.
+const SHORT_HEADER: &str = "header too short";
+
+/// Whether `e` says a data file is shorter than its header (empty, or its header not
+/// written whole yet), as [`Header::decode`] reports it.
+pub(crate) fn is_short_header(e: &Error) -> bool {
+    matches!(e, Error::InvalidDataFile { reason, .. } if reason.starts_with(SHORT_HEADER))
+}
+
 pub(crate) fn invalid_file(path: &std::path::Path, reason: impl Into<String>) -> Error {
     Error::InvalidDataFile {
         path: path.to_path_buf(),

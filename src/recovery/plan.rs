@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use super::survey::{Foreign, Survey};
 use crate::catalog::Catalog;
 use crate::error::Error;
-use crate::format::{hex, invalid_file, py_checkpoint_name, Manifest, Pending, State, HEADER_LEN};
+use crate::format::{
+    hex, invalid_file, is_short_header, py_checkpoint_name, Manifest, Pending, State, HEADER_LEN,
+};
 use crate::store::Options;
 
 /// The last session, as the state record tells it.
@@ -206,7 +208,8 @@ pub(crate) fn plan(opts: &Options, s: &Survey, live: bool) -> Plan {
             // A live writer's rollover in progress: the file is created, then its header
             // written, then its first batch committed; until then it holds no committed
             // byte and may be shorter than its header. Not a problem, and not the head.
-            (Err(_), None) if live_head.is_some_and(|h| index > h) => {}
+            // (Any other fault of such a file is still reported.)
+            (Err(e), None) if live_head.is_some_and(|h| index > h) && is_short_header(e) => {}
             (Ok(e), _) => {
                 p.files.insert(index, (e.trim_offset, e.end));
             }
@@ -849,10 +852,8 @@ mod tests {
         s.data.insert(0, extent(0, 50));
         s.data.insert(1, extent(0, 10));
         let short = || {
-            Err(invalid_file(
-                Path::new("/db/data00002.dat"),
-                "header too short: 0 bytes",
-            ))
+            let reason = crate::format::Header::decode(&[], [0; 4]).unwrap_err();
+            Err(invalid_file(Path::new("/db/data00002.dat"), reason))
         };
         s.data.insert(2, short());
         let p = plan(&opts(), &s, true);
@@ -867,8 +868,17 @@ mod tests {
         s.data.insert(2, extent(0, 0));
         assert_eq!(plan(&opts(), &s, true).head, 2);
         // A bad file at or below the recorded head is still reported, and so is one
-        // beyond it when no writer holds the directory.
+        // beyond it when no writer holds the directory, or that is bad otherwise.
         s.data.insert(1, short());
+        assert_eq!(plan(&opts(), &s, true).errors.len(), 1);
+        s.data.insert(1, extent(0, 10));
+        s.data.insert(
+            2,
+            Err(invalid_file(
+                Path::new("/db/data00002.dat"),
+                "wrong genesis bytes 00000000, expected f9beb4d9",
+            )),
+        );
         assert_eq!(plan(&opts(), &s, true).errors.len(), 1);
         s.data.insert(1, extent(0, 10));
         s.data.insert(2, short());
