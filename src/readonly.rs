@@ -190,6 +190,18 @@ impl Follower {
         Ok(())
     }
 
+    /// Whether the view's state record has an operation pending on data file `index` (a
+    /// trim or drop the writer recorded, and may not have carried out yet: the view counts
+    /// it as done, as recovery would).
+    pub(crate) fn pending_on(&self, index: u32) -> bool {
+        self.lock().state.is_some_and(|st| match st.pending {
+            Pending::None => false,
+            Pending::Ltrim { index: i, .. }
+            | Pending::Drop { index: i }
+            | Pending::Rtrim { index: i } => i == index,
+        })
+    }
+
     /// The view's state token: taken before a caller looks a location up in the catalog,
     /// and given to [`Follower::unchanged_since`] once it has read what it looked up.
     pub(crate) fn token(&self) -> u64 {
