@@ -939,8 +939,8 @@ impl AioDiskDb {
     }
 
     /// Verifies data file `index` as committed at `info` for [`AioDiskDb::verify_with`]:
-    /// what it found (`None`: the file was dropped, or trimmed again and again, while it
-    /// was judged), the bytes it read, and `progress` back.
+    /// what it found (`None`: the file was dropped while it was judged), the bytes it
+    /// read, and `progress` back.
     ///
     /// A problem, or a read cut short, is judged again once the file holds still: a trim
     /// overlapping the walk shows a read zeros or an early end. A writer's handle waits
@@ -961,7 +961,9 @@ impl AioDiskDb {
         const ATTEMPTS: u32 = 8;
         let inner = self.inner();
         let mut read = 0u64;
-        for attempt in 1..=ATTEMPTS {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             let this = Arc::clone(&self.handle.inner);
             let trims = inner.trims();
             let token = inner
@@ -1029,11 +1031,23 @@ impl AioDiskDb {
                 return Ok((Some(file_out), read, progress));
             }
             if attempt == ATTEMPTS {
-                break;
+                // Never judged still: what the last walk found stands, said as such.
+                let mut file_out = file_out;
+                if cut_short {
+                    file_out.problems.push(crate::verify::Damage {
+                        index,
+                        location: None,
+                        kind: crate::verify::DamageKind::Inconsistent,
+                        message: format!(
+                            "the file changed under each of {ATTEMPTS} walks (the last one \
+                             ended early)"
+                        ),
+                    });
+                }
+                return Ok((Some(file_out), read, progress));
             }
             info = now;
         }
-        Ok((None, read, progress))
     }
 
     /// What is wrong with the object of remote file `index` (committed at `info`), judged
