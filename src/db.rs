@@ -939,8 +939,8 @@ impl AioDiskDb {
     }
 
     /// Verifies data file `index` as committed at `info` for [`AioDiskDb::verify_with`]:
-    /// what it found (`None`: the file was dropped while it was judged), the bytes it
-    /// read, and `progress` back.
+    /// what it found (`None`: the file was dropped, or moved to object storage, while it
+    /// was judged), the bytes it read, and `progress` back.
     ///
     /// A problem, or a read cut short, is judged again once the file holds still: a trim
     /// overlapping the walk shows a read zeros or an early end. A writer's handle waits
@@ -1022,8 +1022,8 @@ impl AioDiskDb {
                 inner.no_trim_running().await;
                 moved = true;
             }
-            let Some(now) = inner.lock().catalog().get(index) else {
-                // Dropped meanwhile.
+            let Some(now) = inner.lock().catalog().get(index).filter(|f| !f.remote) else {
+                // Dropped, or moved to object storage, meanwhile.
                 return Ok((None, read, progress));
             };
             if !moved && now.generation == info.generation && !cut_short {
