@@ -86,17 +86,11 @@ pub(crate) type Got = Option<(Bytes, bool)>;
 /// exactly one indexed item and they match, `Ok(false)` when no CRC covers `loc`.
 #[cfg(feature = "tiering")]
 pub(crate) fn check(table: &ItemTable, loc: ItemLocation, bytes: &[u8]) -> Result<bool> {
-    check_crc(table.crc_of(loc.position, loc.size), loc, bytes)
-}
-
-/// [`check`] against the CRC32C the table holds for `loc` (`None`: no item is exactly
-/// `loc`).
-#[cfg(feature = "tiering")]
-fn check_crc(crc: Option<u32>, loc: ItemLocation, bytes: &[u8]) -> Result<bool> {
-    let Some(want) = crc else {
-        return Ok(false);
-    };
-    verdict(want, crate::crc::crc32c(bytes), loc)
+    table
+        .crc_of(loc.position, loc.size)
+        .map_or(Ok(false), |want| {
+            verdict(want, crate::crc::crc32c(bytes), loc)
+        })
 }
 
 /// `Ok(true)` when the CRC32C `got` of the bytes read at `loc` is the recorded `want`.

@@ -219,7 +219,6 @@ fn parse_digits(digits: &str, padding: usize) -> Option<u32> {
     digits.parse().ok()
 }
 
-/// Returns the reason a data file header is invalid, wrapped with its path.
 /// How the reason of a data file shorter than its header begins.
 const SHORT_HEADER: &str = "header too short";
 
@@ -229,6 +228,7 @@ pub(crate) fn is_short_header(e: &Error) -> bool {
     matches!(e, Error::InvalidDataFile { reason, .. } if reason.starts_with(SHORT_HEADER))
 }
 
+/// Returns the reason a data file header is invalid, wrapped with its path.
 pub(crate) fn invalid_file(path: &std::path::Path, reason: impl Into<String>) -> Error {
     Error::InvalidDataFile {
         path: path.to_path_buf(),

@@ -880,7 +880,6 @@ mod tests {
             )),
         );
         assert_eq!(plan(&opts(), &s, true).errors.len(), 1);
-        s.data.insert(1, extent(0, 10));
         s.data.insert(2, short());
         s.slot = Some(state(true, 1, 10, Pending::None, 5));
         assert_eq!(plan(&opts(), &s, false).errors.len(), 1);
